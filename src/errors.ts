@@ -64,3 +64,11 @@ export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** The source could not be read (EIO, vanished device): the run stops resumable (exit 4). */
+export class SourceReadError extends DdtError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SOURCE_READ', ExitCode.incomplete, message, options);
+    this.name = 'SourceReadError';
+  }
+}

@@ -1,0 +1,85 @@
+import { createInterface } from 'node:readline/promises';
+import { ProgressAggregator } from '../progress/aggregator.js';
+import { createRenderer } from '../progress/select.js';
+import type { ProgressRenderer } from '../progress/renderer.js';
+import type { ProgressListener } from '../progress/events.js';
+import { UsageError } from '../errors.js';
+import type { JobUi } from '../engine/local-job.js';
+
+export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'none';
+
+export function canAsk(): boolean {
+  return Boolean(process.stdin.isTTY && process.stderr.isTTY);
+}
+
+/** Ask on the terminal; refuse (exit 2) when there is none, since nobody can say yes. */
+export async function confirmOnTty(question: string): Promise<boolean> {
+  if (!canAsk()) {
+    throw new UsageError('NO_CONFIRMATION', `refusing to overwrite without confirmation and there is no terminal to ask on: ${question} Pass --yes to proceed`);
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/**
+ * The run's user interface: progress renderer, warnings, and SIGINT/SIGTERM turned into an
+ * abort (first signal: stop cleanly, journal consistent; second: leave at once).
+ */
+export class RunUi {
+  readonly aggregator = new ProgressAggregator();
+  private renderer: ProgressRenderer | undefined;
+  private readonly controller = new AbortController();
+  private signals = 0;
+  private readonly onSignal = (sig: NodeJS.Signals) => {
+    this.signals++;
+    if (this.signals > 1) process.exit(130);
+    process.stderr.write(`\nddt: ${sig} received, stopping after the blocks in flight (again to quit at once)\n`);
+    this.controller.abort(new Error(sig));
+  };
+  private readonly onUsr1 = () => {
+    const s = this.aggregator.snapshot();
+    process.stderr.write(`ddt: ${s.blocks.verified}/${s.blocks.total} blocks verified, ${s.bytesVerified}/${s.bytesTotal} bytes\n`);
+  };
+
+  constructor(private readonly mode: ProgressMode) {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    process.on('SIGUSR1', this.onUsr1);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  readonly emit: ProgressListener = (event) => {
+    if (event.type === 'start' && !this.renderer) {
+      this.renderer = createRenderer(this.mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
+      this.aggregator.handle(event);
+      this.renderer.start();
+      return;
+    }
+    this.aggregator.handle(event);
+  };
+
+  jobUi(yes: boolean): JobUi {
+    return {
+      confirm: (q) => (yes ? Promise.resolve(true) : confirmOnTty(q)),
+      info: (line) => process.stderr.write(`ddt: ${line}\n`),
+      emit: this.emit,
+      signal: this.signal,
+    };
+  }
+
+  finish(result?: { ok: boolean; exitCode: number }): void {
+    this.renderer?.stop(result);
+    this.renderer = undefined;
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    process.off('SIGUSR1', this.onUsr1);
+  }
+}
