@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { JournalWriter, readJournal, isProven } from '../../src/journal/journal.js';
+import { JOURNAL_VERSION, type JobHeader } from '../../src/journal/records.js';
+import { journalStatus } from '../../src/journal/status.js';
+import { UsageError } from '../../src/errors.js';
+import { makeTempDir } from '../harness/loop.js';
+
+const header: JobHeader = {
+  type: 'job',
+  version: JOURNAL_VERSION,
+  command: 'copy',
+  options: {},
+  source: { path: '/src.img', size: 3000, identity: { kind: 'file', size: 3000, ino: '1', mtimeMs: 1 } },
+  target: { path: '/dst.img', size: 3000 },
+  blockSize: 1024,
+  blocks: 3,
+  checksum: 'xxh64',
+  engine: 'native',
+  startedAt: new Date(0).toISOString(),
+};
+
+describe('journal', () => {
+  let dir: string;
+  before(async () => (dir = await makeTempDir('ddt-journal-')));
+
+  it('folds block records (last wins), ignores a torn last line, and reports status', () => {
+    const path = join(dir, 'a.journal');
+    const w = JournalWriter.create(path, header);
+    w.run({ event: 'start', pid: 1 });
+    w.block({ block: 0, state: 'verified', source: 'aa', target: 'aa', how: 'data' });
+    w.block({ block: 1, state: 'failed', source: 'bb', target: 'cc', reason: 'checksum mismatch after write' });
+    w.close();
+    appendFileSync(path, '{"type":"block","block":2,"state":"veri'); // a crash mid-write
+    const st = readJournal(path);
+    assert.equal(st.tornLines, 1);
+    assert.ok(isProven(st.blocks.get(0)));
+    assert.ok(!isProven(st.blocks.get(1)));
+    assert.equal(st.blocks.get(2), undefined);
+    const s = journalStatus(st, path, (e) => e.path);
+    assert.equal(s.verified, 1);
+    assert.equal(s.pending, 2);
+    assert.equal(s.failed, 1);
+    assert.equal(s.bytesVerified, 1024);
+    assert.match(s.lastError ?? '', /block 1: checksum mismatch/);
+
+    // Appending after a torn line starts on a fresh line, so the next record is readable.
+    const again = JournalWriter.append(path);
+    again.block({ block: 2, state: 'verified', source: 'dd', target: 'dd' });
+    again.close();
+    const st2 = readJournal(path);
+    assert.ok(isProven(st2.blocks.get(2)));
+    assert.ok(readFileSync(path, 'utf8').endsWith('\n'));
+  });
+
+  it('a verified record whose checksums differ is not proof', () => {
+    assert.equal(isProven({ state: 'verified', source: 'a', target: 'b' }), false);
+    assert.equal(isProven({ state: 'verified', source: 'a' }), false);
+  });
+
+  it('refuses to create over an existing journal and to read a non-journal', () => {
+    const path = join(dir, 'b.journal');
+    JournalWriter.create(path, header).close();
+    assert.throws(() => JournalWriter.create(path, header), (e: unknown) => e instanceof UsageError && e.code === 'JOURNAL_EXISTS');
+    const junk = join(dir, 'junk.journal');
+    appendFileSync(junk, 'hello\n');
+    assert.throws(() => readJournal(junk), UsageError);
+    assert.throws(() => readJournal(join(dir, 'missing.journal')), UsageError);
+  });
+});
