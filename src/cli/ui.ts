@@ -6,7 +6,8 @@ import type { ProgressListener } from '../progress/events.js';
 import { UsageError } from '../errors.js';
 import type { JobUi } from '../engine/local-job.js';
 
-export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'none';
+export type { ProgressMode } from '../progress/select.js';
+import type { ProgressMode } from '../progress/select.js';
 
 export function canAsk(): boolean {
   return Boolean(process.stdin.isTTY && process.stderr.isTTY);

@@ -1,0 +1,83 @@
+import type { ProgressAggregator } from './aggregator.js';
+
+/** How the run ended, as the CLI will exit. */
+export interface RunResult {
+  ok: boolean;
+  exitCode: number;
+}
+
+/**
+ * Shows an aggregator's progress on a stream. Renderers read snapshots on their own ticker,
+ * so a slow terminal never slows the data path.
+ */
+export interface ProgressRenderer {
+  /** Begin ticking. Idempotent. */
+  start(): void;
+  /**
+   * Stop ticking and write the final state. `result` defaults to the aggregator's `done` event.
+   * Idempotent: the CLI may call it from both its finally block and a signal handler.
+   */
+  stop(result?: RunResult): void;
+}
+
+export interface RendererOptions {
+  /** how often to write a progress line / redraw */
+  intervalMs?: number;
+}
+
+/** The progress aggregator a renderer reads from (its public surface only). */
+export type ProgressSource = Pick<ProgressAggregator, 'snapshot' | 'warningCount' | 'warningsSince'>;
+
+/** Warnings should show soon after they arrive, even when progress lines are seconds apart. */
+export const WARNING_POLL_MS = 250;
+
+/** setInterval that never keeps the process alive on its own: a forgotten stop() must not hang the CLI. */
+export function every(ms: number, fn: () => void): () => void {
+  const timer = setInterval(fn, ms);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * Writes lines to a stream, and goes quiet after the stream fails (e.g. EPIPE when stderr is
+ * piped into `head`): progress is a courtesy and must never crash or stop a transfer.
+ */
+export class LineWriter {
+  private broken = false;
+
+  constructor(private readonly stream: NodeJS.WritableStream) {
+    stream.on('error', () => {
+      this.broken = true;
+    });
+  }
+
+  write(line: string): void {
+    if (this.broken) return;
+    try {
+      this.stream.write(`${line}\n`);
+    } catch {
+      this.broken = true;
+    }
+  }
+}
+
+/** Hands out each warning once: renderers remember how many they already showed. */
+export class WarningCursor {
+  private seen = 0;
+
+  constructor(private readonly source: ProgressSource) {}
+
+  take(): string[] {
+    const total = this.source.warningCount;
+    if (total === this.seen) return [];
+    const fresh = this.source.warningsSince(this.seen);
+    this.seen = total;
+    return fresh;
+  }
+}
+
+/** The `none` renderer. */
+export class NoopRenderer implements ProgressRenderer {
+  start(): void {}
+  stop(): void {}
+}
