@@ -1,0 +1,20 @@
+'use strict';
+// Mocha's Spec reporter plus one machine-readable summary line at the very
+// end, `N passed, N failed` (`, N skipped` when tests were skipped), which
+// .ci/run greps from the log and repeats as its last line.
+
+const { reporters } = require('mocha');
+
+class SummaryReporter extends reporters.Spec {
+  // Spec calls this.epilogue() on run end, so the override runs after the
+  // usual summary and failure list: nothing the reporter writes follows it.
+  epilogue(...args) {
+    super.epilogue(...args);
+    const { passes = 0, failures = 0, pending = 0 } = this.stats;
+    const skipped = pending > 0 ? `, ${pending} skipped` : '';
+    reporters.Base.consoleLog(`${passes} passed, ${failures} failed${skipped}`);
+  }
+}
+
+SummaryReporter.description = 'spec, then a final "N passed, N failed" line';
+module.exports = SummaryReporter;
