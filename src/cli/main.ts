@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { exitCodeOf, messageOf, ExitCode } from '../errors.js';
 import { copyCommand } from './commands/copy.js';
+import { sendCommand } from './commands/send.js';
 import { resumeCommand } from './commands/resume.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
@@ -12,6 +13,7 @@ async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('ddt')
     .usage('ddt <command>: move a whole block device or disk image, verified block by block, resumable')
+    .command(sendCommand)
     .command(copyCommand)
     .command(verifyCommand)
     .command(statusCommand)

@@ -1,8 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { runCopy } from '../../engine/local-job.js';
 import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
-import { printSummary } from '../output.js';
-import { RunUi, type ProgressMode } from '../ui.js';
+import { runTransfer } from '../run.js';
 
 export const copyCommand: CommandModule = {
   command: 'copy <source> <target>',
@@ -13,11 +12,9 @@ export const copyCommand: CommandModule = {
       .positional('target', { type: 'string', describe: 'block device or file to write (created at the source size if missing)' })
       .example('$0 copy /dev/sdb /dev/sdc --yes', 'clone a disk, every block read back and checked')
       .example('$0 copy disk.img /dev/loop3 -b 16M --json', 'write an image to a loop device, JSON summary'),
-  handler: async (argv) => {
-    const ui = new RunUi(argv.progress as ProgressMode);
-    try {
-      const outcome = await runCopy(
-        {
+  handler: (argv) =>
+    runTransfer(argv, (ui) =>
+      runCopy({
           source: String(argv.source),
           target: String(argv.target),
           blockSize: blockSizeOf(argv['block-size']),
@@ -30,17 +27,7 @@ export const copyCommand: CommandModule = {
           dryRun: Boolean(argv['dry-run']),
           journal: argv.journal as string | undefined,
         },
-        ui.jobUi(Boolean(argv.yes)),
-      );
-      if (outcome.kind === 'dry-run') {
-        process.stdout.write(`dry run, nothing written:\n  ${outcome.plan.join('\n  ')}\n`);
-        return;
-      }
-      ui.finish(outcome.summary);
-      printSummary(outcome.summary, Boolean(argv.json));
-      process.exitCode = outcome.summary.exitCode;
-    } finally {
-      ui.finish();
-    }
-  },
+        ui,
+      ),
+    ),
 };

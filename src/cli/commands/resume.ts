@@ -1,23 +1,27 @@
 import type { CommandModule } from 'yargs';
+import { describeEnd } from '../../engine/job.js';
 import { allProven, readJournal, resumeCopy } from '../../engine/local-job.js';
+import { resumeSend } from '../../engine/remote-job.js';
 import { UsageError } from '../../errors.js';
 import { journalStatus } from '../../journal/status.js';
-import { describeEnd } from '../../engine/job.js';
 import { positiveInt } from '../options.js';
-import { printJson, printSummary } from '../output.js';
-import { RunUi, type ProgressMode } from '../ui.js';
+import { printJson } from '../output.js';
+import { runTransfer } from '../run.js';
 
 export const resumeCommand: CommandModule = {
   command: 'resume <journal>',
-  aliases: [],
   describe: 'continue an interrupted run with the settings its journal recorded',
   builder: (y) =>
     y
-      .positional('journal', { type: 'string' })
+      .positional('journal', { type: 'string', describe: 'journal file of the interrupted run' })
+      .option('connections', { type: 'number', describe: 'override: SSH connections' })
       .option('channels', { type: 'number', describe: 'override: channels per connection (blocks in flight for copy)' })
+      .option('identity', { alias: 'i', type: 'string', array: true, describe: 'override: private key file(s)' })
+      .option('known-hosts', { type: 'string', describe: 'override: known_hosts file' })
       .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const })
       .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' })
-      .example('$0 resume ddt-20261128T101500Z.journal', 'continue at the first unproven block'),
+      .example('$0 resume ddt-20261128T101500Z.journal', 'continue at the first unproven block')
+      .example('$0 resume ddt-20261128T101500Z.journal --connections 4', 'the same job over more connections'),
   handler: async (argv) => {
     const path = String(argv.journal);
     const state = readJournal(path);
@@ -27,20 +31,15 @@ export const resumeCommand: CommandModule = {
       else process.stdout.write(`nothing to do: ${st.verified}/${st.blocks} blocks verified already (${path})\n`);
       return;
     }
-    if (state.header.command !== 'copy') {
-      throw new UsageError('RESUME_UNSUPPORTED', `this ddt cannot resume a '${state.header.command}' journal yet: upgrade ddt`);
-    }
-    const ui = new RunUi(argv.progress as ProgressMode);
-    try {
-      const channels = argv.channels === undefined ? undefined : positiveInt(argv.channels, '--channels', 64);
-      const outcome = await resumeCopy(state, path, { concurrency: channels }, ui.jobUi(true));
-      if (outcome.kind === 'done' || outcome.kind === 'nothing-to-do') {
-        ui.finish(outcome.summary);
-        printSummary(outcome.summary, Boolean(argv.json));
-        process.exitCode = outcome.summary.exitCode;
+    const channels = argv.channels === undefined ? undefined : positiveInt(argv.channels, '--channels', 64);
+    const connections = argv.connections === undefined ? undefined : positiveInt(argv.connections, '--connections', 64);
+    const command = state.header.command;
+    await runTransfer(argv, (ui) => {
+      if (command === 'copy') return resumeCopy(state, path, { concurrency: channels }, ui);
+      if (command === 'send') {
+        return resumeSend(state, path, { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined }, ui);
       }
-    } finally {
-      ui.finish();
-    }
+      throw new UsageError('RESUME_UNSUPPORTED', `this ddt cannot resume a '${command}' journal: upgrade ddt`);
+    });
   },
 };

@@ -1,0 +1,45 @@
+import type { CommandModule } from 'yargs';
+import { runSend } from '../../engine/remote-job.js';
+import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
+import { reconnectTimeoutOf, sshOptions } from '../ssh-options.js';
+import { runTransfer } from '../run.js';
+
+export const sendCommand: CommandModule = {
+  command: 'send <source> <target>',
+  describe: 'push a local device or image to [user@]host:/dev/... over SSH, every block verified on the target',
+  builder: (y) =>
+    sshOptions(transferOptions(y))
+      .positional('source', { type: 'string', describe: 'local block device or image file' })
+      .positional('target', { type: 'string', describe: '[user@]host:/path — a block device or file on the remote host' })
+      .option('via', { choices: ['stream'] as const, default: 'stream' as const, describe: 'data path: blocks piped over exec channels into the helper\'s dd' })
+      .example('$0 send /dev/sdb root@10.0.0.5:/dev/vdb', 'migrate a disk into a cloud VM (asks before writing)')
+      .example('$0 send disk.img backup:/dev/vg0/disk --yes --json', 'host alias from ~/.ssh/config, JSON summary')
+      .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key'),
+  handler: (argv) =>
+    runTransfer(argv, (ui) =>
+      runSend({
+          source: String(argv.source),
+          target: String(argv.target),
+          blockSize: blockSizeOf(argv['block-size']),
+          checksum: checksumOf(argv.checksum),
+          retries: retriesOf(argv.retries),
+          connections: positiveInt(argv.connections, '--connections', 64),
+          channels: positiveInt(argv.channels, '--channels', 64),
+          targetZeroed: Boolean(argv['target-zeroed']),
+          force: Boolean(argv.force),
+          yes: Boolean(argv.yes),
+          dryRun: Boolean(argv['dry-run']),
+          journal: argv.journal as string | undefined,
+          port: argv.port as number | undefined,
+          user: argv.user as string | undefined,
+          identity: argv.identity as string[] | undefined,
+          knownHosts: argv['known-hosts'] as string | undefined,
+          sshConfig: argv['ssh-config'] as string | undefined,
+          acceptNewHostKey: Boolean(argv['accept-new-host-key']),
+          keepLogs: Boolean(argv['keep-logs']),
+          reconnectTimeoutMs: reconnectTimeoutOf(argv['reconnect-timeout']),
+        },
+        ui,
+      ),
+    ),
+};

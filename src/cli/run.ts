@@ -1,0 +1,23 @@
+import type { JobOutcome, JobUi } from '../engine/local-job.js';
+import { printSummary } from './output.js';
+import { RunUi, type ProgressMode } from './ui.js';
+
+/** Shared tail of every transfer command: progress, the outcome on stdout, the exit code. */
+export async function runTransfer(
+  o: { [key: string]: unknown },
+  start: (ui: JobUi) => Promise<JobOutcome>,
+): Promise<void> {
+  const ui = new RunUi(o.progress as ProgressMode);
+  try {
+    const outcome = await start(ui.jobUi(Boolean(o.yes)));
+    if (outcome.kind === 'dry-run') {
+      process.stdout.write(`dry run, nothing written:\n  ${outcome.plan.join('\n  ')}\n`);
+      return;
+    }
+    ui.finish(outcome.summary);
+    printSummary(outcome.summary, Boolean(o.json));
+    process.exitCode = outcome.summary.exitCode;
+  } finally {
+    ui.finish();
+  }
+}

@@ -1,0 +1,19 @@
+import type { Argv } from 'yargs';
+import { parseDuration } from './duration.js';
+
+/** SSH options (DESIGN §2). No password options: agent first, then identity files. */
+export function sshOptions<T>(y: Argv<T>) {
+  return y
+    .option('port', { alias: 'p', type: 'number', describe: 'SSH port [22 or ~/.ssh/config]' })
+    .option('user', { alias: 'l', type: 'string', describe: 'remote user [from the target, ~/.ssh/config, or $USER]' })
+    .option('identity', { alias: 'i', type: 'string', array: true, describe: 'private key file (after ssh-agent); repeatable' })
+    .option('known-hosts', { type: 'string', describe: 'known_hosts file to use instead of ~/.ssh/known_hosts' })
+    .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'trust an unknown host key and record it (never a changed one)' })
+    .option('ssh-config', { type: 'string', describe: 'ssh config file [~/.ssh/config]' })
+    .option('keep-logs', { type: 'boolean', default: false, describe: "keep the helper's remote work directory after a successful run" })
+    .option('reconnect-timeout', { type: 'string', default: '10m', describe: 'give up (exit 4, resumable) when the host stays unreachable this long' });
+}
+
+export function reconnectTimeoutOf(v: unknown): number {
+  return parseDuration(String(v), '--reconnect-timeout');
+}
