@@ -48,6 +48,10 @@ export class RunUi {
   };
 
   constructor(private readonly mode: ProgressMode) {
+    // Started now, not at the first block: warnings during connection setup (a host key
+    // accepted, fewer channels than asked) must show too.
+    this.renderer = createRenderer(mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
+    this.renderer.start();
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     process.on('SIGUSR1', this.onUsr1);
@@ -58,13 +62,9 @@ export class RunUi {
   }
 
   readonly emit: ProgressListener = (event) => {
-    if (event.type === 'start' && !this.renderer) {
-      this.renderer = createRenderer(this.mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
-      this.aggregator.handle(event);
-      this.renderer.start();
-      return;
-    }
     this.aggregator.handle(event);
+    // With no display, warnings still reach the user: they are never silent.
+    if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${event.message}\n`);
   };
 
   jobUi(yes: boolean): JobUi {

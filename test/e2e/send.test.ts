@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { execFileSync, execSync } from 'node:child_process';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File, type LoopDevice } from '../harness/loop.js';
+import { requireReal, haveCommand } from '../harness/real.js';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { jsonOf, runCli, startCli } from './cli.js';
+
+const MiB = 1024 * 1024;
+
+function sshArgs(s: TestSshd, extra: string[] = []): string[] {
+  return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
+}
+
+/** TCP connections to the sshd's port from ddt, sampled with ss while `until` is pending. */
+async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
+  let max = 0;
+  let done = false;
+  void until.finally(() => (done = true));
+  while (!done) {
+    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
+    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return max;
+}
+
+async function waitForVerified(journal: string, n: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const verified = existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
+    if (verified >= n) return;
+    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('e2e: ddt send over a real sshd', function () {
+  let sshd: TestSshd;
+  let dir: string;
+  let mixed: string;
+
+  before(async function () {
+    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, 'xxhsum', haveCommand('xxhsum'));
+    dir = await makeTempDir('ddt-e2e-send-');
+    sshd = await startSshd();
+    mixed = join(dir, 'mixed.img');
+    await fileOfSize(mixed, 40 * MiB + 4096, 'mixed', 101);
+  });
+  after(async () => sshd?.stop());
+
+  it('sends a mixed image to a loop device: bytes equal, zero blocks counted, connections ≤ --connections', async function () {
+    requireReal(this, 'loop devices (root)', loopAvailable());
+    const backing = join(dir, 'loop-target.img');
+    await fileOfSize(backing, 48 * MiB, 'random', 102);
+    const loop = await attachLoop(backing);
+    try {
+      const run = startCli(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '3', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'loop.journal')]);
+      const maxConns = await sampleConnections(sshd.port, run.done);
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      const s = jsonOf(r);
+      assert.equal(s.ok, true);
+      assert.equal(s.verified, s.blocks);
+      assert.equal(s.blocks, 41);
+      const expectedZero = Number(
+        execSync(`python3 -c "
+d=open('${mixed}','rb').read()
+print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i+(1<<20)])))"`).toString(),
+      );
+      assert.equal(s.zeroBlocks, expectedZero);
+      assert.equal(s.bytesOnWire, (s.bytesTotal as number) - expectedZero * MiB - (expectedZero && readFileSync(mixed).subarray(40 * MiB).every((b) => b === 0) ? 4096 - MiB : 0));
+      assert.ok(maxConns >= 1 && maxConns <= 2, `saw ${maxConns} connections`);
+      assert.equal(await sha256File(loop.dev, 40 * MiB + 4096), await sha256File(mixed));
+    } finally {
+      await loop.detach();
+    }
+  });
+
+  it('sends to a file target with sha256 checksums and leaves no work dir behind', async () => {
+    const target = join(dir, 'file-target.img');
+    await fileOfSize(target, 41 * MiB, 'zero');
+    const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '4M', '--checksum', 'sha256', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'file.journal')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonOf(r).checksum, 'sha256');
+    assert.equal(await sha256File(target, 40 * MiB + 4096), await sha256File(mixed));
+    const journal = readFileSync(join(dir, 'file.journal'), 'utf8');
+    assert.match(journal, /"source":"[0-9a-f]{64}"/);
+    const workDirs = join(sshd.home, '.ddt');
+    assert.deepEqual(existsSync(workDirs) ? await fs.readdir(workDirs) : [], []);
+  });
+
+  it('completes with fewer channels and one warning when the server allows only 2 sessions', async () => {
+    const small = await startSshd({ maxSessions: 2 });
+    try {
+      const target = join(dir, 'maxsessions.img');
+      await fileOfSize(target, 41 * MiB, 'zero');
+      const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(small), '-b', '2M', '--connections', '1', '--channels', '6', '--yes', '--json', '--progress', 'plain', '--journal', join(dir, 'ms.journal')]);
+      assert.equal(r.code, 0, r.stderr);
+      const warnings = r.stderr.split('\n').filter((l) => /warning/i.test(l));
+      assert.equal(warnings.length, 1, r.stderr);
+      assert.match(warnings[0]!, /MaxSessions|channel/i);
+      assert.equal(await sha256File(target, 40 * MiB + 4096), await sha256File(mixed));
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('survives a connection killed mid-run (the per-connection sshd process, by PID)', async () => {
+    const src = join(dir, 'kill-conn-src.img');
+    await fileOfSize(src, 96 * MiB, 'random', 103);
+    const target = join(dir, 'kill-conn-dst.img');
+    await fileOfSize(target, 96 * MiB, 'zero');
+    const journal = join(dir, 'killconn.journal');
+    const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '2', '--yes', '--json', '--progress', 'none', '--journal', journal]);
+    await waitForVerified(journal, 3);
+    const pids = sshd.connectionPids();
+    assert.ok(pids.length >= 1, 'no connection process found');
+    process.kill(pids[0]!, 'SIGKILL');
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonOf(r).verified, 96);
+    assert.equal(await sha256File(target), await sha256File(src));
+  });
+
+  it('resumes a send after SIGKILL of the CLI', async () => {
+    const src = join(dir, 'resume-src.img');
+    await fileOfSize(src, 64 * MiB, 'random', 104);
+    const target = join(dir, 'resume-dst.img');
+    await fileOfSize(target, 64 * MiB, 'zero');
+    const journal = join(dir, 'resume.journal');
+    const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--yes', '--progress', 'none', '--journal', journal]);
+    await waitForVerified(journal, 4);
+    run.child.kill('SIGKILL');
+    await run.done;
+    const before = jsonOf(await runCli(['status', journal, '--json']));
+    assert.ok((before.verified as number) < 64);
+    const r = await runCli(['resume', journal, '--json', '--progress', 'none']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = jsonOf(r);
+    assert.equal(s.verified, 64);
+    assert.ok((s.sent as number) <= 64 - (before.verified as number));
+    assert.equal(await sha256File(target), await sha256File(src));
+  });
+
+  describe('refusals leave the target unchanged', () => {
+    let target: string;
+    let loop: LoopDevice | undefined;
+    beforeEach(async () => {
+      target = join(dir, 'refuse-target.img');
+      await fileOfSize(target, 48 * MiB, 'random', 105);
+    });
+    afterEach(async () => {
+      await loop?.detach();
+      loop = undefined;
+    });
+
+    async function refused(args: string[], code: number, pattern: RegExp, path = target): Promise<string> {
+      const before = existsSync(path) ? await sha256File(path) : undefined;
+      const r = await runCli(args);
+      assert.equal(r.code, code, `exit ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(existsSync(path) ? await sha256File(path) : undefined, before, 'target changed');
+      return r.stderr;
+    }
+
+    it('an unknown host key: exit 3 with the fingerprint and the line to add', async () => {
+      const empty = join(dir, 'empty_known_hosts');
+      await fs.writeFile(empty, '');
+      const err = await refused(['send', mixed, `root@127.0.0.1:${target}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', empty, '--yes'], 3, /unknown|not known/i);
+      assert.ok(err.includes(sshd.hostKeyFingerprint), err);
+    });
+
+    it('a changed host key: exit 3, even with --accept-new-host-key', async () => {
+      const other = join(dir, 'other_key');
+      if (!existsSync(other)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+      const pub = readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+      const kh = join(dir, 'changed_known_hosts');
+      await fs.writeFile(kh, `[127.0.0.1]:${sshd.port} ${pub}\n`);
+      await refused(['send', mixed, `root@127.0.0.1:${target}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', kh, '--yes', '--accept-new-host-key'], 3, /changed/i);
+    });
+
+    it('--accept-new-host-key records an unknown key and proceeds', async () => {
+      const kh = join(dir, 'tofu_known_hosts');
+      await fs.writeFile(kh, '');
+      const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', kh, '--accept-new-host-key', '--yes', '--progress', 'none', '-b', '8M', '--journal', join(dir, 'tofu.journal')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(readFileSync(kh, 'utf8'), new RegExp(`\\[127\\.0\\.0\\.1\\]:${sshd.port} ssh-ed25519 `));
+      assert.match(r.stderr, /host key/i, 'accepting a key must never be silent');
+    });
+
+    it('a target smaller than the source: exit 2', async () => {
+      const small = join(dir, 'small-target.img');
+      await fileOfSize(small, 8 * MiB, 'random', 106);
+      await refused(['send', mixed, `root@127.0.0.1:${small}`, ...sshArgs(sshd), '--yes'], 2, /smaller than the source/, small);
+    });
+
+    it('a mounted target: exit 2', async function () {
+      requireReal(this, 'loop devices and mkfs.ext4', loopAvailable() && haveCommand('mkfs.ext4'));
+      loop = await attachLoop(target);
+      execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', loop.dev]);
+      const mnt = await makeTempDir('ddt-send-mnt-');
+      execFileSync('mount', [loop.dev, mnt]);
+      try {
+        await refused(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '--yes'], 2, /in use.*mounted/, loop.dev);
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    });
+
+    it('a target path with shell metacharacters is a path, never shell', async () => {
+      const marker = join(dir, 'pwned');
+      await refused(['send', mixed, `root@127.0.0.1:/dev/loop0; touch ${marker}`, ...sshArgs(sshd), '--yes'], 2, /does not exist|not a/);
+      await refused(['send', mixed, `root@127.0.0.1:$(touch ${marker})`, ...sshArgs(sshd), '--yes'], 2, /absolute|path/);
+      assert.ok(!existsSync(marker), 'a shell ran part of the target path');
+    });
+
+    it('no terminal and no --yes: exit 2', async () => {
+      await refused(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--journal', join(dir, 'notty.journal')], 2, /--yes/);
+      assert.ok(!existsSync(join(dir, 'notty.journal')));
+    });
+  });
+});
