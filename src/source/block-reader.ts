@@ -1,17 +1,53 @@
-import { promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { SourceReadError } from '../errors.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
+import { mergeRanges } from '../plan/block-plan.js';
 
 export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+
+/** A half-open byte range `[offset, offset + length)` of the source. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface BlockReaderOptions {
+  /**
+   * `--noerror`: when a chunk read fails with a media error (EIO), re-read it sector by sector,
+   * fill the unreadable sectors with zeros and report them as bad ranges instead of failing.
+   */
+  noerror?: boolean;
+  /** Granularity of that re-read: the source's logical sector size [512]. */
+  sectorSize?: number;
+}
 
 /** A block opened for sending: its payload, and its checksum once every byte has been read. */
 export interface OpenedBlock {
   payload: BlockPayload;
   /** Resolves after the payload has been fully consumed (immediately for zero blocks). */
   checksum: Promise<string>;
+  /**
+   * Unreadable source ranges of this block (absolute offsets, merged, sorted; `--noerror` only,
+   * else always empty). They read as zeros in the payload and the checksum covers those zeros.
+   * Settles together with `checksum`: resolves once the payload has been fully consumed
+   * (immediately for zero blocks, which may be all zeros precisely because nothing was readable)
+   * and rejects like it. Await both: `Promise.all([opened.checksum, opened.badRanges])`.
+   */
+  badRanges: Promise<ByteRange[]>;
+}
+
+/**
+ * Errors that mean "this medium cannot be read here" and that `--noerror` turns into zeros.
+ * Buffered reads report media errors as EIO; O_DIRECT reads pass the block layer's status
+ * through, where a medium error is ENODATA and an integrity (T10 PI) error EILSEQ.
+ */
+const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ']);
+
+function isMediaError(err: unknown): boolean {
+  return MEDIA_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '');
 }
 
 const zeroChunks = new Map<number, Buffer>();
@@ -35,22 +71,45 @@ function isZero(buf: Buffer): boolean {
  * and never held whole, so memory is bounded by chunks in flight, not by block size.
  */
 export class BlockReader {
+  readonly noerror: boolean;
+  readonly sectorSize: number;
+  /** Sector re-reads, one at a time: they share `sectorBuf`, and a failing disk is not hammered in parallel. */
+  private rescueQueue: Promise<unknown> = Promise.resolve();
+  /** O_DIRECT handle for sector re-reads: `undefined` = not opened yet, `null` = unavailable. */
+  private directFh: FileHandle | null | undefined;
+  private sectorBuf: Buffer | undefined;
+
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
     private readonly chunkSize: number,
-  ) {}
+    opts: BlockReaderOptions,
+  ) {
+    this.noerror = opts.noerror ?? false;
+    this.sectorSize = opts.sectorSize ?? 512;
+  }
 
-  static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE): Promise<BlockReader> {
-    return new BlockReader(await fs.open(path, 'r'), path, chunkSize);
+  static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {
+    const ss = opts.sectorSize ?? 512;
+    if (!Number.isSafeInteger(ss) || ss < 512 || ss > 65536 || (ss & (ss - 1)) !== 0) {
+      throw new RangeError(`sector size ${ss} is not a power of two between 512 and 64K`);
+    }
+    return new BlockReader(await fs.open(path, 'r'), path, chunkSize, opts);
   }
 
   async close(): Promise<void> {
+    await this.rescueQueue.catch(() => {});
+    if (this.directFh) await this.directFh.close();
+    this.directFh = null;
     await this.fh.close();
   }
 
-  /** Read exactly `length` bytes at `offset` into a fresh buffer (short source = error). */
-  async readChunk(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Read exactly `length` bytes at `offset` into a fresh buffer (short source = error).
+   * With `noerror` and a `badRanges` list, a media error does not throw: the rest of the chunk
+   * is re-read sector by sector, unreadable sectors become zeros and are appended to the list.
+   */
+  async readChunk(offset: number, length: number, badRanges?: ByteRange[]): Promise<Buffer> {
     // A fresh buffer per chunk: a consumer (an SSH channel) may still hold the previous one.
     const buf = Buffer.allocUnsafeSlow(length);
     let done = 0;
@@ -59,6 +118,10 @@ export class BlockReader {
       try {
         ({ bytesRead } = await this.fh.read(buf, done, length - done, offset + done));
       } catch (err) {
+        if (this.noerror && badRanges && isMediaError(err)) {
+          await this.rescue(buf, offset, offset + done, offset + length, badRanges);
+          return buf;
+        }
         throw new SourceReadError(`cannot read source ${this.path} at byte ${offset + done}: ${(err as Error).message}`, { cause: err });
       }
       if (bytesRead === 0) throw new SourceReadError(`source ${this.path} ended early at byte ${offset + done}: did it shrink?`);
@@ -68,17 +131,96 @@ export class BlockReader {
   }
 
   /**
+   * Fill `buf` (which holds the source from byte `bufStart`) for `[from, to)` one sector at a
+   * time; an unreadable sector becomes zeros and a bad range. Serialized per reader.
+   */
+  private rescue(buf: Buffer, bufStart: number, from: number, to: number, badRanges: ByteRange[]): Promise<void> {
+    const run = this.rescueQueue.catch(() => {}).then(async () => {
+      const ss = this.sectorSize;
+      for (let sectorAt = from - (from % ss); sectorAt < to; sectorAt += ss) {
+        const lo = Math.max(sectorAt, from);
+        const hi = Math.min(sectorAt + ss, to);
+        if (!(await this.readSector(sectorAt, buf, lo - bufStart, hi - bufStart, lo - sectorAt))) {
+          buf.fill(0, lo - bufStart, hi - bufStart);
+          const last = badRanges[badRanges.length - 1];
+          if (last && last.offset + last.length === lo) last.length += hi - lo;
+          else badRanges.push({ offset: lo, length: hi - lo });
+        }
+      }
+    });
+    this.rescueQueue = run;
+    return run;
+  }
+
+  /**
+   * Read the sector starting at byte `sectorAt` and copy its bytes `[skip, skip + (end - start))` to
+   * `buf[start, end)`. False when the medium cannot be read there.
+   *
+   * Buffered reads of a block device fail a whole page (4 KiB) for one bad 512-byte sectorAt,
+   * so sectors are read with O_DIRECT (into page-aligned memory, as O_DIRECT wants) where the
+   * source allows it, and buffered otherwise (then good neighbours in a bad page count as bad).
+   */
+  private async readSector(sectorAt: number, buf: Buffer, start: number, end: number, skip: number): Promise<boolean> {
+    const ss = this.sectorSize;
+    const need = skip + (end - start);
+    const direct = await this.openDirect();
+    if (direct && this.sectorBuf) {
+      try {
+        const { bytesRead } = await direct.read(this.sectorBuf, 0, ss, sectorAt);
+        if (bytesRead < need) throw new SourceReadError(`source ${this.path} ended early at byte ${sectorAt + bytesRead}: did it shrink?`);
+        this.sectorBuf.copy(buf, start, skip, need);
+        return true;
+      } catch (err) {
+        if (err instanceof SourceReadError) throw err;
+        if (isMediaError(err)) return false;
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') {
+          throw new SourceReadError(`cannot read source ${this.path} at byte ${sectorAt}: ${(err as Error).message}`, { cause: err });
+        }
+        // EINVAL: this source does not take O_DIRECT at this size or alignment; read buffered from now on.
+        this.directFh = null;
+        await direct.close().catch(() => {});
+      }
+    }
+    let done = start;
+    while (done < end) {
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await this.fh.read(buf, done, end - done, sectorAt + skip + (done - start)));
+      } catch (err) {
+        if (isMediaError(err)) return false;
+        throw new SourceReadError(`cannot read source ${this.path} at byte ${sectorAt + skip + (done - start)}: ${(err as Error).message}`, { cause: err });
+      }
+      if (bytesRead === 0) throw new SourceReadError(`source ${this.path} ended early at byte ${sectorAt + skip + (done - start)}: did it shrink?`);
+      done += bytesRead;
+    }
+    return true;
+  }
+
+  private async openDirect(): Promise<FileHandle | null> {
+    if (this.directFh !== undefined) return this.directFh;
+    try {
+      this.directFh = await fs.open(this.path, fsConstants.O_RDONLY | fsConstants.O_DIRECT);
+      // Node buffers carry no alignment guarantee; a WebAssembly memory is page-aligned.
+      this.sectorBuf = Buffer.from(new WebAssembly.Memory({ initial: Math.ceil(this.sectorSize / 65536) }).buffer, 0, this.sectorSize);
+    } catch {
+      this.directFh = null; // e.g. a filesystem without O_DIRECT: buffered re-reads only
+    }
+    return this.directFh;
+  }
+
+  /**
    * Open a block: read leading chunks until one is not all zeros. A block that is zero to the
    * end becomes a `zero` payload (sent as a command, not data); otherwise the zeros seen so far
    * are replayed from a shared buffer and the rest is read as the consumer pulls.
    */
   async openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock> {
     const hasher = createHasher(algo);
+    const bad: ByteRange[] = [];
     let pos = 0;
     let firstData: Buffer | undefined;
     while (pos < block.length) {
       const len = Math.min(this.chunkSize, block.length - pos);
-      const chunk = await this.readChunk(block.offset + pos, len);
+      const chunk = await this.readChunk(block.offset + pos, len, bad);
       hasher.update(chunk);
       if (!isZero(chunk)) {
         firstData = chunk;
@@ -86,7 +228,7 @@ export class BlockReader {
       }
       pos += len;
     }
-    if (!firstData) return { payload: { kind: 'zero' }, checksum: Promise.resolve(hasher.digest()) };
+    if (!firstData) return { payload: { kind: 'zero' }, checksum: Promise.resolve(hasher.digest()), badRanges: Promise.resolve(mergeRanges(bad)) };
 
     let resolveSum!: (s: string) => void;
     let rejectSum!: (e: unknown) => void;
@@ -96,6 +238,8 @@ export class BlockReader {
     });
     // Callers that never consume the payload (an aborted send) must not see an unhandled rejection.
     checksum.catch(() => {});
+    const badRanges = checksum.then(() => mergeRanges(bad));
+    badRanges.catch(() => {});
     const zeroPrefix = pos;
     const first = firstData;
     const chunkSize = this.chunkSize;
@@ -106,7 +250,7 @@ export class BlockReader {
         yield first;
         let p = zeroPrefix + first.length;
         while (p < block.length) {
-          const chunk = await self.readChunk(block.offset + p, Math.min(chunkSize, block.length - p));
+          const chunk = await self.readChunk(block.offset + p, Math.min(chunkSize, block.length - p), bad);
           hasher.update(chunk);
           yield chunk;
           p += chunk.length;
@@ -119,19 +263,23 @@ export class BlockReader {
         rejectSum(new Error('block payload was not fully consumed'));
       }
     }
-    return { payload: { kind: 'data', chunks: chunks() }, checksum };
+    return { payload: { kind: 'data', chunks: chunks() }, checksum, badRanges };
   }
 
-  /** Checksum of a block without keeping its data (verify). */
-  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; zero: boolean }> {
+  /**
+   * Checksum of a block without keeping its data (verify). With `noerror`, unreadable ranges
+   * are hashed as zeros and listed in `badRanges` (merged, absolute offsets).
+   */
+  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[] }> {
     const hasher = createHasher(algo);
+    const bad: ByteRange[] = [];
     let zero = true;
     for (let pos = 0; pos < block.length; ) {
-      const chunk = await this.readChunk(block.offset + pos, Math.min(this.chunkSize, block.length - pos));
+      const chunk = await this.readChunk(block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad);
       hasher.update(chunk);
       if (zero && !isZero(chunk)) zero = false;
       pos += chunk.length;
     }
-    return { checksum: hasher.digest(), zero };
+    return { checksum: hasher.digest(), zero, badRanges: mergeRanges(bad) };
   }
 }
