@@ -21,7 +21,7 @@ async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'give a command: ddt --help lists them')
     .strict()
     .recommendCommands()
-    .fail((msg, err, y) => {
+    .fail((msg, err) => {
       if (err) throw err;
       process.stderr.write(`ddt: error: ${msg}: see ddt --help\n`);
       process.exit(ExitCode.badInput);

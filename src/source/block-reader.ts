@@ -243,14 +243,14 @@ export class BlockReader {
     const zeroPrefix = pos;
     const first = firstData;
     const chunkSize = this.chunkSize;
-    const self = this;
+    const read = (offset: number, length: number) => this.readChunk(offset, length, bad);
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
         for (let z = 0; z < zeroPrefix; z += chunkSize) yield zeroChunk(Math.min(chunkSize, zeroPrefix - z));
         yield first;
         let p = zeroPrefix + first.length;
         while (p < block.length) {
-          const chunk = await self.readChunk(block.offset + p, Math.min(chunkSize, block.length - p), bad);
+          const chunk = await read(block.offset + p, Math.min(chunkSize, block.length - p));
           hasher.update(chunk);
           yield chunk;
           p += chunk.length;

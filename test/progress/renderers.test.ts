@@ -62,7 +62,8 @@ describe('progress/renderers', () => {
     renderer.stop({ ok: false, exitCode: 1 }); // idempotent: the first outcome stands
     await sleep(5);
 
-    const events = out.lines().map((line) => JSON.parse(line) as Record<string, any>);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- free-form JSON lines under test
+    const events = out.lines().map((line) => JSON.parse(line) as { type: string; [key: string]: any });
     const progress = events.filter((e) => e.type === 'progress');
     assert.ok(progress.length >= 4, `expected several progress lines, got ${progress.length}`);
     for (const e of events) {
