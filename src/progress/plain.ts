@@ -46,7 +46,9 @@ export class PlainRenderer implements ProgressRenderer {
     this.stopped = true;
     for (const stop of this.stopTimers) stop();
     this.flushWarnings();
-    this.out.write(finalLine(this.aggregator.snapshot(), result));
+    const snap = this.aggregator.snapshot();
+    // A run refused during setup has its one-line error; a progress summary would add noise.
+    if (snap.phase !== 'setup') this.out.write(finalLine(snap, result));
   }
 
   private tick(): void {
