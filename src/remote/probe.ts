@@ -1,0 +1,66 @@
+/** The `probe` answer of ddt-helper.sh, typed. One round trip tells everything setup needs. */
+import { RemoteHelperError } from './remote-error.js';
+
+export interface RemoteProbe {
+  exists: boolean;
+  type: 'block' | 'file' | 'other';
+  /** Bytes. */
+  size: number;
+  /** Logical sector size in bytes. */
+  sector: number;
+  /** The device or one of its partitions is mounted (matched by path and by major:minor). */
+  mounted: boolean;
+  swap: boolean;
+  /** Devices stacked on it (dm, md, a loop device backed by a file target). */
+  holders: string[];
+  writable: boolean;
+  /** Bytes available in the remote dir (staging space for `--via sftp`). */
+  free: number;
+  xxhsum: boolean;
+  sha256sum: boolean;
+  openssl: boolean;
+  /** dd understands seek_bytes/skip_bytes/count_bytes/fullblock: required by the helper. */
+  seekBytes: boolean;
+  nocache: boolean;
+  /** `dd iflag=direct` works on the target: read-back bypasses the page cache. */
+  direct: boolean;
+  cores: number;
+  pid: number;
+}
+
+export function parseProbe(text: string): RemoteProbe {
+  const kv = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1));
+  }
+  const num = (k: string): number => {
+    const v = kv.get(k);
+    const n = Number(v);
+    if (v === undefined || v === '' || !Number.isSafeInteger(n) || n < 0) {
+      throw new RemoteHelperError('REMOTE_PROBE', `remote probe gave no valid ${k} (${JSON.stringify(v)})`);
+    }
+    return n;
+  };
+  const flag = (k: string): boolean => kv.get(k) === '1';
+  const type = kv.get('type');
+  return {
+    exists: flag('exists'),
+    type: type === 'block' || type === 'file' ? type : 'other',
+    size: num('size'),
+    sector: num('sector') || 512,
+    mounted: flag('mounted'),
+    swap: flag('swap'),
+    holders: (kv.get('holders') ?? '').split(/\s+/).filter(Boolean),
+    writable: flag('writable'),
+    free: num('free'),
+    xxhsum: flag('xxhsum'),
+    sha256sum: flag('sha256sum'),
+    openssl: flag('openssl'),
+    seekBytes: flag('seek_bytes'),
+    nocache: flag('nocache'),
+    direct: flag('direct'),
+    cores: Math.max(1, num('cores')),
+    pid: num('pid'),
+  };
+}

@@ -1,0 +1,190 @@
+/**
+ * One long-lived `ddt-helper.sh serve` process on one SSH channel (DESIGN §4: never one exec
+ * per block). It takes one request at a time: a header line, for `W` exactly `length` payload
+ * bytes, and answers one line. Anything that could desynchronise the framing (abort in the
+ * middle of a payload, a payload of the wrong length, a garbled answer) kills the worker rather
+ * than risk writing bytes at the wrong offset; the owner opens a new one.
+ */
+import type { ClientChannel } from 'ssh2';
+import type { ChecksumAlgo } from '../checksum/types.js';
+import type { BlockPayload, BlockRef } from '../engine/types.js';
+import type { SshPool } from '../transport/ssh-pool.js';
+import { RemoteHelperError } from './remote-error.js';
+
+const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
+const STDERR_KEEP = 4096;
+
+interface Pending {
+  resolve(line: string): void;
+  reject(err: unknown): void;
+}
+
+export class HelperWorker {
+  private buf = '';
+  private stderr = '';
+  private pending?: Pending;
+  private busy = false;
+  private dead?: Error;
+  private readonly died: Promise<never>;
+  private onDeath!: (err: Error) => void;
+
+  constructor(
+    private readonly pool: SshPool,
+    private readonly ch: ClientChannel,
+    readonly label: string,
+  ) {
+    this.died = new Promise<never>((_, reject) => {
+      this.onDeath = reject;
+    });
+    this.died.catch(() => undefined); // observed through pending requests, not unhandled
+    ch.setEncoding('latin1');
+    ch.on('data', (s: string) => this.onData(s));
+    ch.stderr.on('data', (b: Buffer) => {
+      this.stderr = (this.stderr + b.toString('utf8')).slice(-STDERR_KEEP);
+    });
+    ch.on('error', (err: Error) => this.kill(err.message));
+    ch.on('end', () => this.kill('helper closed its output'));
+    ch.on('close', () => this.kill('channel closed'));
+  }
+
+  get alive(): boolean {
+    return this.dead === undefined;
+  }
+
+  /** Write a block (data streamed, zeros as a `Z` command), get the read-back checksum. */
+  async write(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    if (payload.kind === 'zero') return this.request(`Z ${block.offset} ${block.length} ${algo}\n`, algo, signal);
+    return this.request(`W ${block.offset} ${block.length} ${algo}\n`, algo, signal, block.length, payload.chunks);
+  }
+
+  /** Checksum of the target range as it is now. */
+  async hash(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.request(`H ${block.offset} ${block.length} ${algo}\n`, algo, signal);
+  }
+
+  /** Polite end: `Q`, then give the channel back to the pool. */
+  async close(): Promise<void> {
+    if (this.alive && !this.busy) {
+      try {
+        this.ch.end('Q\n');
+      } catch {
+        /* already gone */
+      }
+    }
+    this.kill('closed');
+    await this.pool.release(this.ch);
+  }
+
+  /** Drop the channel now (abort, broken framing). The remote helper sees EOF and exits. */
+  destroy(reason = 'destroyed'): void {
+    this.kill(reason);
+    void this.pool.release(this.ch);
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private async request(header: string, algo: ChecksumAlgo, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>): Promise<string> {
+    if (this.dead) throw this.deadError();
+    if (this.busy) throw new Error(`${this.label}: one request at a time`);
+    signal.throwIfAborted();
+    this.busy = true;
+    const onAbort = () => this.destroy('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const answer = new Promise<string>((resolve, reject) => {
+        this.pending = { resolve, reject };
+      });
+      answer.catch(() => undefined); // a failed send below reports first
+      await this.send(Buffer.from(header, 'latin1'));
+      if (chunks) await this.sendPayload(chunks, length);
+      const line = await answer;
+      return this.parseAnswer(line, algo);
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.pending = undefined;
+      this.busy = false;
+    }
+  }
+
+  private async sendPayload(chunks: AsyncIterable<Buffer>, length: number): Promise<void> {
+    const it = chunks[Symbol.asyncIterator]();
+    let sent = 0;
+    try {
+      for (;;) {
+        // Race the source too: a stalled read must not keep an aborted request alive.
+        const r = await Promise.race([it.next(), this.died]);
+        if (r.done) break;
+        const chunk = r.value;
+        if (sent + chunk.length > length) {
+          this.destroy('payload longer than its header');
+          throw new RemoteHelperError('PAYLOAD_LENGTH', `${this.label}: block payload exceeds ${length} bytes`);
+        }
+        await this.send(chunk);
+        sent += chunk.length;
+      }
+    } catch (err) {
+      void it.return?.()?.catch(() => undefined); // let the source release its buffers
+      throw err;
+    }
+    if (sent !== length) {
+      this.destroy('payload shorter than its header');
+      throw new RemoteHelperError('PAYLOAD_LENGTH', `${this.label}: block payload has ${sent} of ${length} bytes`);
+    }
+  }
+
+  /**
+   * Resolves when ssh2 has taken the whole buffer into SSH packets (its write callback). Until
+   * then ssh2 may still reference it, and the source reuses its read buffers once we ask for the
+   * next chunk; the channel window (2 MiB) bounds what is in flight anyway.
+   */
+  private send(buf: Buffer): Promise<void> {
+    if (this.dead) return Promise.reject(this.deadError());
+    const written = new Promise<void>((resolve, reject) => {
+      this.ch.write(buf, (err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+    return Promise.race([written, this.died]);
+  }
+
+  private parseAnswer(line: string, algo: ChecksumAlgo): string {
+    if (line.startsWith('OK ')) {
+      const hex = line.slice(3).trim();
+      if (hex.length === HEX_LENGTH[algo] && /^[0-9a-f]+$/.test(hex)) return hex;
+      this.destroy('bad answer');
+      throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: bad checksum from helper: ${JSON.stringify(line)}`);
+    }
+    if (line.startsWith('ERR ')) throw new RemoteHelperError('REMOTE_ERR', `${this.label}: ${line.slice(4)}`);
+    this.destroy('bad answer');
+    throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer from helper: ${JSON.stringify(line.slice(0, 200))}`);
+  }
+
+  private onData(s: string): void {
+    this.buf += s;
+    for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
+      const line = this.buf.slice(0, nl);
+      this.buf = this.buf.slice(nl + 1);
+      const p = this.pending;
+      this.pending = undefined;
+      if (p) p.resolve(line);
+      else this.kill(`unsolicited output from helper: ${JSON.stringify(line.slice(0, 200))}`);
+    }
+    if (this.buf.length > 65536) this.kill('helper output without line end');
+  }
+
+  private deadError(): RemoteHelperError {
+    const why = this.dead?.message ?? 'dead';
+    const err = this.stderr.trim().split('\n').pop();
+    return new RemoteHelperError('WORKER_DEAD', `${this.label}: remote helper gone (${why})${err ? `: ${err}` : ''}`, { cause: this.dead });
+  }
+
+  private kill(reason: string): void {
+    if (this.dead) return;
+    this.dead = new Error(reason);
+    const err = this.deadError();
+    this.onDeath(err);
+    this.pending?.reject(err);
+    this.pending = undefined;
+  }
+}

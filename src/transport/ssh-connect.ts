@@ -1,0 +1,199 @@
+/**
+ * One ssh2 connection, set up the way ddt needs it: host key checked against known_hosts
+ * (DESIGN §3), ssh-agent then identity files, AES-GCM first, 10 s keepalive. Failures come
+ * back as SshError with a one-line message; `fatal` ones (host key, authentication) are never
+ * retried, the others may be (see ssh-pool).
+ */
+import { readFileSync } from 'node:fs';
+import ssh2 from 'ssh2';
+import type { AlgorithmList, AnyAuthMethod, CipherAlgorithm, Client, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
+import { SshError } from '../errors.js';
+import { appendKnownHost, checkHostKey, knownHostName, knownKeyTypes } from './known-hosts.js';
+
+export interface SshEndpoint {
+  host: string;
+  port: number;
+  user: string;
+}
+
+export interface SshAuthSettings {
+  identityFiles: string[];
+  /** ssh-agent socket (normally `SSH_AUTH_SOCK`). */
+  agent?: string;
+  knownHostsFiles: string[];
+  acceptNewHostKey: boolean;
+  keepaliveMs?: number;
+  readyTimeoutMs?: number;
+  /** Cipher preference; default AES-128-GCM first (FACTS: faster than chacha20 here). */
+  ciphers?: string[];
+  onWarning?(msg: string): void;
+}
+
+/** SshError codes that retrying cannot fix. */
+const FATAL = new Set(['SSH_HOST_KEY_UNKNOWN', 'SSH_HOST_KEY_CHANGED', 'SSH_AUTH', 'SSH_NO_AUTH']);
+/** First-contact errors that mean "wrong address", not "flaky link": fail fast. */
+const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+export function isFatalSshError(err: unknown): boolean {
+  return err instanceof SshError && FATAL.has(err.code);
+}
+
+export function isUnreachableError(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } })?.cause?.code;
+  return typeof code === 'string' && UNREACHABLE.has(code);
+}
+
+const HOST_KEY_ALGOS = new Set([
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+]);
+
+/** Offer the key types known_hosts already has first, as ssh does, so a known host is not "unknown". */
+function hostKeyPreference(knownTypes: string[]): string[] {
+  return knownTypes.flatMap((t) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t])).filter((t) => HOST_KEY_ALGOS.has(t));
+}
+
+/** ssh2 edits its default list with `{ prepend }`; @types/ssh2 wrongly requires all three keys. */
+function prepend<T>(list: T[]): AlgorithmList<T> {
+  return { prepend: list } as unknown as AlgorithmList<T>;
+}
+
+/**
+ * Auth methods in ssh's order: agent keys, then each identity file. Keys are read once so a
+ * reconnect does not depend on files still being there. Encrypted keys need the agent.
+ */
+export function loadAuthMethods(user: string, s: SshAuthSettings): AnyAuthMethod[] {
+  const methods: AnyAuthMethod[] = [];
+  if (s.agent) methods.push({ type: 'agent', username: user, agent: s.agent });
+  for (const file of s.identityFiles) {
+    let key: Buffer;
+    try {
+      key = readFileSync(file);
+    } catch (err) {
+      s.onWarning?.(`identity file ${file} not readable (${(err as NodeJS.ErrnoException).code ?? err}); skipped`);
+      continue;
+    }
+    const parsed = ssh2.utils.parseKey(key);
+    if (parsed instanceof Error) {
+      const why = /encrypt|passphrase/i.test(parsed.message) ? 'encrypted; load it into ssh-agent' : parsed.message;
+      s.onWarning?.(`identity file ${file} skipped: ${why}`);
+      continue;
+    }
+    methods.push({ type: 'publickey', username: user, key });
+  }
+  return methods;
+}
+
+// Serialises trust-on-first-use so parallel connections record a new key only once.
+let hostKeyLock: Promise<unknown> = Promise.resolve();
+
+async function verifyHostKey(ep: SshEndpoint, s: SshAuthSettings, key: Buffer): Promise<void> {
+  const run = hostKeyLock.then(async () => {
+    const check = await checkHostKey(s.knownHostsFiles, ep.host, ep.port, '', key);
+    const name = knownHostName(ep.host, ep.port);
+    if (check.status === 'ok') return;
+    if (check.status === 'changed') {
+      const what = check.revoked ? `is marked @revoked (${check.offending})` : `HAS CHANGED (offending entry ${check.offending})`;
+      throw new SshError(
+        'SSH_HOST_KEY_CHANGED',
+        `host key of ${name} ${what}: now ${check.keyType} ${check.fingerprint}; possible man-in-the-middle attack, refusing to connect ` +
+          `(if the change is expected, remove the old entry: ssh-keygen -R '${name}')`,
+      );
+    }
+    const file = s.knownHostsFiles[0];
+    if (!s.acceptNewHostKey || !file) {
+      throw new SshError(
+        'SSH_HOST_KEY_UNKNOWN',
+        `host key of ${name} is not known: ${check.keyType} ${check.fingerprint}; if that is the right key, add this line to ` +
+          `${file ?? '~/.ssh/known_hosts'}: "${check.line}", or run again with --accept-new-host-key`,
+      );
+    }
+    await appendKnownHost(file, ep.host, ep.port, check.keyType, key);
+    s.onWarning?.(`permanently added host key of ${name} (${check.keyType} ${check.fingerprint}) to ${file}`);
+  });
+  hostKeyLock = run.catch(() => undefined);
+  return run;
+}
+
+function classify(err: Error & { level?: string; code?: unknown }, ep: SshEndpoint, s: SshAuthSettings): SshError {
+  const where = `${ep.user}@${knownHostName(ep.host, ep.port)}`;
+  if (err.level === 'client-authentication') {
+    const tried = [s.agent ? 'ssh-agent' : '', ...s.identityFiles].filter(Boolean).join(', ') || 'nothing';
+    return new SshError('SSH_AUTH', `authentication as ${where} failed (tried: ${tried})`, { cause: err });
+  }
+  const code = typeof err.code === 'string' ? ` (${err.code})` : '';
+  return new SshError('SSH_CONNECT', `cannot connect to ${where}: ${err.message}${code}`, { cause: err });
+}
+
+/**
+ * Connect and authenticate. `onLost` fires once if the connection later drops (after 'ready');
+ * errors after ready are passed to it as the reason.
+ */
+export async function connectSsh(
+  ep: SshEndpoint,
+  s: SshAuthSettings,
+  auth: AnyAuthMethod[],
+  onLost: (client: Client, reason: string) => void,
+): Promise<Client> {
+  if (auth.length === 0) {
+    throw new SshError('SSH_NO_AUTH', 'no way to authenticate: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)');
+  }
+  const preferred = hostKeyPreference(await knownKeyTypes(s.knownHostsFiles, ep.host, ep.port));
+  const client = new ssh2.Client();
+  return new Promise<Client>((resolve, reject) => {
+    let hostKeyError: SshError | undefined;
+    let ready = false;
+    let lastError = '';
+    client.on('error', (err: Error & { level?: string }) => {
+      lastError = err.message;
+      if (ready) return; // 'close' follows and reports the loss
+      ready = true; // settle once
+      reject(hostKeyError ?? classify(err, ep, s));
+      client.end();
+    });
+    client.once('ready', () => {
+      if (ready) return;
+      ready = true;
+      client.once('close', () => onLost(client, lastError || 'connection closed'));
+      resolve(client);
+    });
+    client.once('close', () => {
+      if (ready) return;
+      ready = true;
+      reject(hostKeyError ?? new SshError('SSH_CONNECT', `connection to ${knownHostName(ep.host, ep.port)} closed during setup`));
+    });
+    const config: ConnectConfig = {
+      host: ep.host,
+      port: ep.port,
+      username: ep.user,
+      authHandler: auth,
+      keepaliveInterval: s.keepaliveMs ?? 10_000, // 1 s dropped busy links (ssh2 #474)
+      keepaliveCountMax: 3,
+      readyTimeout: s.readyTimeoutMs ?? 30_000,
+      algorithms: {
+        cipher: prepend((s.ciphers ?? ['aes128-gcm@openssh.com']) as CipherAlgorithm[]),
+        ...(preferred.length ? { serverHostKey: prepend(preferred as ServerHostKeyAlgorithm[]) } : {}),
+      },
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        verifyHostKey(ep, s, key).then(
+          () => verify(true),
+          (err: unknown) => {
+            hostKeyError = err instanceof SshError ? err : new SshError('SSH_HOST_KEY_UNKNOWN', String(err), { cause: err });
+            verify(false);
+          },
+        );
+      },
+    };
+    try {
+      client.connect(config);
+    } catch (err) {
+      ready = true;
+      reject(classify(err as Error, ep, s));
+    }
+  });
+}

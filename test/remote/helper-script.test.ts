@@ -1,0 +1,135 @@
+// native/ddt-helper.sh run directly under dash (no SSH): the framing contract of `serve`.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { makeTempDir } from '../harness/loop.js';
+import { haveCommand, requireReal } from '../harness/real.js';
+
+const run = promisify(execFile);
+const SCRIPT = fileURLToPath(new URL('../../native/ddt-helper.sh', import.meta.url));
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Feed `input` to `dash ddt-helper.sh serve target workdir`, return its answer lines. */
+function serve(target: string, workdir: string, input: Buffer, shell = 'dash'): Promise<{ lines: string[]; code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(shell, [SCRIPT, 'serve', target, workdir]);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ lines: out.split('\n').filter(Boolean), code, stderr: err }));
+    child.stdin.end(input);
+  });
+}
+
+const frame = (op: string, off: number, len: number, algo: string, body?: Buffer) =>
+  Buffer.concat([Buffer.from(`${op} ${off} ${len} ${algo}\n`), body ?? Buffer.alloc(0)]);
+
+describe('native/ddt-helper.sh serve (dash, local)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let wd: string;
+
+  before(async function () {
+    requireReal(this, 'dash and xxhsum', haveCommand('dash') && haveCommand('xxhsum'));
+    dir = await makeTempDir('ddt-script-');
+    wd = join(dir, 'work');
+    await mkdir(wd);
+  });
+
+  it('dd iflag=fullblock,count_bytes takes exactly LEN bytes, whatever the block size', async () => {
+    const body = randomBytes(3_000_000);
+    const rest = randomBytes(5000);
+    for (const bs of ['1M', '4096', '7']) {
+      const { stdout } = await run('dash', [
+        '-c',
+        `{ cat "$1"; cat "$2"; } | { dd of=/dev/null bs=${bs} iflag=fullblock,count_bytes count=3000000 2>/dev/null; cat; } | sha256sum`,
+        'sh',
+        await tmp('body', body),
+        await tmp('rest', rest),
+      ]);
+      assert.equal(stdout.split(' ')[0], sha256(rest), `bs=${bs}: the bytes after the frame stay in the pipe`);
+    }
+  });
+
+  async function tmp(name: string, b: Buffer): Promise<string> {
+    const p = join(dir, name);
+    await writeFile(p, b);
+    return p;
+  }
+
+  // dash is Debian's sh; bash is sh on other distributions. Both must keep the framing.
+  for (const shell of ['dash', 'bash']) {
+    it(`${shell}: answers W, Z and H in order; checksums are what xxhsum -H64 / sha256sum print`, async () => {
+      const target = await tmp('t.img', randomBytes(8 << 20));
+      const a = randomBytes(3_000_000);
+      const b = randomBytes(20480);
+      const input = Buffer.concat([
+        frame('W', 12345, a.length, 'xxh64', a),
+        frame('W', 4 << 20, b.length, 'sha256', b),
+        frame('Z', 0, 8192, 'sha256'),
+        frame('H', 12345, a.length, 'sha256'),
+        frame('W', 5 << 20, 1, 'xxh64', Buffer.from('x')),
+        frame('H', 0, 0, 'sha256'),
+        Buffer.from('Q\n'),
+        frame('W', 0, 3, 'xxh64', Buffer.from('zzz')), // after Q: never executed
+      ]);
+      const { lines, code } = await serve(target, wd, input, shell);
+      assert.equal(code, 0);
+      const xxh = async (buf: Buffer) => (await run('sh', ['-c', 'xxhsum -H64 < "$1"', 'sh', await tmp('h', buf)])).stdout.split(' ')[0];
+      assert.deepEqual(lines, [
+        `OK ${await xxh(a)}`,
+        `OK ${sha256(b)}`,
+        `OK ${sha256(Buffer.alloc(8192))}`,
+        `OK ${sha256(a)}`,
+        `OK ${await xxh(Buffer.from('x'))}`,
+        `OK ${sha256(Buffer.alloc(0))}`,
+      ]);
+      const t = await readFile(target);
+      assert.ok(t.subarray(12345, 12345 + a.length).equals(a));
+      assert.ok(t.subarray(4 << 20, (4 << 20) + b.length).equals(b));
+      assert.ok(t.subarray(0, 8192).equals(Buffer.alloc(8192)));
+      assert.equal(t[5 << 20], 'x'.charCodeAt(0));
+      assert.equal(t.length, 8 << 20);
+    });
+  }
+
+  it('a failing write still consumes its frame: the next request is read correctly', async () => {
+    const a = randomBytes(3_000_000);
+    const { lines } = await serve('/dev/full', wd, Buffer.concat([frame('W', 0, a.length, 'xxh64', a), frame('W', 0, 5, 'xxh64', Buffer.from('abcde')), frame('Z', 0, 10, 'xxh64'), Buffer.from('Q\n')]));
+    assert.equal(lines.length, 3);
+    for (const l of lines) assert.match(l, /^ERR .*No space left on device/);
+  });
+
+  it('never creates a missing target, reports bad requests, and stops on a header without length', async () => {
+    const missing = join(dir, 'does-not-exist');
+    const { lines } = await serve(missing, wd, Buffer.concat([frame('W', 0, 4, 'xxh64', Buffer.from('abcd')), frame('H', 0, 4, 'xxh64'), Buffer.from('W x 3 xxh64\nabc'), frame('H', 0, 1, 'bogus'), Buffer.from('W 0 nolen\n')]));
+    assert.equal(existsSync(missing), false);
+    assert.match(lines[0], /^ERR write failed: .*No such file/);
+    assert.match(lines[1], /^ERR read-back failed/);
+    assert.equal(lines[2], 'ERR bad request header');
+    assert.equal(lines[3], 'ERR unknown algo bogus');
+    assert.equal(lines[4], 'ERR bad request header');
+    assert.equal(lines.length, 5);
+  });
+
+  it('a range past the end of a file is an error, not the hash of fewer bytes', async () => {
+    const target = await tmp('short.img', randomBytes(4096));
+    const { lines } = await serve(target, wd, frame('H', 0, 8192, 'xxh64'));
+    assert.match(lines[0], /^ERR read-back short: 4096 of 8192/);
+  });
+
+  it('records its PID in WORKDIR/pids and refuses relative paths', async () => {
+    const target = await tmp('pid.img', Buffer.alloc(4096));
+    await serve(target, wd, Buffer.from('Q\n'));
+    assert.match(await readFile(join(wd, 'pids'), 'utf8'), /^(\d+\n)+$/);
+    const bad = await serve('relative.img', wd, Buffer.from('Q\n'));
+    assert.equal(bad.code, 2);
+  });
+});

@@ -1,0 +1,229 @@
+// RemoteHelper against the harness's real sshd: install, probe, housekeeping, quoting.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { UsageError } from '../../src/errors.js';
+import { RemoteHelper } from '../../src/remote/helper.js';
+import { SshPool } from '../../src/transport/ssh-pool.js';
+import { readFileSync } from 'node:fs';
+import { attachLoop, fileOfSize, loopAvailable, makeTempDir } from '../harness/loop.js';
+import { requireReal } from '../harness/real.js';
+import { childPids, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+
+const run = promisify(execFile);
+const MiB = 1 << 20;
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+  } catch {
+    return '';
+  }
+}
+
+describe('remote/helper (real sshd)', function () {
+  this.timeout(60_000);
+  let sshd: TestSshd;
+  let pool: SshPool;
+  let dir: string;
+
+  before(async function () {
+    requireReal(this, 'root and sshd', sshdAvailable());
+    sshd = await startSshd();
+    pool = await SshPool.open({
+      hosts: [sshd.host],
+      port: sshd.port,
+      user: sshd.user,
+      identityFiles: [sshd.clientKeyPath],
+      knownHostsFiles: [sshd.knownHostsPath],
+      acceptNewHostKey: false,
+      connections: 1,
+      channelsPerConnection: 4,
+    });
+    dir = await makeTempDir('ddt-helper-test-');
+  });
+  after(async () => {
+    await pool?.close();
+    await sshd?.stop();
+  });
+
+  it('installs the script once into a private ~/.ddt/<jobId> and cleans it up', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'job-install.1' });
+    assert.equal(helper.workDir, join(sshd.home, '.ddt', 'job-install.1'));
+    const st = await stat(helper.workDir);
+    assert.equal((st.mode & 0o777).toString(8), '700');
+    assert.deepEqual(await readFile(helper.scriptPath), await readFile(new URL('../../native/ddt-helper.sh', import.meta.url)));
+    // Installing again for the same job (a resume) reuses the directory.
+    const again = await RemoteHelper.install(pool, { jobId: 'job-install.1' });
+    assert.equal(again.workDir, helper.workDir);
+    await helper.cleanup();
+    assert.equal(existsSync(helper.workDir), false);
+  });
+
+  it('refuses job ids and work dirs that are not plain', async () => {
+    await assert.rejects(RemoteHelper.install(pool, { jobId: '../x' }), UsageError);
+    await assert.rejects(RemoteHelper.install(pool, { jobId: 'a b' }), UsageError);
+    await assert.rejects(RemoteHelper.install(pool, { jobId: 'ok', workDirBase: 'relative' }), UsageError);
+  });
+
+  it('probes a regular file', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'probe-file' });
+    const file = join(dir, 'target.img');
+    await fileOfSize(file, 5 * MiB + 512, 'random');
+    const p = await helper.probe(file, dir);
+    assert.equal(p.exists, true);
+    assert.equal(p.type, 'file');
+    assert.equal(p.size, 5 * MiB + 512);
+    assert.equal(p.mounted, false);
+    assert.equal(p.swap, false);
+    assert.deepEqual(p.holders, []);
+    assert.equal(p.writable, true);
+    assert.ok(p.free > 0);
+    assert.equal(p.xxhsum, true);
+    assert.equal(p.sha256sum, true);
+    assert.equal(p.seekBytes, true);
+    assert.ok(p.cores >= 1);
+    assert.ok(p.pid > 1);
+    const missing = await helper.probe(join(dir, 'nope'));
+    assert.equal(missing.exists, false);
+    assert.equal(missing.type, 'other');
+    await assert.rejects(helper.probe('relative/path'), UsageError);
+    await helper.cleanup();
+  });
+
+  it('probes a loop device: size, sector, mounted, and the backing file as held', async function () {
+    requireReal(this, 'loop devices', loopAvailable());
+    const helper = await RemoteHelper.install(pool, { jobId: 'probe-loop' });
+    const file = join(dir, 'loop.img');
+    await fileOfSize(file, 8 * MiB, 'zero');
+    const loop = await attachLoop(file);
+    try {
+      const p = await helper.probe(loop.dev);
+      assert.equal(p.type, 'block');
+      assert.equal(p.size, 8 * MiB);
+      assert.equal(p.sector, 512);
+      assert.equal(p.mounted, false);
+      assert.equal(p.direct, true);
+      // The image file is in use by the loop device.
+      const img = await helper.probe(file);
+      assert.deepEqual(img.holders, [loop.dev.replace('/dev/', '')]);
+      // Mounted (through the device) → mounted=1.
+      await run('mkfs.ext4', ['-q', '-F', loop.dev]);
+      const mnt = join(dir, 'mnt');
+      await mkdir(mnt, { recursive: true });
+      await run('mount', [loop.dev, mnt]);
+      try {
+        assert.equal((await helper.probe(loop.dev)).mounted, true);
+      } finally {
+        await run('umount', [mnt]);
+      }
+    } finally {
+      await loop.detach();
+      await helper.cleanup();
+    }
+  });
+
+  it('a target path with shell metacharacters is one argument, never shell', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'quoting' });
+    // Relative markers: a command that ran would create them in the session's cwd (its HOME).
+    const evil = `${dir}/t; touch pwned1; $(touch pwned2) \`touch pwned3\` 'q" > x`;
+    const p = await helper.probe(evil);
+    assert.equal(p.exists, false);
+    // create-file makes a file with exactly that name, a worker writes into it.
+    assert.equal(await helper.createFile(evil, 4096), true);
+    assert.equal((await stat(evil)).size, 4096);
+    const w = await helper.openWorker(evil);
+    const ac = new AbortController();
+    const sum = await w.write({ index: 0, offset: 0, length: 3 }, { kind: 'data', chunks: (async function* () { yield Buffer.from('abc'); })() }, 'sha256', ac.signal);
+    assert.equal(sum, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    await w.close();
+    assert.equal((await readFile(evil)).subarray(0, 3).toString(), 'abc');
+    for (const m of ['pwned1', 'pwned2', 'pwned3']) {
+      assert.equal(existsSync(join(sshd.home, m)), false, m);
+      assert.equal(existsSync(join(dir, m)), false, m);
+    }
+    await helper.cleanup();
+  });
+
+  it('kill-stale ends helpers of this job left from an earlier run (by PID, checked against cmdline)', async () => {
+    const first = await RemoteHelper.install(pool, { jobId: 'stale-job' });
+    const file = join(dir, 'stale.img');
+    await writeFile(file, Buffer.alloc(MiB));
+    const w = await first.openWorker(file);
+    const ac = new AbortController();
+    await w.hash({ index: 0, offset: 0, length: 4096 }, 'xxh64', ac.signal); // it is up and serving
+    const pids = (await readFile(join(first.workDir, 'pids'), 'utf8')).trim().split('\n').map(Number);
+    assert.equal(pids.length, 1);
+    assert.ok(existsSync(`/proc/${pids[0]}`));
+    // An unrelated process whose PID is written into the list must survive.
+    const { spawn } = await import('node:child_process');
+    const bystander = spawn('sleep', ['30'], { stdio: 'ignore' });
+    await writeFile(join(first.workDir, 'pids'), `${pids[0]}\n${bystander.pid}\n`);
+    const resumed = await RemoteHelper.install(pool, { jobId: 'stale-job' });
+    assert.equal(await resumed.killStale(), 1);
+    await assert.rejects(w.hash({ index: 0, offset: 0, length: 4096 }, 'xxh64', ac.signal), /gone/);
+    assert.equal(existsSync(`/proc/${pids[0]}`), false);
+    assert.equal(bystander.exitCode, null, 'bystander still running');
+    bystander.kill();
+    await w.close();
+    await resumed.cleanup();
+  });
+
+  it('kill-stale also ends the dd a helper was running (no stale writer survives a resume)', async () => {
+    const first = await RemoteHelper.install(pool, { jobId: 'stale-dd' });
+    const file = join(dir, 'stale-dd.img');
+    await writeFile(file, Buffer.alloc(MiB));
+    const w = await first.openWorker(file);
+    const ac = new AbortController();
+    let sentFirst!: () => void;
+    const started = new Promise<void>((r) => (sentFirst = r));
+    const pending = w.write(
+      { index: 0, offset: 0, length: MiB },
+      {
+        kind: 'data',
+        chunks: (async function* () {
+          yield Buffer.alloc(4096, 1);
+          sentFirst();
+          await new Promise(() => undefined); // the rest never comes: dd waits on stdin
+        })(),
+      },
+      'xxh64',
+      ac.signal,
+    );
+    pending.catch(() => undefined);
+    await started;
+    let helperPid = 0;
+    let dd: number[] = [];
+    for (let i = 0; i < 200 && dd.length === 0; i++) {
+      helperPid = Number((await readFile(join(first.workDir, 'pids'), 'utf8').catch(() => '')).trim());
+      dd = helperPid ? childPids(helperPid).filter((p) => /^dd\0/.test(cmdline(p))) : [];
+      if (!dd.length) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(dd.length, 1, 'dd is running under the helper');
+    const resumed = await RemoteHelper.install(pool, { jobId: 'stale-dd' });
+    assert.equal(await resumed.killStale(), 2);
+    for (const pid of [helperPid, ...dd]) assert.equal(existsSync(`/proc/${pid}/cmdline`) && cmdline(pid) !== '', false, `pid ${pid} gone`);
+    await assert.rejects(pending);
+    ac.abort();
+    await resumed.cleanup();
+  });
+
+  it('cleanup refuses a directory that ddt did not create', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'marker' });
+    const foreign = join(dir, 'foreign');
+    await mkdir(foreign);
+    await assert.rejects(
+      (async () => {
+        const { runRemote } = await import('../../src/remote/run.js');
+        const res = await runRemote(pool, `sh ${helper.scriptPath} cleanup ${foreign}`);
+        if (res.code !== 0) throw new Error(res.stderr);
+      })(),
+      /not a ddt work directory/,
+    );
+    assert.equal(existsSync(foreign), true);
+    await helper.cleanup();
+  });
+});

@@ -1,0 +1,208 @@
+// RemoteTargetWriter through real SSH channels into ddt-helper.sh workers.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ChecksumAlgo } from '../../src/checksum/types.js';
+import type { BlockPayload, BlockRef } from '../../src/engine/types.js';
+import { RemoteHelper } from '../../src/remote/helper.js';
+import { RemoteHelperError } from '../../src/remote/remote-error.js';
+import { RemoteTargetWriter } from '../../src/remote/remote-target.js';
+import { SshPool, type SshPoolOptions } from '../../src/transport/ssh-pool.js';
+import { attachLoop, loopAvailable, makeTempDir } from '../harness/loop.js';
+import { requireReal } from '../harness/real.js';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+
+const run = promisify(execFile);
+const MiB = 1 << 20;
+
+/** What the shell tools print for a byte range of a file: the contract for checksums. */
+async function toolHash(file: string, offset: number, length: number, algo: ChecksumAlgo): Promise<string> {
+  const tool = algo === 'xxh64' ? 'xxhsum -H64' : 'sha256sum';
+  const { stdout } = await run('sh', ['-c', `dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip=${offset} count=${length} 2>/dev/null | ${tool}`, 'sh', file]);
+  return stdout.split(/\s+/)[0];
+}
+
+function data(buf: Buffer, chunk = 256 * 1024): BlockPayload {
+  return {
+    kind: 'data',
+    chunks: (async function* () {
+      for (let at = 0; at < buf.length; at += chunk) yield buf.subarray(at, Math.min(buf.length, at + chunk));
+    })(),
+  };
+}
+
+const ZERO: BlockPayload = { kind: 'zero' };
+
+function options(sshd: TestSshd, over: Partial<SshPoolOptions> = {}): SshPoolOptions {
+  return {
+    hosts: [sshd.host],
+    port: sshd.port,
+    user: sshd.user,
+    identityFiles: [sshd.clientKeyPath],
+    knownHostsFiles: [sshd.knownHostsPath],
+    acceptNewHostKey: false,
+    connections: 2,
+    channelsPerConnection: 2,
+    ...over,
+  };
+}
+
+describe('remote/remote-target (real sshd)', function () {
+  this.timeout(120_000);
+  let sshd: TestSshd;
+  let dir: string;
+
+  before(async function () {
+    requireReal(this, 'root and sshd', sshdAvailable());
+    sshd = await startSshd();
+    dir = await makeTempDir('ddt-rtarget-');
+  });
+  after(async () => {
+    await sshd?.stop();
+  });
+
+  async function setup(over: Partial<SshPoolOptions> = {}, jobId = `job-${Date.now()}`) {
+    const warnings: string[] = [];
+    const pool = await SshPool.open(options(sshd, { onWarning: (m) => warnings.push(m), ...over }));
+    const helper = await RemoteHelper.install(pool, { jobId });
+    return { pool, helper, warnings };
+  }
+
+  it('writes data and zero blocks concurrently; bytes and checksums match xxhsum -H64 / sha256sum', async () => {
+    const { pool, helper } = await setup();
+    const file = join(dir, 'target.img');
+    await writeFile(file, randomBytes(16 * MiB)); // zero blocks must really overwrite
+    const expected = await readFile(file);
+    const w = await RemoteTargetWriter.open(helper, file);
+    assert.equal(w.workers, 4);
+    const ac = new AbortController();
+    const blocks: Array<{ b: BlockRef; payload: Buffer | 'zero'; algo: ChecksumAlgo }> = [
+      { b: { index: 0, offset: 0, length: 4 * MiB }, payload: randomBytes(4 * MiB), algo: 'xxh64' },
+      { b: { index: 1, offset: 4 * MiB, length: 4 * MiB }, payload: 'zero', algo: 'xxh64' },
+      { b: { index: 2, offset: 8 * MiB + 123, length: 777_777 }, payload: randomBytes(777_777), algo: 'sha256' },
+      { b: { index: 3, offset: 10 * MiB, length: 3 * MiB }, payload: 'zero', algo: 'sha256' },
+      { b: { index: 4, offset: 13 * MiB, length: 1 }, payload: Buffer.from([0x42]), algo: 'xxh64' },
+      { b: { index: 5, offset: 14 * MiB, length: 2 * MiB }, payload: randomBytes(2 * MiB), algo: 'xxh64' },
+    ];
+    const sums = await Promise.all(
+      blocks.map(({ b, payload, algo }) => w.writeAt(b, payload === 'zero' ? ZERO : data(payload, 65_536 + b.index * 99_991), algo, ac.signal)),
+    );
+    for (const { b, payload } of blocks) (payload === 'zero' ? Buffer.alloc(b.length) : payload).copy(expected, b.offset);
+    assert.ok((await readFile(file)).equals(expected), 'target bytes');
+    for (const [i, { b, algo }] of blocks.entries()) {
+      assert.equal(sums[i], await toolHash(file, b.offset, b.length, algo), `block ${i}`);
+      assert.equal(await w.hashAt(b, algo, ac.signal), sums[i], `hashAt ${i}`);
+    }
+    // A 16-hex xxh64 that starts with 0 keeps its leading zeros; sha256 is 64 hex.
+    assert.ok(sums.every((s, i) => s.length === (blocks[i].algo === 'xxh64' ? 16 : 64)));
+    await w.close();
+    await helper.cleanup();
+    await pool.close();
+  });
+
+  it('a remote error rejects that block only; the worker keeps its framing', async function () {
+    requireReal(this, 'loop devices', loopAvailable());
+    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 1 });
+    const img = join(dir, 'small.img');
+    await writeFile(img, Buffer.alloc(MiB));
+    const loop = await attachLoop(img);
+    try {
+      const w = await RemoteTargetWriter.open(helper, loop.dev);
+      const ac = new AbortController();
+      // Past the end of the device: dd fails after taking part of the payload.
+      await assert.rejects(
+        w.writeAt({ index: 9, offset: MiB - 4096, length: 3 * MiB }, data(randomBytes(3 * MiB)), 'xxh64', ac.signal),
+        (err: unknown) => err instanceof RemoteHelperError && err.code === 'REMOTE_ERR' && /No space left/.test(err.message),
+      );
+      const buf = randomBytes(64 * 1024);
+      const sum = await w.writeAt({ index: 0, offset: 8192, length: buf.length }, data(buf), 'xxh64', ac.signal);
+      assert.equal(sum, await toolHash(loop.dev, 8192, buf.length, 'xxh64'));
+      await w.close();
+    } finally {
+      await loop.detach();
+      await helper.cleanup();
+      await pool.close();
+    }
+  });
+
+  it('a short payload or an abort mid-block kills that worker; a new one takes over', async () => {
+    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 1 });
+    const file = join(dir, 'abort.img');
+    await writeFile(file, Buffer.alloc(4 * MiB));
+    const w = await RemoteTargetWriter.open(helper, file);
+    const ac = new AbortController();
+    await assert.rejects(
+      w.writeAt({ index: 0, offset: 0, length: MiB }, data(randomBytes(MiB - 1)), 'xxh64', ac.signal),
+      (err: unknown) => err instanceof RemoteHelperError && err.code === 'PAYLOAD_LENGTH',
+    );
+    const stop = new AbortController();
+    const hanging: BlockPayload = {
+      kind: 'data',
+      chunks: (async function* () {
+        yield randomBytes(1000);
+        stop.abort(new Error('user pressed ^C'));
+        await new Promise(() => undefined); // never more data
+      })(),
+    };
+    await assert.rejects(w.writeAt({ index: 1, offset: 0, length: MiB }, hanging, 'xxh64', stop.signal), /user pressed/);
+    const buf = randomBytes(MiB);
+    assert.equal(await w.writeAt({ index: 2, offset: MiB, length: MiB }, data(buf), 'xxh64', ac.signal), await toolHash(file, MiB, MiB, 'xxh64'));
+    assert.equal(w.workers, 1);
+    await w.close();
+    await helper.cleanup();
+    await pool.close();
+  });
+
+  it('MaxSessions 2 with 4 channels requested: 2 workers, one warning, all blocks written', async () => {
+    const small = await startSshd({ maxSessions: 2 });
+    const warnings: string[] = [];
+    const pool = await SshPool.open(options(small, { connections: 1, channelsPerConnection: 4, onWarning: (m) => warnings.push(m) }));
+    const helper = await RemoteHelper.install(pool, { jobId: 'maxsessions' });
+    const file = join(dir, 'ms.img');
+    await writeFile(file, Buffer.alloc(8 * MiB));
+    try {
+      const w = await RemoteTargetWriter.open(helper, file);
+      assert.equal(w.workers, 2);
+      assert.equal(pool.capacity(), 2);
+      const ac = new AbortController();
+      const bufs = Array.from({ length: 8 }, () => randomBytes(MiB));
+      const sums = await Promise.all(bufs.map((b, i) => w.writeAt({ index: i, offset: i * MiB, length: MiB }, data(b), 'xxh64', ac.signal)));
+      for (let i = 0; i < 8; i++) assert.equal(sums[i], await toolHash(file, i * MiB, MiB, 'xxh64'));
+      assert.ok((await readFile(file)).equals(Buffer.concat(bufs)));
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      await w.close();
+    } finally {
+      await helper.cleanup();
+      await pool.close();
+      await small.stop();
+    }
+  });
+
+  it('survives a dropped connection: the in-flight block rejects, later blocks go through a reconnected channel', async () => {
+    const { pool, helper, warnings } = await setup({ connections: 1, channelsPerConnection: 2 });
+    const file = join(dir, 'drop.img');
+    await writeFile(file, Buffer.alloc(8 * MiB));
+    const w = await RemoteTargetWriter.open(helper, file);
+    const ac = new AbortController();
+    const stalled: BlockPayload = {
+      kind: 'data',
+      chunks: (async function* () {
+        yield randomBytes(4096);
+        for (const pid of sshd.connectionPids()) process.kill(pid, 'SIGKILL');
+        await new Promise((r) => setTimeout(r, 500));
+        yield randomBytes(4096);
+      })(),
+    };
+    await assert.rejects(w.writeAt({ index: 0, offset: 0, length: 8192 }, stalled, 'xxh64', ac.signal), (err: unknown) => err instanceof RemoteHelperError);
+    const buf = randomBytes(MiB);
+    assert.equal(await w.writeAt({ index: 1, offset: MiB, length: MiB }, data(buf), 'sha256', ac.signal), await toolHash(file, MiB, MiB, 'sha256'));
+    assert.ok(warnings.some((m) => /lost/.test(m)));
+    assert.equal(pool.liveConnections(), 1);
+    await w.close();
+    await helper.cleanup();
+    await pool.close();
+  });
+});
