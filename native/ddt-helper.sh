@@ -13,6 +13,9 @@
 #   W <offset> <length> <algo>\n<length bytes>   write, flush, read back, hash
 #   Z <offset> <length> <algo>\n                 write zeros (no data on the wire), hash
 #   H <offset> <length> <algo>\n                 hash the range as it is
+#   F <offset> <length> <algo> <file>\n          write a staged block file (sftp/rsync paths) at
+#                                                offset, flush, read back, hash; the file is
+#                                                removed once written (kept when it is short)
 #   Q\n                                          quit
 # algo is xxh64 (printed like `xxhsum -H64`) or sha256 (like `sha256sum`).
 
@@ -238,6 +241,26 @@ do_write() {
   reply_err "write failed: $(first_err "dd exit $rc")"
 }
 
+# F: the block arrived as a file in a staging dir (SFTP or rsync); it must hold exactly LEN bytes.
+do_file() {
+  off=$1 len=$2 algo=$3 file=$4
+  valid_path "$file" && [ -f "$file" ] || { reply_err "staged file missing: $file"; return; }
+  size=$(wc -c <"$file" | tr -d ' ')
+  if [ "$size" != "$len" ]; then
+    reply_err "staged file $file has $size of $len bytes"
+    return
+  fi
+  dd if="$file" of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
+    oflag="$OFLAGS" seek="$off" conv=notrunc,nocreat,fsync 2>"$ERRF"
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    reply_err "write failed: $(first_err "dd exit $rc")"
+    return
+  fi
+  rm -f "$file"
+  hash_range "$off" "$len" "$algo"
+}
+
 do_zero() {
   off=$1 len=$2 algo=$3
   dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
@@ -269,13 +292,17 @@ serve() {
     case $op in
       Q) break ;;
       '') continue ;;
-      W | Z | H) ;;
+      W | Z | H | F) ;;
       *) reply_err "unknown request '$op'"; exit 1 ;;
     esac
     if ! is_uint "${len:-}"; then
       # Without a length the frame's end is unknown: stop rather than write garbage.
       reply_err "bad request header"
       exit 1
+    fi
+    if [ "$op" = F ]; then
+      if is_uint "${off:-}"; then do_file "$off" "$len" "${algo:-}" "${extra:-}"; else reply_err "bad request header"; fi
+      continue
     fi
     if ! is_uint "${off:-}" || [ -n "${extra:-}" ]; then
       [ "$op" = W ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null

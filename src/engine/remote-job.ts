@@ -8,13 +8,13 @@ import { planBlocks, validateBlockSize } from '../plan/block-plan.js';
 import { RemoteHelper } from '../remote/helper.js';
 import type { RemoteProbe } from '../remote/probe.js';
 import { validateRemotePath } from '../remote/quote.js';
-import { RemoteTargetWriter } from '../remote/remote-target.js';
 import { BlockReader } from '../source/block-reader.js';
 import { identityChange, probeSource } from '../source/device.js';
 import { knownHostsFilesOf, resolveEndpoint, type Endpoint, type EndpointOptions } from '../transport/endpoint.js';
 import { SshPool } from '../transport/ssh-pool.js';
 import { parseRemoteSpec } from '../transport/target-spec.js';
 import { executeJob } from './job.js';
+import { openRemoteWriter, type RemoteWriter } from './remote-writers.js';
 import type { JobOutcome, JobUi } from './local-job.js';
 
 export interface SendRequest extends EndpointOptions {
@@ -176,9 +176,9 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
 
 async function transfer(header: JobHeader, journal: JournalWriter, previous: JournalState | undefined, s: RemoteSession, o: { channels: number }, ui: JobUi): Promise<JobOutcome> {
   const reader = await BlockReader.open(header.source.path);
-  let target: RemoteTargetWriter | undefined;
+  let target: RemoteWriter | undefined;
   try {
-    target = await RemoteTargetWriter.open(s.helper, header.target.path, { workers: o.channels, signal: ui.signal });
+    target = await openRemoteWriter(header, s, { channels: o.channels, signal: ui.signal });
     const summary = await executeJob(
       header,
       journal,

@@ -5,6 +5,7 @@
  * middle of a payload, a payload of the wrong length, a garbled answer) kills the worker rather
  * than risk writing bytes at the wrong offset; the owner opens a new one.
  */
+import { validateRemotePath } from './quote.js';
 import type { ClientChannel } from 'ssh2';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
@@ -55,6 +56,15 @@ export class HelperWorker {
   async write(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     if (payload.kind === 'zero') return this.request(`Z ${block.offset} ${block.length} ${algo}\n`, algo, signal);
     return this.request(`W ${block.offset} ${block.length} ${algo}\n`, algo, signal, block.length, payload.chunks);
+  }
+
+  /**
+   * Write a block that arrived as a file in a remote staging dir (SFTP, rsync) at its offset;
+   * the helper removes the file once written. The file must hold exactly `block.length` bytes.
+   */
+  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    validateRemotePath(remoteFile, 'staged block file');
+    return this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, algo, signal);
   }
 
   /** Checksum of the target range as it is now. */
