@@ -16,6 +16,7 @@ export function transferOptions<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and checks, write nothing' })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'overwrite the target without asking' })
     .option('force', { type: 'boolean', default: false, describe: 'write to a target that is mounted, swap or held by another device' })
+    .option('noerror', { type: 'boolean', default: false, describe: 'on unreadable source sectors: zero-fill them, record the ranges, finish with exit 5' })
     .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const, describe: 'progress display on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' });
 }

@@ -1,7 +1,7 @@
 import { isProven, type JournalWriter, type JournalState } from '../journal/journal.js';
 import type { JobHeader } from '../journal/records.js';
 import type { ProgressListener } from '../progress/events.js';
-import { planBlocks } from '../plan/block-plan.js';
+import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { BlockReader } from '../source/block-reader.js';
 import { ExitCode } from '../errors.js';
 import { runPipeline } from './pipeline.js';
@@ -60,8 +60,11 @@ export async function executeJob(
   }
   const verified = provenBefore.length + counters.verified;
   const pending = blocks.length - verified - counters.failed;
-  const exitCode = exitCodeFor(counters, pending, 0);
-  const error = errorText(counters, journalPath);
+  const badRanges = mergeRanges([...provenBefore.flatMap((b) => previous?.blocks.get(b.index)?.ranges ?? []), ...counters.badRanges]);
+  const exitCode = exitCodeFor(counters, pending, badRanges.length);
+  const error =
+    errorText(counters, journalPath) ??
+    (badRanges.length ? `finished, but ${badRanges.length} unreadable source range(s) were zero-filled on the target: see ddt status ${journalPath}` : undefined);
   journal.run({ event: 'end', exitCode, error, bytesOnWire: counters.bytesOnWire });
   journal.close();
   const summary: JobSummary = {
@@ -78,7 +81,7 @@ export async function executeJob(
     retransmitted: counters.retransmitted,
     failed: counters.failed,
     pending: Math.max(0, pending),
-    badRanges: [],
+    badRanges,
     bytesTotal: header.source.size,
     bytesOnWire: counters.bytesOnWire,
     seconds: (Date.now() - started) / 1000,

@@ -34,6 +34,8 @@ export interface CopyRequest {
   yes: boolean;
   dryRun: boolean;
   journal?: string;
+  /** zero-fill unreadable source sectors instead of stopping (exit 5 at the end) */
+  noerror: boolean;
 }
 
 export type JobOutcome = { kind: 'done'; summary: JobSummary } | { kind: 'dry-run'; plan: string[] } | { kind: 'nothing-to-do'; summary: JobSummary };
@@ -81,7 +83,7 @@ export async function runCopy(req: CopyRequest, ui: JobUi): Promise<JobOutcome> 
     type: 'job',
     version: JOURNAL_VERSION,
     command: 'copy',
-    options: { retries: req.retries, concurrency: req.concurrency, targetZeroed: req.targetZeroed, force: req.force },
+    options: { retries: req.retries, concurrency: req.concurrency, targetZeroed: req.targetZeroed, force: req.force, noerror: req.noerror },
     source: { path: source.path, size: source.size, identity: source.identity },
     target: { path: req.target, size: existing?.size ?? source.size },
     blockSize: req.blockSize,
@@ -103,7 +105,7 @@ export async function runCopy(req: CopyRequest, ui: JobUi): Promise<JobOutcome> 
 }
 
 async function runLocal(header: JobHeader, journal: JournalWriter, previous: JournalState | undefined, concurrency: number, ui: JobUi): Promise<JobOutcome> {
-  const reader = await BlockReader.open(header.source.path);
+  const reader = await openSourceReader(header);
   const target = await LocalTarget.open(header.target.path);
   try {
     const summary = await executeJob(
@@ -124,6 +126,12 @@ async function runLocal(header: JobHeader, journal: JournalWriter, previous: Jou
     await reader.close();
     await target.close();
   }
+}
+
+/** The job's source, read as its header says (`--noerror` and the device's sector size). */
+export async function openSourceReader(header: JobHeader): Promise<BlockReader> {
+  const info = await probeSource(header.source.path);
+  return BlockReader.open(header.source.path, undefined, { noerror: Boolean(header.options.noerror), sectorSize: info.sectorSize });
 }
 
 /** Continue a copy from its journal: same settings; refuse a changed source or target. */

@@ -29,6 +29,8 @@ export interface PipelineCounters {
   fatal?: unknown;
   /** the caller's signal stopped the run */
   interrupted: boolean;
+  /** unreadable source ranges zero-filled this run (`--noerror`) */
+  badRanges: { offset: number; length: number }[];
 }
 
 /** What to do after a block attempt failed: the one place that decides retry, record or abort. */
@@ -51,9 +53,17 @@ export async function runPipeline(
   signal: AbortSignal,
 ): Promise<PipelineCounters> {
   const { reader, writer, hasher, journal, emit } = deps;
-  const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, interrupted: false };
+  const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, interrupted: false, badRanges: [] };
   const stop = new AbortController();
   const runSignal = AbortSignal.any([signal, stop.signal]);
+
+  /** Unreadable sectors were zero-filled (`--noerror`): the journal and summary must say where. */
+  function recordBad(block: BlockRef, ranges: { offset: number; length: number }[]): void {
+    if (ranges.length === 0) return;
+    journal.block({ block: block.index, state: 'bad', ranges });
+    counters.badRanges.push(...ranges);
+    emit({ type: 'warning', message: `unreadable source bytes zero-filled in block ${block.index}: ${ranges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}` });
+  }
 
   async function attempt(block: BlockRef): Promise<boolean> {
     const opened = await reader.openBlock(block, opts.algo);
@@ -62,6 +72,7 @@ export async function runPipeline(
     if (zero && opts.targetZeroed) {
       const [src, tgt] = await Promise.all([opened.checksum, hasher.hashAt(block, opts.algo, runSignal)]);
       if (src === tgt) {
+        recordBad(block, await opened.badRanges);
         journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: 'skipped-zero' });
         counters.verified++;
         counters.zeroBlocks++;
@@ -81,6 +92,7 @@ export async function runPipeline(
       counters.lastError = `block ${block.index}: target checksum ${tgt} != source ${src}`;
       return false;
     }
+    recordBad(block, await opened.badRanges);
     journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data' });
     counters.verified++;
     if (zero) counters.zeroBlocks++;

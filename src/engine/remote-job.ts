@@ -8,14 +8,13 @@ import { planBlocks, validateBlockSize } from '../plan/block-plan.js';
 import { RemoteHelper } from '../remote/helper.js';
 import type { RemoteProbe } from '../remote/probe.js';
 import { validateRemotePath } from '../remote/quote.js';
-import { BlockReader } from '../source/block-reader.js';
 import { identityChange, probeSource } from '../source/device.js';
 import { knownHostsFilesOf, resolveEndpoint, type Endpoint, type EndpointOptions } from '../transport/endpoint.js';
 import { SshPool } from '../transport/ssh-pool.js';
 import { parseRemoteSpec } from '../transport/target-spec.js';
 import { executeJob } from './job.js';
 import { openRemoteWriter, type RemoteWriter } from './remote-writers.js';
-import type { JobOutcome, JobUi } from './local-job.js';
+import { openSourceReader, type JobOutcome, type JobUi } from './local-job.js';
 
 export interface SendRequest extends EndpointOptions {
   source: string;
@@ -33,6 +32,7 @@ export interface SendRequest extends EndpointOptions {
   acceptNewHostKey: boolean;
   keepLogs: boolean;
   reconnectTimeoutMs: number;
+  noerror: boolean;
 }
 
 export interface RemoteSession {
@@ -143,6 +143,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
         force: req.force,
         keepLogs: req.keepLogs,
         reconnectTimeoutMs: req.reconnectTimeoutMs,
+        noerror: req.noerror,
         jobId,
       },
       source: { path: source.path, size: source.size, identity: source.identity },
@@ -175,7 +176,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
 }
 
 async function transfer(header: JobHeader, journal: JournalWriter, previous: JournalState | undefined, s: RemoteSession, o: { channels: number }, ui: JobUi): Promise<JobOutcome> {
-  const reader = await BlockReader.open(header.source.path);
+  const reader = await openSourceReader(header);
   let target: RemoteWriter | undefined;
   try {
     target = await openRemoteWriter(header, s, { channels: o.channels, signal: ui.signal });

@@ -26,6 +26,7 @@ export const copyCommand: CommandModule = {
           yes: Boolean(argv.yes),
           dryRun: Boolean(argv['dry-run']),
           journal: argv.journal as string | undefined,
+          noerror: Boolean(argv.noerror),
         },
         ui,
       ),

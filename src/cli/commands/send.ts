@@ -30,6 +30,7 @@ export const sendCommand: CommandModule = {
           yes: Boolean(argv.yes),
           dryRun: Boolean(argv['dry-run']),
           journal: argv.journal as string | undefined,
+          noerror: Boolean(argv.noerror),
           port: argv.port as number | undefined,
           user: argv.user as string | undefined,
           identity: argv.identity as string[] | undefined,
