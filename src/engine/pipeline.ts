@@ -1,10 +1,9 @@
 import PQueue from 'p-queue';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import { SourceReadError, messageOf } from '../errors.js';
+import { SourceReadError, SshError, messageOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
-import type { BlockReader } from '../source/block-reader.js';
-import type { BlockRef, TargetHasher, TargetWriter } from './types.js';
+import type { BlockRef, SourceReader, TargetHasher, TargetWriter } from './types.js';
 
 export interface PipelineOptions {
   algo: ChecksumAlgo;
@@ -37,8 +36,11 @@ export interface PipelineCounters {
 export type FailureDecision = 'retry' | 'abort';
 
 export function decideFailure(err: unknown): FailureDecision {
-  // A source that cannot be read will not read better on the next try: stop resumable.
-  return err instanceof SourceReadError ? 'abort' : 'retry';
+  // A source that cannot be read will not read better on the next try, and a host that stayed
+  // unreachable past --reconnect-timeout (or refused us) will not come back for the next
+  // block either: stop, resumable, instead of failing every remaining block in turn.
+  if (err instanceof SourceReadError || (err instanceof SshError && err.code !== 'SSH_CHANNEL')) return 'abort';
+  return 'retry';
 }
 
 /**
@@ -48,7 +50,7 @@ export function decideFailure(err: unknown): FailureDecision {
  */
 export async function runPipeline(
   blocks: BlockRef[],
-  deps: { reader: BlockReader; writer: TargetWriter; hasher: TargetHasher; journal: JournalWriter; emit: ProgressListener },
+  deps: { reader: SourceReader; writer: TargetWriter; hasher: TargetHasher; journal: JournalWriter; emit: ProgressListener },
   opts: PipelineOptions,
   signal: AbortSignal,
 ): Promise<PipelineCounters> {
