@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { sshdAvailable, startSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 
 const MiB = 1024 * 1024;
