@@ -2,16 +2,22 @@ import { isProven, type JournalWriter, type JournalState } from '../journal/jour
 import type { JobHeader } from '../journal/records.js';
 import type { ProgressListener } from '../progress/events.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
-import type { BlockReader } from '../source/block-reader.js';
 import { ExitCode } from '../errors.js';
 import { runPipeline } from './pipeline.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
-import type { TargetHasher, TargetWriter } from './types.js';
+import type { SourceReader, TargetHasher, TargetWriter } from './types.js';
 
 export interface RunSettings {
   concurrency: number;
   retries: number;
   targetZeroed: boolean;
+  skipIdentical?: boolean;
+}
+
+/** The per-run settings a job's header records (resume reuses them). */
+export function runSettingsOf(header: JobHeader, concurrency: number): RunSettings {
+  const o = header.options;
+  return { concurrency, retries: Number(o.retries ?? 3), targetZeroed: Boolean(o.targetZeroed), skipIdentical: Boolean(o.skipIdentical) };
 }
 
 /**
@@ -22,7 +28,7 @@ export async function executeJob(
   header: JobHeader,
   journal: JournalWriter,
   previous: JournalState | undefined,
-  io: { reader: BlockReader; target: TargetWriter & TargetHasher },
+  io: { reader: SourceReader; target: TargetWriter & TargetHasher },
   settings: RunSettings,
   emit: ProgressListener,
   signal: AbortSignal,
@@ -50,7 +56,7 @@ export async function executeJob(
     counters = await runPipeline(
       todo,
       { reader: io.reader, writer: io.target, hasher: io.target, journal, emit },
-      { algo: header.checksum, retries: settings.retries, concurrency: settings.concurrency, targetZeroed: settings.targetZeroed },
+      { algo: header.checksum, retries: settings.retries, concurrency: settings.concurrency, targetZeroed: settings.targetZeroed, skipIdentical: settings.skipIdentical },
       signal,
     );
   } catch (err) {

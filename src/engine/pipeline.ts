@@ -3,6 +3,7 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { SourceReadError, SshError, messageOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
+import { HashAhead } from './hash-ahead.js';
 import type { BlockRef, SourceReader, TargetHasher, TargetWriter } from './types.js';
 
 export interface PipelineOptions {
@@ -13,6 +14,8 @@ export interface PipelineOptions {
   concurrency: number;
   /** the target is known to be zero: zero source blocks are proven by hashing, not written */
   targetZeroed: boolean;
+  /** hash the target ahead and send only blocks whose checksum differs */
+  skipIdentical?: boolean;
 }
 
 export interface PipelineCounters {
@@ -67,7 +70,23 @@ export async function runPipeline(
     emit({ type: 'warning', message: `unreadable source bytes zero-filled in block ${block.index}: ${ranges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}` });
   }
 
-  async function attempt(block: BlockRef): Promise<boolean> {
+  const ahead = opts.skipIdentical && reader.hashBlock ? new HashAhead(blocks, hasher, opts.algo, runSignal) : undefined;
+
+  /** `--skip-identical`: a block whose target checksum already equals the source's is proven unsent. */
+  async function alreadyThere(block: BlockRef): Promise<boolean> {
+    if (!ahead || !reader.hashBlock) return false;
+    const [src, tgt] = await Promise.all([reader.hashBlock(block, opts.algo), ahead.get(block.index)]);
+    if (tgt === undefined || src.checksum !== tgt) return false;
+    recordBad(block, src.badRanges);
+    journal.block({ block: block.index, state: 'verified', source: src.checksum, target: tgt, how: 'identical' });
+    counters.verified++;
+    counters.identicalBlocks++;
+    emit({ type: 'block', index: block.index, state: 'identical', bytes: block.length });
+    return true;
+  }
+
+  async function attempt(block: BlockRef, first: boolean): Promise<boolean> {
+    if (first && (await alreadyThere(block))) return true;
     const opened = await reader.openBlock(block, opts.algo);
     emit({ type: 'block', index: block.index, state: 'read', bytes: block.length });
     const zero = opened.payload.kind === 'zero';
@@ -83,9 +102,11 @@ export async function runPipeline(
       }
       // Not zero after all on the target: write the zeros like any other block.
     }
+    let reported: number | undefined;
+    if (opened.payload.kind === 'data') opened.payload.onWire = (n) => (reported = (reported ?? 0) + n);
     const tgt = await writer.writeAt(block, opened.payload, opts.algo, runSignal);
     const src = await opened.checksum;
-    const wire = zero ? 0 : block.length;
+    const wire = reported ?? (zero ? 0 : block.length);
     counters.sent++;
     counters.bytesOnWire += wire;
     emit({ type: 'block', index: block.index, state: 'sent', bytes: block.length, wireBytes: wire });
@@ -110,7 +131,7 @@ export async function runPipeline(
         emit({ type: 'block', index: block.index, state: 'retry', bytes: block.length });
       }
       try {
-        if (await attempt(block)) return;
+        if (await attempt(block, n === 0)) return;
       } catch (err) {
         if (runSignal.aborted) return;
         if (decideFailure(err) === 'abort') {

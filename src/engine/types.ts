@@ -1,4 +1,5 @@
 import type { ChecksumAlgo } from '../checksum/types.js';
+import type { OpenedBlock } from '../source/block-reader.js';
 
 /** What a stage needs to know about one block of the plan. */
 export interface BlockRef {
@@ -9,7 +10,12 @@ export interface BlockRef {
 
 /** Block payload as it travels: a stream of chunks (bounded memory) or "all zeros" (no data). */
 export type BlockPayload =
-  | { kind: 'data'; chunks: AsyncIterable<Buffer> }
+  | {
+      kind: 'data';
+      chunks: AsyncIterable<Buffer>;
+      /** A writer that sends fewer bytes than the block (compression) reports what it sent. */
+      onWire?: (bytes: number) => void;
+    }
   | { kind: 'zero' };
 
 /**
@@ -26,5 +32,19 @@ export interface TargetWriter {
 /** Hashes ranges of the target as it is now (verify, skip-identical, resume checks). */
 export interface TargetHasher {
   hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
+  /** Checksums of many blocks in order, streamed (no round trip per block); optional. */
+  hashStream?(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Where blocks come from: a local device read in place (`BlockReader`) or a remote one read by
+ * the helper on the source host (pull). `openBlock` gives the payload and the checksum of
+ * exactly the bytes read, computed where they were read.
+ */
+export interface SourceReader {
+  openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock>;
+  /** Checksum only, no payload (`--skip-identical` compares it with the target's first). */
+  hashBlock?(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: { offset: number; length: number }[] }>;
   close(): Promise<void>;
 }

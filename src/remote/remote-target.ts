@@ -8,12 +8,18 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef, TargetHasher, TargetWriter } from '../engine/types.js';
 import { SshError } from '../errors.js';
 import type { RemoteHelper } from './helper.js';
+import type { CompressionPolicy } from '../engine/compress.js';
+import { throttled, type TokenBucket } from '../transport/bwlimit.js';
 import type { HelperWorker } from './worker.js';
 
 export interface RemoteTargetOptions {
   /** Upper bound on workers; default: every channel the pool has. */
   workers?: number;
   signal?: AbortSignal;
+  /** `--compress`: blocks go as parts (raw, gzip, zero runs) when set and not `none`. */
+  compress?: CompressionPolicy;
+  /** `--bwlimit`: one bucket for every channel. */
+  bucket?: TokenBucket;
 }
 
 export class RemoteTargetWriter implements TargetWriter, TargetHasher {
@@ -23,6 +29,8 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   private waiters: Array<(w: HelperWorker | undefined) => void> = [];
   private closed = false;
   private maxWorkers: number;
+  private compress?: CompressionPolicy;
+  private bucket?: TokenBucket;
   private inFlight = 0;
   private drained: Array<() => void> = [];
 
@@ -41,6 +49,8 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   static async open(helper: RemoteHelper, target: string, opts: RemoteTargetOptions = {}): Promise<RemoteTargetWriter> {
     const want = Math.max(1, Math.min(opts.workers ?? Infinity, helper.pool.capacity()));
     const w = new RemoteTargetWriter(helper, target, want);
+    w.compress = opts.compress?.mode === 'none' ? undefined : opts.compress;
+    w.bucket = opts.bucket;
     const started = await Promise.allSettled(Array.from({ length: want }, () => w.spawn(opts.signal)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (w.all.size === 0) throw failed?.reason ?? new SshError('SSH_NO_CHANNEL', 'no worker channel could be opened');
@@ -54,11 +64,43 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   }
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
+    if (payload.kind === 'zero') return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
+    const policy = this.compress;
+    if (policy) {
+      const parts = throttled(policy.parts(block.offset, payload.chunks), this.bucket, (p) => (p.kind === 'zero' ? 0 : p.data.length), signal);
+      return this.withWorker(signal, (w) =>
+        w.writeParts(block, parts, algo, signal, (n) => {
+          policy.noteWire(n);
+          payload.onWire?.(n);
+        }),
+      );
+    }
+    const chunks = throttled(payload.chunks, this.bucket, (c) => c.length, signal);
+    const sum = await this.withWorker(signal, (w) => w.write(block, { kind: 'data', chunks }, algo, signal));
+    payload.onWire?.(block.length);
+    return sum;
+  }
+
+  /** `--skip-identical`: one worker hashes the blocks in order, requests pipelined. */
+  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
+    const w = await this.acquire(signal);
+    this.inFlight++;
+    try {
+      yield* w.hashMany(blocks, algo, signal);
+    } finally {
+      this.inFlight--;
+      this.giveBack(w);
+      if (this.inFlight === 0) for (const r of this.drained.splice(0)) r();
+    }
   }
 
   async hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     return this.withWorker(signal, (w) => w.hash(block, algo, signal));
+  }
+
+  /** A block staged as a file on the remote host (`--via sftp`): written at its offset, file removed. */
+  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.withWorker(signal, (w) => w.writeStaged(block, remoteFile, algo, signal));
   }
 
   /** Let the workers finish their current block, then quit them politely. Idempotent. */

@@ -11,6 +11,8 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { RemoteHelperError } from './remote-error.js';
+import { DeathWatch } from './death-watch.js';
+import type { BlockPart } from '../engine/compress.js';
 
 const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
 const STDERR_KEEP = 4096;
@@ -23,21 +25,17 @@ interface Pending {
 export class HelperWorker {
   private buf = '';
   private stderr = '';
-  private pending?: Pending;
+  /** Answers still owed by the helper, oldest first (requests can be pipelined). */
+  private pending: Pending[] = [];
   private busy = false;
   private dead?: Error;
-  private readonly died: Promise<never>;
-  private onDeath!: (err: Error) => void;
+  private readonly death = new DeathWatch();
 
   constructor(
     private readonly pool: SshPool,
     private readonly ch: ClientChannel,
     readonly label: string,
   ) {
-    this.died = new Promise<never>((_, reject) => {
-      this.onDeath = reject;
-    });
-    this.died.catch(() => undefined); // observed through pending requests, not unhandled
     ch.setEncoding('latin1');
     ch.on('data', (s: string) => this.onData(s));
     ch.stderr.on('data', (b: Buffer) => {
@@ -65,6 +63,49 @@ export class HelperWorker {
   async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     validateRemotePath(remoteFile, 'staged block file');
     return this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, algo, signal);
+  }
+
+  /**
+   * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
+   * path for `--compress` and for zero runs inside a block. `onWire` hears payload bytes sent.
+   */
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void): Promise<string> {
+    async function* requests(): AsyncGenerator<{ head: string; data?: Buffer }> {
+      let covered = 0;
+      for await (const p of parts) {
+        covered += p.length;
+        if (p.kind === 'zero') yield { head: `E ${p.offset} ${p.length}\n` };
+        else {
+          onWire?.(p.data.length);
+          yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
+        }
+      }
+      if (covered !== block.length) throw new RemoteHelperError('PAYLOAD_LENGTH', `block ${block.index}: parts cover ${covered} of ${block.length} bytes`);
+      yield { head: `S ${block.offset} ${block.length} ${algo}\n` };
+    }
+    let last = '';
+    for await (const line of this.pipelined(requests(), 8, signal)) {
+      if (last !== '') this.partAnswer(last);
+      last = line;
+    }
+    return this.parseAnswer(last, algo);
+  }
+
+  /** Hash many ranges of the target with requests pipelined: no round trip per block. */
+  async *hashMany(blocks: Iterable<BlockRef>, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
+    const list = [...blocks];
+    async function* requests(): AsyncGenerator<{ head: string }> {
+      for (const b of list) yield { head: `H ${b.offset} ${b.length} ${algo}\n` };
+    }
+    let i = 0;
+    for await (const line of this.pipelined(requests(), 64, signal)) yield { block: list[i++]!, checksum: this.parseAnswer(line, algo) };
+  }
+
+  private partAnswer(line: string): void {
+    if (line === 'OK') return;
+    if (line.startsWith('ERR ')) throw new RemoteHelperError('REMOTE_ERR', `${this.label}: ${line.slice(4)}`);
+    this.destroy('bad answer');
+    throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer to a block part: ${JSON.stringify(line.slice(0, 200))}`);
   }
 
   /** Checksum of the target range as it is now. */
@@ -101,10 +142,7 @@ export class HelperWorker {
     const onAbort = () => this.destroy('aborted');
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const answer = new Promise<string>((resolve, reject) => {
-        this.pending = { resolve, reject };
-      });
-      answer.catch(() => undefined); // a failed send below reports first
+      const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
       if (chunks) await this.sendPayload(chunks, length);
       const line = await answer;
@@ -114,8 +152,60 @@ export class HelperWorker {
       throw err;
     } finally {
       signal.removeEventListener('abort', onAbort);
-      this.pending = undefined;
-      this.busy = false;
+      this.settle();
+    }
+  }
+
+  /** Register the next answer the helper owes; answers arrive in request order. */
+  private expectAnswer(): Promise<string> {
+    const answer = new Promise<string>((resolve, reject) => this.pending.push({ resolve, reject }));
+    answer.catch(() => undefined); // a failed send reports first
+    return answer;
+  }
+
+  /** End of an operation: an answer still owed means the framing is unknown, so end the worker. */
+  private settle(): void {
+    if (this.pending.length > 0) this.destroy('operation ended with answers outstanding');
+    this.busy = false;
+  }
+
+  /**
+   * Send requests without waiting for each answer (at most `ahead` outstanding) and yield the
+   * answers in order: many blocks hashed, or a block's parts written, with no round trip each.
+   */
+  private async *pipelined(items: AsyncIterable<{ head: string; data?: Buffer }>, ahead: number, signal: AbortSignal): AsyncGenerator<string> {
+    if (this.dead) throw this.deadError();
+    if (this.busy) throw new Error(`${this.label}: one request at a time`);
+    signal.throwIfAborted();
+    this.busy = true;
+    const onAbort = () => this.destroy('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    const answers: Promise<string>[] = [];
+    const it = items[Symbol.asyncIterator]();
+    let exhausted = false;
+    try {
+      for (;;) {
+        while (!exhausted && answers.length < ahead) {
+          const r = await this.death.race(it.next());
+          if (r.done) {
+            exhausted = true;
+            break;
+          }
+          answers.push(this.expectAnswer());
+          await this.send(Buffer.from(r.value.head, 'latin1'));
+          if (r.value.data) await this.send(r.value.data);
+        }
+        const next = answers.shift();
+        if (!next) return;
+        yield await next;
+      }
+    } catch (err) {
+      void it.return?.()?.catch(() => undefined);
+      if (signal.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.settle();
     }
   }
 
@@ -125,7 +215,7 @@ export class HelperWorker {
     try {
       for (;;) {
         // Race the source too: a stalled read must not keep an aborted request alive.
-        const r = await Promise.race([it.next(), this.died]);
+        const r = await this.death.race(it.next());
         if (r.done) break;
         const chunk = r.value;
         if (sent + chunk.length > length) {
@@ -155,7 +245,7 @@ export class HelperWorker {
     const written = new Promise<void>((resolve, reject) => {
       this.ch.write(buf, (err?: Error | null) => (err ? reject(err) : resolve()));
     });
-    return Promise.race([written, this.died]);
+    return this.death.race(written);
   }
 
   private parseAnswer(line: string, algo: ChecksumAlgo): string {
@@ -175,8 +265,7 @@ export class HelperWorker {
     for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + 1);
-      const p = this.pending;
-      this.pending = undefined;
+      const p = this.pending.shift();
       if (p) p.resolve(line);
       else this.kill(`unsolicited output from helper: ${JSON.stringify(line.slice(0, 200))}`);
     }
@@ -193,8 +282,7 @@ export class HelperWorker {
     if (this.dead) return;
     this.dead = new Error(reason);
     const err = this.deadError();
-    this.onDeath(err);
-    this.pending?.reject(err);
-    this.pending = undefined;
+    this.death.kill(err);
+    for (const p of this.pending.splice(0)) p.reject(err);
   }
 }

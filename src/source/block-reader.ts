@@ -6,7 +6,9 @@ import { SourceReadError } from '../errors.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
 import { mergeRanges } from '../plan/block-plan.js';
 
-export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+// 1 MiB: read size made no measurable difference from 64 KiB to 4 MiB (FACTS), and smaller
+// chunks bound memory per channel and let zero runs inside a block travel as commands.
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 
 /** A half-open byte range `[offset, offset + length)` of the source. */
 export interface ByteRange {

@@ -57,7 +57,7 @@ describe('e2e: ddt send over a real sshd', function () {
     await fileOfSize(backing, 48 * MiB, 'random', 102);
     const loop = await attachLoop(backing);
     try {
-      const run = startCli(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '3', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'loop.journal')]);
+      const run = startCli(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '3', '--compress', 'none', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'loop.journal')]);
       const maxConns = await sampleConnections(sshd.port, run.done);
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
@@ -202,7 +202,7 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
       loop = await attachLoop(target);
       execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', loop.dev]);
       const mnt = await makeTempDir('ddt-send-mnt-');
-      execFileSync('mount', [loop.dev, mnt]);
+      execFileSync('mount', ['-o', 'ro', loop.dev, mnt]); // read-only: no journal commits change the bytes under the test
       try {
         await refused(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '--yes'], 2, /in use.*mounted/, loop.dev);
       } finally {

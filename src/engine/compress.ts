@@ -1,0 +1,75 @@
+import { promisify } from 'node:util';
+import { gzip as gzipCb, constants } from 'node:zlib';
+import { zeroChunk } from '../source/block-reader.js';
+
+const gzip = promisify(gzipCb);
+
+export type CompressMode = 'none' | 'gzip' | 'auto';
+
+/** One part of a block on the wire: raw bytes, gzip bytes, or zeros (no bytes at all). */
+export type BlockPart =
+  | { kind: 'raw'; offset: number; length: number; data: Buffer }
+  | { kind: 'gzip'; offset: number; length: number; data: Buffer }
+  | { kind: 'zero'; offset: number; length: number };
+
+/** A part is sent compressed only when it shrinks at least this much. */
+const WORTH_IT = 0.9;
+/** In `auto`, re-test compression on one part in this many while it is not paying. */
+const PROBE_EVERY = 16;
+
+/**
+ * Per-part compression decisions, shared by all channels of a run. `auto` compresses a part
+ * only when gzip both shrinks the data and outruns the link: it measures gzip's own speed
+ * (zlib's thread pool, off the event loop) against the wire speed the writers report.
+ */
+export class CompressionPolicy {
+  private gzipBytes = 0;
+  private gzipMs = 0;
+  private wireBytes = 0;
+  private wireSince?: number;
+  private recentRatio = 0.5;
+  private skipped = 0;
+
+  constructor(readonly mode: CompressMode) {}
+
+  /** Writers report bytes they put on the link, so `auto` knows the link's speed (all channels). */
+  noteWire(bytes: number): void {
+    this.wireSince ??= performance.now();
+    this.wireBytes += bytes;
+  }
+
+  private shouldTry(): boolean {
+    if (this.mode === 'none') return false;
+    if (this.mode === 'gzip') return true;
+    // auto: keep compressing while it pays; otherwise probe now and then, things change.
+    // Compression pays when the link, all channels together, is slower than one gzip thread:
+    // then the CPU spent shrinking buys more than it costs. On a fast link it only slows us.
+    const gzipRate = this.gzipMs > 0 ? this.gzipBytes / this.gzipMs : Infinity;
+    const elapsed = this.wireSince === undefined ? 0 : performance.now() - this.wireSince;
+    const wireRate = elapsed > 1000 ? this.wireBytes / elapsed : 0;
+    if (elapsed > 1000 && this.recentRatio < WORTH_IT && wireRate < gzipRate) return true;
+    return ++this.skipped % PROBE_EVERY === 0;
+  }
+
+  /** Turn a chunk of a block into a part: zeros as a command, else raw or gzip. */
+  async part(offset: number, chunk: Buffer): Promise<BlockPart> {
+    if (chunk.equals(zeroChunk(chunk.length))) return { kind: 'zero', offset, length: chunk.length };
+    if (!this.shouldTry()) return { kind: 'raw', offset, length: chunk.length, data: chunk };
+    const t0 = performance.now();
+    const packed = await gzip(chunk, { level: constants.Z_BEST_SPEED });
+    this.gzipMs += performance.now() - t0;
+    this.gzipBytes += chunk.length;
+    const ratio = packed.length / chunk.length;
+    this.recentRatio = this.recentRatio * 0.7 + ratio * 0.3;
+    return ratio < WORTH_IT ? { kind: 'gzip', offset, length: chunk.length, data: packed } : { kind: 'raw', offset, length: chunk.length, data: chunk };
+  }
+
+  /** The parts of a block, in order, from its payload chunks. */
+  async *parts(blockOffset: number, chunks: AsyncIterable<Buffer>): AsyncGenerator<BlockPart> {
+    let pos = blockOffset;
+    for await (const chunk of chunks) {
+      yield await this.part(pos, chunk);
+      pos += chunk.length;
+    }
+  }
+}

@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { CompressionPolicy, type BlockPart } from '../../src/engine/compress.js';
+
+async function* chunksOf(...bufs: Buffer[]): AsyncGenerator<Buffer> {
+  for (const b of bufs) yield b;
+}
+
+async function collect(policy: CompressionPolicy, offset: number, ...bufs: Buffer[]): Promise<BlockPart[]> {
+  const parts: BlockPart[] = [];
+  for await (const p of policy.parts(offset, chunksOf(...bufs))) parts.push(p);
+  return parts;
+}
+
+describe('compression policy: a block as parts', () => {
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog\n'.repeat(20000));
+  const noise = randomBytes(256 * 1024);
+  const zeros = Buffer.alloc(128 * 1024);
+
+  it('gzip: text is sent compressed (and inflates back), noise raw, zeros as a command', async () => {
+    const parts = await collect(new CompressionPolicy('gzip'), 1000, text, noise, zeros);
+    assert.deepEqual(parts.map((p) => p.kind), ['gzip', 'raw', 'zero']);
+    assert.deepEqual(parts.map((p) => p.offset), [1000, 1000 + text.length, 1000 + text.length + noise.length]);
+    const [g] = parts;
+    assert.ok(g!.kind === 'gzip' && gunzipSync(g.data).equals(text));
+    assert.ok(g!.kind === 'gzip' && g.data.length < text.length / 4);
+  });
+
+  it('none: every non-zero part goes raw', async () => {
+    const parts = await collect(new CompressionPolicy('none'), 0, text, zeros);
+    assert.deepEqual(parts.map((p) => p.kind), ['raw', 'zero']);
+  });
+
+  it('auto: does not compress while the link outruns gzip, but probes now and then', async () => {
+    const policy = new CompressionPolicy('auto');
+    const parts = await collect(policy, 0, ...Array.from({ length: 32 }, () => text));
+    const gz = parts.filter((p) => p.kind === 'gzip').length;
+    assert.ok(gz >= 1 && gz <= 4, `${gz} of 32 parts compressed before the link was measured`);
+  });
+});
