@@ -3,21 +3,27 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { exitCodeOf, messageOf, ExitCode } from '../errors.js';
 import { copyCommand } from './commands/copy.js';
+import { demoCommand } from './commands/demo.js';
 import { sendCommand } from './commands/send.js';
+import { pullCommand } from './commands/pull.js';
 import { resumeCommand } from './commands/resume.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
+import { rewriteLegacyArgv } from './legacy.js';
 
 /** The only place that maps errors to exit codes and touches process.exit. */
 async function main(argv: string[]): Promise<void> {
-  await yargs(argv)
+  // The original script's `ddt --local_device … --TargetHost …` / `--restart REPORT` forms.
+  await yargs(rewriteLegacyArgv(argv))
     .scriptName('ddt')
     .usage('ddt <command>: move a whole block device or disk image, verified block by block, resumable')
     .command(sendCommand)
+    .command(pullCommand)
     .command(copyCommand)
     .command(verifyCommand)
     .command(statusCommand)
     .command(resumeCommand)
+    .command(demoCommand)
     .demandCommand(1, 'give a command: ddt --help lists them')
     .strict()
     .recommendCommands()
@@ -26,6 +32,7 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`ddt: error: ${msg}: see ddt --help\n`);
       process.exit(ExitCode.badInput);
     })
+    .epilogue("The original dd-transfer script's form works too: ddt --local_device SRC --remote_device DEV --TargetHost HOST [--remote_transfer_dir DIR] [--ssh_port N] [--keep_logs] is ddt send; ddt --restart REPORT is ddt resume.")
     .help()
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100))

@@ -16,7 +16,9 @@ export function transferOptions<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and checks, write nothing' })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'overwrite the target without asking' })
     .option('force', { type: 'boolean', default: false, describe: 'write to a target that is mounted, swap or held by another device' })
+    .option('skip-identical', { type: 'boolean', default: false, describe: "hash the target's blocks first and send only those that differ (repeat backups)" })
     .option('noerror', { type: 'boolean', default: false, describe: 'on unreadable source sectors: zero-fill them, record the ranges, finish with exit 5' })
+    .option('engine', { choices: ['native', 'rsync'] as const, default: 'native' as const, describe: "'rsync': the classic path (block files → rsync over one OpenSSH connection → remote dd), same checksums and journal" })
     .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const, describe: 'progress display on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' });
 }

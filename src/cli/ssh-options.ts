@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { parseDuration } from './duration.js';
+import { parseBwLimit } from '../transport/bwlimit.js';
 
 /** SSH options (DESIGN §2). No password options: agent first, then identity files. */
 export function sshOptions<T>(y: Argv<T>) {
@@ -11,7 +12,16 @@ export function sshOptions<T>(y: Argv<T>) {
     .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'trust an unknown host key and record it (never a changed one)' })
     .option('ssh-config', { type: 'string', describe: 'ssh config file [~/.ssh/config]' })
     .option('keep-logs', { type: 'boolean', default: false, describe: "keep the helper's remote work directory after a successful run" })
+    .option('compress', { choices: ['none', 'gzip', 'auto'] as const, default: 'auto' as const, describe: 'per-chunk gzip on the wire (auto: only while it shrinks data and outruns the link)' })
+    .option('bwlimit', { type: 'string', describe: "bytes/s on the wire (K/M/G), or a schedule like '08:00-18:00=2M,*=0' (0 = unlimited)" })
     .option('reconnect-timeout', { type: 'string', default: '10m', describe: 'give up (exit 4, resumable) when the host stays unreachable this long' });
+}
+
+/** Validate a --bwlimit value now (exit 2 before connecting); the journal keeps the text. */
+export function bwlimitOf(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  parseBwLimit(String(v));
+  return String(v);
 }
 
 export function reconnectTimeoutOf(v: unknown): number {

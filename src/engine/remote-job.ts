@@ -12,8 +12,11 @@ import { identityChange, probeSource } from '../source/device.js';
 import { knownHostsFilesOf, resolveEndpoint, type Endpoint, type EndpointOptions } from '../transport/endpoint.js';
 import { SshPool } from '../transport/ssh-pool.js';
 import { parseRemoteSpec } from '../transport/target-spec.js';
-import { executeJob } from './job.js';
-import { openRemoteWriter, type RemoteWriter } from './remote-writers.js';
+import { executeJob, runSettingsOf } from './job.js';
+import { DEFAULT_VIA, openRemoteWriter, type RemoteWriter } from './remote-writers.js';
+import { planStaging, removeStaging, type StagingPlan } from './sftp-staging.js';
+import { checkLocalRsync, engineOf, poolConnectionsFor, removeRsyncLeftovers, RsyncSession, type CompressMode, type EngineName } from './rsync-session.js';
+import type { JobSummary } from './summary.js';
 import { openSourceReader, type JobOutcome, type JobUi } from './local-job.js';
 
 export interface SendRequest extends EndpointOptions {
@@ -33,11 +36,25 @@ export interface SendRequest extends EndpointOptions {
   keepLogs: boolean;
   reconnectTimeoutMs: number;
   noerror: boolean;
+  skipIdentical: boolean;
+  compress: 'none' | 'gzip' | 'auto';
+  /** `--bwlimit` as typed (a rate or a schedule), validated before connecting */
+  bwlimit?: string;
+  /** data path [stream] */
+  via?: 'stream' | 'sftp';
+  /** `--via sftp`: where the staging dir goes [remote $HOME]; `--remote-reserve` as typed */
+  remoteDir?: string;
+  remoteReserve?: string;
+  /** `--engine` [native]; `--local-dir`: where the rsync engine stages blocks [system temp dir] */
+  engine?: EngineName;
+  localDir?: string;
 }
 
 export interface RemoteSession {
   pool: SshPool;
   helper: RemoteHelper;
+  /** `--engine rsync`: staging and the OpenSSH connection rsync uses (closed with the session). */
+  rsync?: RsyncSession;
 }
 
 /** Connect with at most `connections` TCP connections (setup included) and install the helper. */
@@ -96,25 +113,58 @@ function endpointOf(h: JobHeader): Endpoint {
   return { hosts: t.hosts ?? [t.host!], port: t.port ?? 22, user: t.user ?? 'root', identityFiles: t.identity ?? [], knownHostsFile: t.knownHosts };
 }
 
-/** `ddt send SRC [user@]host:TARGET`: the native SSH engine over `--via stream`. */
+/**
+ * The data path of a new send: `--via` as given (sftp refused with exit 2 when it cannot stage),
+ * else DEFAULT_VIA, falling back to stream, with a warning, where staging cannot work. Returns
+ * the staging plan for sftp, undefined for stream.
+ */
+function chooseVia(req: SendRequest, engine: string, probe: RemoteProbe, blockLength: number, jobId: string, warn: (m: string) => void): StagingPlan | undefined {
+  const via = req.via ?? (engine === 'native' && req.compress !== 'gzip' ? DEFAULT_VIA : 'stream');
+  if (via !== 'sftp') return undefined;
+  try {
+    return planStaging(probe, req.remoteDir, req.remoteReserve, blockLength, jobId, req.connections * req.channels);
+  } catch (err) {
+    if (req.via !== undefined || !(err instanceof UsageError)) throw err;
+    warn(`sending with --via stream, staging is not possible: ${err.message}`);
+    return undefined;
+  }
+}
+
+/** `ddt send SRC [user@]host:TARGET`: the SSH engines (native over stream or sftp, or rsync). */
 export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> {
   validateBlockSize(req.blockSize);
   const spec = parseRemoteSpec(req.target);
   validateRemotePath(spec.path, 'remote target');
+  if (req.remoteDir !== undefined) validateRemotePath(req.remoteDir, '--remote-dir');
   const source = await probeSource(req.source);
   const endpoint = await resolveEndpoint(spec, req);
   const journalPath = req.journal ?? defaultJournalPath();
   JournalWriter.assertFree(journalPath);
   const jobId = `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(4).toString('hex')}`;
-  const session = await openRemote(endpoint, { ...req, jobId }, ui);
+  const engine = engineOf(req.engine);
+  if (engine === 'rsync' && req.via === 'sftp') throw new UsageError('ENGINE_VIA', '--via sftp is a data path of the native engine; --engine rsync sends blocks with rsync: drop one of them');
+  const poolConnections = poolConnectionsFor(engine, req.connections);
+  const localRsync = engine === 'rsync' ? await checkLocalRsync() : undefined;
+  const session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId }, ui);
   let ok = false;
   let started = false;
   try {
-    const probe = await session.helper.probe(spec.path, undefined, ui.signal);
+    const probe = await session.helper.probe(spec.path, req.remoteDir, ui.signal);
     const where = `${endpoint.hosts[0]}:${spec.path}`;
     checkRemoteTarget(probe, where, source.size, req.force);
     const algo = chooseChecksum(req.checksum, probe);
+    const staging = chooseVia(req, engine, probe, Math.min(req.blockSize, source.size) || req.blockSize, jobId, (message) => ui.emit({ type: 'warning', message }));
     const blocks = planBlocks(source.size, req.blockSize);
+    if (localRsync) {
+      session.rsync = await RsyncSession.open(localRsync, { ...session, endpoint }, {
+        ...req,
+        target: spec.path,
+        largestBlock: Math.min(req.blockSize, source.size) || req.blockSize,
+        jobId,
+        signal: ui.signal,
+        onWarning: (message) => ui.emit({ type: 'warning', message }),
+      });
+    }
     if (req.dryRun) {
       ok = true;
       return {
@@ -123,6 +173,8 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
           `source: ${source.path} (${source.kind}, ${source.size} bytes)`,
           `target: ${endpoint.user}@${where} (${probe.type}, ${probe.size} bytes, ${probe.cores} cores, read-back ${probe.direct ? 'O_DIRECT' : 'through the page cache'})`,
           `blocks: ${blocks.length} × ${req.blockSize} bytes, checksum ${algo}, ${req.connections} connection(s) × ${req.channels} channel(s), journal ${journalPath}`,
+          ...(staging ? [`via sftp: staging in ${staging.stagingDir} (${staging.free} bytes available, ${staging.reserve} kept free)`] : []),
+          ...(session.rsync ? [session.rsync.describe()] : []),
         ],
       };
     }
@@ -140,11 +192,17 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
         connections: req.connections,
         channels: req.channels,
         targetZeroed: req.targetZeroed,
+        skipIdentical: req.skipIdentical,
+        compress: req.compress,
+        bwlimit: req.bwlimit,
         force: req.force,
         keepLogs: req.keepLogs,
         reconnectTimeoutMs: req.reconnectTimeoutMs,
         noerror: req.noerror,
         jobId,
+        // As given: a default (the remote $HOME) is resolved again by every run.
+        ...(staging ? { remoteDir: req.remoteDir, remoteReserve: req.remoteReserve } : {}),
+        ...session.rsync?.recorded,
       },
       source: { path: source.path, size: source.size, identity: source.identity },
       target: {
@@ -160,13 +218,13 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
       blockSize: req.blockSize,
       blocks: blocks.length,
       checksum: algo,
-      engine: 'native',
-      via: 'stream',
+      engine,
+      via: staging ? 'sftp' : 'stream',
       startedAt: new Date().toISOString(),
     };
     const journal = JournalWriter.create(journalPath, header);
     started = true;
-    const outcome = await transfer(header, journal, undefined, session, { channels: req.channels * req.connections }, ui);
+    const outcome = await transfer(header, journal, undefined, session, { channels: req.channels * poolConnections }, ui);
     ok = outcome.kind === 'done' && outcome.summary.ok;
     return outcome;
   } finally {
@@ -178,14 +236,15 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
 async function transfer(header: JobHeader, journal: JournalWriter, previous: JournalState | undefined, s: RemoteSession, o: { channels: number }, ui: JobUi): Promise<JobOutcome> {
   const reader = await openSourceReader(header);
   let target: RemoteWriter | undefined;
+  let summary: JobSummary | undefined;
   try {
-    target = await openRemoteWriter(header, s, { channels: o.channels, signal: ui.signal });
-    const summary = await executeJob(
+    target = await openRemoteWriter(header, s, { channels: o.channels, signal: ui.signal, onWarning: (message) => ui.emit({ type: 'warning', message }) });
+    summary = await executeJob(
       header,
       journal,
       previous,
       { reader, target },
-      { concurrency: target.workers, retries: Number(header.options.retries ?? 3), targetZeroed: Boolean(header.options.targetZeroed) },
+      runSettingsOf(header, target.workers),
       ui.emit,
       ui.signal,
     );
@@ -193,10 +252,13 @@ async function transfer(header: JobHeader, journal: JournalWriter, previous: Jou
   } finally {
     await reader.close();
     await target?.close().catch(() => {});
+    // A job that staged blocks in this run or an earlier one (resumed with --via stream).
+    if (summary?.ok && (header.via === 'sftp' || previous?.header.via === 'sftp')) await removeStaging(header, s.helper, ui.signal);
   }
 }
 
-async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
+export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
+  await s.rsync?.close().catch(() => {});
   if (removeWorkDir) await s.helper.cleanup().catch(() => {});
   await s.pool.close();
 }
@@ -206,6 +268,10 @@ export interface ResumeOverrides {
   channels?: number;
   identity?: string[];
   knownHosts?: string;
+  /** data path for this run (the journal keeps the recorded one) */
+  via?: 'stream' | 'sftp';
+  /** engine for this run: either one continues the other's journal (same checksums) */
+  engine?: EngineName;
 }
 
 /** Continue a send from its journal: the recorded endpoint and settings, a re-checked target. */
@@ -219,7 +285,12 @@ export async function resumeSend(state: JournalState, journalPath: string, o: Re
   const connections = o.connections ?? Number(h.options.connections ?? 2);
   const channels = o.channels ?? Number(h.options.channels ?? 4);
   const jobId = String(h.options.jobId);
-  const session = await openRemote(endpoint, { connections, channels, acceptNewHostKey: false, reconnectTimeoutMs: Number(h.options.reconnectTimeoutMs ?? 600_000), jobId }, ui);
+  const engine = o.engine ?? engineOf(h.engine);
+  const poolConnections = poolConnectionsFor(engine, connections);
+  const localRsync = engine === 'rsync' ? await checkLocalRsync() : undefined;
+  await removeRsyncLeftovers(jobId, h.options.localDir === undefined ? undefined : String(h.options.localDir));
+  const reconnectTimeoutMs = Number(h.options.reconnectTimeoutMs ?? 600_000);
+  const session = await openRemote(endpoint, { connections: poolConnections, channels, acceptNewHostKey: false, reconnectTimeoutMs, jobId }, ui);
   let ok = false;
   try {
     await session.helper.killStale(ui.signal);
@@ -228,9 +299,27 @@ export async function resumeSend(state: JournalState, journalPath: string, o: Re
       throw new UsageError('TARGET_CHANGED', `remote target ${h.target.path} changed size from ${h.target.size} to ${probe.exists ? probe.size : 'missing'}: start a new run`);
     }
     checkRemoteTarget(probe, `${endpoint.hosts[0]}:${h.target.path}`, h.source.size, Boolean(h.options.force));
+    if (localRsync) {
+      const recorded = (k: string) => (h.options[k] === undefined ? undefined : String(h.options[k]));
+      session.rsync = await RsyncSession.open(localRsync, { ...session, endpoint }, {
+        target: h.target.path,
+        largestBlock: Math.min(h.blockSize, h.source.size) || h.blockSize,
+        localDir: recorded('localDir'),
+        remoteDir: recorded('remoteDir'),
+        remoteReserve: recorded('remoteReserve'),
+        compress: (recorded('compress') ?? 'none') as CompressMode,
+        channels,
+        jobId,
+        reconnectTimeoutMs,
+        signal: ui.signal,
+        onWarning: (message) => ui.emit({ type: 'warning', message }),
+      });
+    }
     await initChecksums();
     const journal = JournalWriter.append(journalPath);
-    const outcome = await transfer(h, journal, state, session, { channels: connections * channels }, ui);
+    // This run's engine and data path; the journal's header keeps what the job began with.
+    const effective: JobHeader = { ...h, engine, ...(o.via ? { via: o.via } : {}) };
+    const outcome = await transfer(effective, journal, state, session, { channels: poolConnections * channels }, ui);
     ok = outcome.kind === 'done' && outcome.summary.ok;
     return outcome;
   } finally {

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { runCopy } from '../../engine/local-job.js';
 import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
 import { runTransfer } from '../run.js';
+import { UsageError } from '../../errors.js';
 
 export const copyCommand: CommandModule = {
   command: 'copy <source> <target>',
@@ -12,8 +13,10 @@ export const copyCommand: CommandModule = {
       .positional('target', { type: 'string', describe: 'block device or file to write (created at the source size if missing)' })
       .example('$0 copy /dev/sdb /dev/sdc --yes', 'clone a disk, every block read back and checked')
       .example('$0 copy disk.img /dev/loop3 -b 16M --json', 'write an image to a loop device, JSON summary'),
-  handler: (argv) =>
-    runTransfer(argv, (ui) =>
+  handler: (argv) => {
+    // Both ends are local: there is no SSH for rsync to run over.
+    if (argv.engine === 'rsync') throw new UsageError('UNSUPPORTED', 'copy has only the native engine: leave out --engine rsync');
+    return runTransfer(argv, (ui) =>
       runCopy({
           source: String(argv.source),
           target: String(argv.target),
@@ -27,8 +30,10 @@ export const copyCommand: CommandModule = {
           dryRun: Boolean(argv['dry-run']),
           journal: argv.journal as string | undefined,
           noerror: Boolean(argv.noerror),
+          skipIdentical: Boolean(argv['skip-identical']),
         },
         ui,
       ),
-    ),
+    );
+  },
 };

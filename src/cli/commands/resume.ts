@@ -2,6 +2,8 @@ import type { CommandModule } from 'yargs';
 import { describeEnd } from '../../engine/job.js';
 import { allProven, readJournal, resumeCopy } from '../../engine/local-job.js';
 import { resumeSend } from '../../engine/remote-job.js';
+import { engineOf } from '../../engine/rsync-session.js';
+import { resumePull } from '../../engine/pull-job.js';
 import { UsageError } from '../../errors.js';
 import { journalStatus } from '../../journal/status.js';
 import { positiveInt } from '../options.js';
@@ -18,6 +20,8 @@ export const resumeCommand: CommandModule = {
       .option('channels', { type: 'number', describe: 'override: channels per connection (blocks in flight for copy)' })
       .option('identity', { alias: 'i', type: 'string', array: true, describe: 'override: private key file(s)' })
       .option('known-hosts', { type: 'string', describe: 'override: known_hosts file' })
+      .option('via', { choices: ['stream', 'sftp'] as const, describe: 'override: data path of a send' })
+      .option('engine', { choices: ['native', 'rsync'] as const, describe: 'override: engine of a send (either continues the other\'s journal)' })
       .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const })
       .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' })
       .example('$0 resume ddt-20261128T101500Z.journal', 'continue at the first unproven block')
@@ -34,10 +38,19 @@ export const resumeCommand: CommandModule = {
     const channels = argv.channels === undefined ? undefined : positiveInt(argv.channels, '--channels', 64);
     const connections = argv.connections === undefined ? undefined : positiveInt(argv.connections, '--connections', 64);
     const command = state.header.command;
+    if (argv.engine !== undefined && command !== 'send') throw new UsageError('BAD_OPTION', `--engine applies to send journals; this is a '${command}' journal`);
     await runTransfer(argv, (ui) => {
       if (command === 'copy') return resumeCopy(state, path, { concurrency: channels }, ui);
       if (command === 'send') {
-        return resumeSend(state, path, { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined }, ui);
+        return resumeSend(
+          state,
+          path,
+          { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined, via: argv.via as 'stream' | 'sftp' | undefined, engine: argv.engine === undefined ? undefined : engineOf(argv.engine) },
+          ui,
+        );
+      }
+      if (command === 'pull') {
+        return resumePull(state, path, { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined }, ui);
       }
       throw new UsageError('RESUME_UNSUPPORTED', `this ddt cannot resume a '${command}' journal: upgrade ddt`);
     });

@@ -1,8 +1,17 @@
 import type { CommandModule } from 'yargs';
 import { runSend } from '../../engine/remote-job.js';
 import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
-import { reconnectTimeoutOf, sshOptions } from '../ssh-options.js';
+import { bwlimitOf, reconnectTimeoutOf, sshOptions } from '../ssh-options.js';
 import { runTransfer } from '../run.js';
+import { parseReserve } from '../../remote/staging-space.js';
+import { engineOf } from '../../engine/rsync-session.js';
+
+/** `--remote-reserve` checked before connecting; the journal keeps it as typed. */
+function reserveOf(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  parseReserve(String(v));
+  return String(v);
+}
 
 export const sendCommand: CommandModule = {
   command: 'send <source> <target>',
@@ -11,7 +20,14 @@ export const sendCommand: CommandModule = {
     sshOptions(transferOptions(y))
       .positional('source', { type: 'string', describe: 'local block device or image file' })
       .positional('target', { type: 'string', describe: '[user@]host:/path — a block device or file on the remote host' })
-      .option('via', { choices: ['stream'] as const, default: 'stream' as const, describe: 'data path: blocks piped over exec channels into the helper\'s dd' })
+      .option('via', {
+        choices: ['stream', 'sftp'] as const,
+        describe:
+          "data path: 'sftp' uploads blocks into --remote-dir, then dd writes them at their offset; 'stream' pipes them over exec channels into dd [sftp; stream where staging is not possible, with --compress gzip and --engine rsync]",
+      })
+      .option('remote-dir', { alias: 'remote_transfer_dir', type: 'string', describe: '--via sftp: remote directory for staged blocks (a per-job dir inside) [remote $HOME]' })
+      .option('remote-reserve', { type: 'string', describe: '--via sftp: space to keep free there, a size or N% [smaller of 1G and 10%]' })
+      .option('local-dir', { type: 'string', describe: '--engine rsync: local directory for staged blocks (a private dir inside) [system temp dir]' })
       .example('$0 send /dev/sdb root@10.0.0.5:/dev/vdb', 'migrate a disk into a cloud VM (asks before writing)')
       .example('$0 send disk.img backup:/dev/vg0/disk --yes --json', 'host alias from ~/.ssh/config, JSON summary')
       .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key'),
@@ -31,6 +47,14 @@ export const sendCommand: CommandModule = {
           dryRun: Boolean(argv['dry-run']),
           journal: argv.journal as string | undefined,
           noerror: Boolean(argv.noerror),
+          skipIdentical: Boolean(argv['skip-identical']),
+          compress: argv.compress as 'none' | 'gzip' | 'auto',
+          bwlimit: bwlimitOf(argv.bwlimit),
+          via: argv.via as 'stream' | 'sftp' | undefined,
+          remoteDir: argv['remote-dir'] as string | undefined,
+          remoteReserve: reserveOf(argv['remote-reserve']),
+          engine: engineOf(argv.engine),
+          localDir: argv['local-dir'] as string | undefined,
           port: argv.port as number | undefined,
           user: argv.user as string | undefined,
           identity: argv.identity as string[] | undefined,

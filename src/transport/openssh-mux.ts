@@ -1,0 +1,291 @@
+/**
+ * One OpenSSH ControlMaster connection that `rsync` (the rsync engine) multiplexes its sessions
+ * over, so the run opens exactly one TCP connection for rsync however many blocks it sends.
+ *
+ * - The master is `ssh -M … HOST cat` in the foreground, our child, with its stdin a pipe from
+ *   us: if ddt dies, even by SIGKILL, the pipe closes, the remote `cat` ends, and the master
+ *   exits once its last rsync session is done. No ControlPersist daemon outlives the run.
+ * - Clients use `ControlMaster=no` and `ProxyCommand=false`: a client that finds no master fails
+ *   instead of quietly opening its own TCP connection (which would break `--connections`).
+ *   The owner then calls `ensure()`, which brings the master back with backoff (one at a time).
+ * - Host-key and auth rules as in the native engine: the recorded known_hosts file(s) with
+ *   StrictHostKeyChecking=yes, BatchMode (never a password or passphrase prompt), ssh-agent
+ *   then the identity files. `-F /dev/null`: ~/.ssh/config was already resolved into the
+ *   endpoint (HostName, Port, User, IdentityFile) exactly as for the ssh2 connections.
+ * - The control socket lives in a private (0700) temp dir, removed by `stop()`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SshError, UsageError } from '../errors.js';
+import { knownHostsFilesOf, type Endpoint } from './endpoint.js';
+import { findOnPath, lastLineOf, runProcess } from './local-process.js';
+
+export interface MuxOptions {
+  /** Give up bringing a lost master back after this long (exit 4, resumable). */
+  reconnectTimeoutMs: number;
+  /** Names the private socket dir, so a later run of the job removes one a killed run left. */
+  jobId: string;
+  onWarning?(msg: string): void;
+  /** `ssh` to run [found on PATH]. */
+  ssh?: string;
+}
+
+/** Host name clients pass: irrelevant to a mux client (the socket decides), never resolved. */
+export const MUX_HOST = 'ddt-target';
+
+const READY_TIMEOUT_MS = 90_000;
+const STOP_WAIT_MS = 5_000;
+const BACKOFF_START_MS = 250;
+const BACKOFF_MAX_MS = 8_000;
+const STDERR_KEEP = 4096;
+// Same preference as the ssh2 pool (FACTS: AES-GCM is faster than chacha20 here); every entry
+// exists since OpenSSH 6.5, so an old local ssh accepts the list.
+const CIPHERS = 'aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `%` starts an ssh token in paths (ControlPath, IdentityFile, UserKnownHostsFile). */
+function sshPath(p: string): string {
+  return p.replace(/%/g, '%%');
+}
+
+/** A file list for a config-style `-o` value: whitespace separates entries, quotes protect them. */
+function configFiles(files: string[]): string {
+  return files
+    .map((f) => {
+      if (f.includes('"')) throw new UsageError('BAD_PATH', `a known_hosts path with a double quote cannot be passed to ssh: ${f}`);
+      return /\s/.test(f) ? `"${sshPath(f)}"` : sshPath(f);
+    })
+    .join(' ');
+}
+
+function rsyncWord(w: string): string {
+  if (/^[A-Za-z0-9_./=,:%+@-]+$/.test(w)) return w;
+  if (!w.includes("'")) return `'${w}'`;
+  if (!w.includes('"')) return `"${w}"`;
+  throw new UsageError('BAD_PATH', `cannot pass ${w} to rsync -e`);
+}
+
+/** Name prefix of a job's socket dirs (short: the socket path must fit sockaddr_un). */
+export function muxDirPrefix(jobId: string): string {
+  return `ddt-ssh-${jobId.slice(0, 40)}-`;
+}
+
+/** Where socket dirs go (exported for the cleanup after a killed run). */
+export function muxDirBase(): string {
+  return socketBase();
+}
+
+/** A short, plain directory for the socket: sockaddr_un holds ~108 bytes, rsync's -e parses quotes. */
+function socketBase(): string {
+  const t = tmpdir();
+  return /^\/[A-Za-z0-9_./-]*$/.test(t) && t.length <= 40 ? t : '/tmp';
+}
+
+export class OpenSshMux {
+  private child?: ChildProcess;
+  private exited?: Promise<void>;
+  private stderr = '';
+  private connecting?: Promise<void>;
+  private lostAt?: number;
+  private stopped = false;
+  readonly controlPath: string;
+
+  private constructor(
+    private readonly endpoint: Endpoint,
+    private readonly opts: MuxOptions,
+    private readonly ssh: string,
+    private readonly dir: string,
+  ) {
+    this.controlPath = join(dir, 'cm');
+  }
+
+  /** Connect the master (fails fast on host key, auth, unreachable host). */
+  static async start(endpoint: Endpoint, opts: MuxOptions): Promise<OpenSshMux> {
+    const ssh = opts.ssh ?? findOnPath('ssh');
+    if (!ssh) throw new UsageError('NO_SSH', 'OpenSSH client (ssh) not found on PATH: install the openssh-client package');
+    const dir = mkdtempSync(join(socketBase(), muxDirPrefix(opts.jobId)));
+    const mux = new OpenSshMux(endpoint, opts, ssh, dir);
+    try {
+      await mux.launch();
+    } catch (err) {
+      await mux.stop();
+      throw err;
+    }
+    return mux;
+  }
+
+  /** The `-e` command for rsync, which splits it on spaces and honours '…' and "…". */
+  get rsyncShell(): string {
+    return [this.ssh, ...this.clientArgs()].map(rsyncWord).join(' ');
+  }
+
+  /** Ask the master whether it is alive; a master that does not answer is ended. */
+  async check(): Promise<boolean> {
+    if (!this.child) return false;
+    const r = await runProcess(this.ssh, [...this.clientArgs(), '-O', 'check', MUX_HOST]).catch(() => undefined);
+    if (r?.code === 0) return true;
+    await this.end();
+    return false;
+  }
+
+  /** Resolve when a master is up: the current one, or a new one after a loss (with backoff). */
+  async ensure(signal?: AbortSignal): Promise<void> {
+    if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
+    if (this.child) return;
+    this.connecting ??= this.reconnect().finally(() => (this.connecting = undefined));
+    if (!signal) return this.connecting;
+    signal.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.connecting!.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  /** `ssh -O exit`, then wait for the master to go; removes the private socket dir. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.connecting?.catch(() => undefined); // a master being started sees `stopped` and ends
+    if (this.child) {
+      await runProcess(this.ssh, [...this.clientArgs(), '-O', 'exit', MUX_HOST]).catch(() => undefined);
+      await this.end();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private clientArgs(): string[] {
+    return ['-F', '/dev/null', '-S', sshPath(this.controlPath), '-o', 'ControlMaster=no', '-o', 'ProxyCommand=false', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
+  }
+
+  private masterArgs(): string[] {
+    const e = this.endpoint;
+    // `--known-hosts FILE` replaces every default file, user and global (as ddt's own check
+    // does); otherwise OpenSSH's defaults are the very files ddt reads.
+    const knownArgs = e.knownHostsFile
+      ? ['-o', `UserKnownHostsFile=${configFiles(knownHostsFilesOf(e))}`, '-o', 'GlobalKnownHostsFile=/dev/null']
+      : [];
+    return [
+      '-F', '/dev/null',
+      '-M', '-S', sshPath(this.controlPath),
+      '-o', 'ControlPersist=no',
+      '-o', 'BatchMode=yes',
+      '-o', 'StrictHostKeyChecking=yes',
+      ...knownArgs,
+      '-o', 'UpdateHostKeys=no',
+      '-o', 'ServerAliveInterval=10',
+      '-o', 'ServerAliveCountMax=3',
+      '-o', 'ConnectTimeout=30',
+      '-o', `Ciphers=${CIPHERS}`,
+      '-o', 'LogLevel=ERROR',
+      '-T',
+      '-p', String(e.port),
+      '-l', e.user,
+      ...e.identityFiles.flatMap((f) => ['-i', sshPath(f)]),
+      '--', e.hosts[0]!,
+      // The master's own session: it ends when our end of its stdin closes (see above).
+      'cat',
+    ];
+  }
+
+  private async reconnect(): Promise<void> {
+    const started = this.lostAt ?? Date.now();
+    for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
+      if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
+      try {
+        await this.launch();
+        this.lostAt = undefined;
+        return;
+      } catch (err) {
+        if (!(err instanceof SshError) || err.code !== 'SSH_CONNECT') throw err; // host key, auth: never retried
+        const elapsed = Date.now() - started;
+        if (elapsed >= this.opts.reconnectTimeoutMs) {
+          throw new SshError('SSH_CONNECT', `${err.message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
+        }
+        await sleep(Math.min(delay, this.opts.reconnectTimeoutMs - elapsed));
+      }
+    }
+  }
+
+  /** Start a master and wait until its control socket is there (that is: authenticated). */
+  private async launch(): Promise<void> {
+    // A master killed hard leaves its socket; a new one could not bind over it.
+    if (existsSync(this.controlPath)) unlinkSync(this.controlPath);
+    this.stderr = '';
+    // Own process group: a terminal's Ctrl-C reaches ddt, which then stops the master in order.
+    const child = spawn(this.ssh, this.masterArgs(), { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr = (this.stderr + s).slice(-STDERR_KEEP)));
+    child.stdin!.on('error', () => undefined); // EPIPE once the master is gone
+    let gone = false;
+    const exited = new Promise<void>((resolve) => {
+      child.once('error', (err) => {
+        this.stderr += `\n${err.message}`;
+        gone = true;
+        resolve();
+      });
+      child.once('exit', () => {
+        gone = true;
+        resolve();
+      });
+    });
+    child.unref();
+    (child.stderr as unknown as { unref?(): void }).unref?.();
+    (child.stdin as unknown as { unref?(): void }).unref?.();
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!gone && !existsSync(this.controlPath)) {
+      if (this.stopped || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        await exited;
+        if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
+        throw new SshError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for rsync not ready after ${READY_TIMEOUT_MS / 1000} s`);
+      }
+      await sleep(20);
+    }
+    if (gone) {
+      await exited;
+      throw this.failure();
+    }
+    this.child = child;
+    this.exited = exited;
+    void exited.then(() => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.exited = undefined;
+      if (this.stopped) return;
+      this.lostAt ??= Date.now();
+      const why = lastLineOf(this.stderr);
+      this.opts.onWarning?.(`the OpenSSH connection that carries rsync was lost${why ? ` (${why})` : ''}; reconnecting`);
+    });
+  }
+
+  /** End the master process (its TCP connection with it) and wait until it is gone. */
+  private async end(): Promise<void> {
+    const child = this.child;
+    const exited = this.exited;
+    if (!child || !exited) return;
+    child.stdin?.end();
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_WAIT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private failure(): SshError {
+    const text = this.stderr;
+    const line = lastLineOf(text) || 'ssh exited';
+    const where = `${this.endpoint.user}@${this.endpoint.hosts[0]}:${this.endpoint.port}`;
+    if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(text)) {
+      return new SshError('SSH_HOST_KEY_CHANGED', `OpenSSH (rsync engine): the host key of ${where} changed: ${line}`);
+    }
+    if (/host key is known|Host key verification failed/i.test(text)) {
+      return new SshError('SSH_HOST_KEY_UNKNOWN', `OpenSSH (rsync engine) does not know the host key of ${where} in the known_hosts file(s) ddt uses: ${line}`);
+    }
+    if (/Permission denied|Too many authentication failures/i.test(text)) {
+      return new SshError('SSH_AUTH', `OpenSSH (rsync engine) could not log in to ${where}: ${line}`);
+    }
+    return new SshError('SSH_CONNECT', `OpenSSH connection to ${where} for rsync failed: ${line}`);
+  }
+}
