@@ -6,6 +6,7 @@
 #   probe TARGET [REMOTE_DIR]       key=value facts about TARGET and this host, one round trip
 #   serve TARGET WORKDIR            framed block worker on stdin/stdout (protocol below)
 #   create-file TARGET SIZE         create a sparse regular file when TARGET does not exist
+#   identity SOURCE                 key=value: what identifies a pull source between runs
 #   kill-stale WORKDIR JOBID        end helpers (and their dd children) a previous run left
 #   cleanup WORKDIR                 kill-stale, then remove WORKDIR
 #
@@ -16,6 +17,20 @@
 #   F <offset> <length> <algo> <file>\n          write a staged block file (sftp/rsync paths) at
 #                                                offset, flush, read back, hash; the file is
 #                                                removed once written (kept when it is short)
+#   R <offset> <length> <algo>\n                 read the range for `ddt pull` (the served path is
+#                                                the source then); answers, unlike the above:
+#       Z <hex>\n                                the range is all zeros (checked byte by byte, no
+#                                                data follows); hex = hash of what was read
+#       D <length>\n<length bytes>OK <hex>\n      the bytes, then the hash of exactly those bytes
+#       D <length>\n<length bytes>ERR <text>\n    reading failed part-way: the frame is padded with
+#                                                zeros to <length> and must be discarded
+#       ERR <text>\n                             refused before any data (bad algo)
+#   Block parts (`--compress`, finer zero detection): a block sent as several parts, each
+#   answered `OK`, pipelined without waiting; then `S` flushes, reads back and hashes it.
+#   P <offset> <length>\n<length bytes>          write raw bytes, no flush
+#   G <offset> <length> <wire>\n<wire bytes>     gzip data that inflates to exactly length bytes
+#   E <offset> <length>\n                        write zeros, no flush
+#   S <offset> <length> <algo>\n                 flush the target, read back the range, hash
 #   Q\n                                          quit
 # algo is xxh64 (printed like `xxhsum -H64`) or sha256 (like `sha256sum`).
 
@@ -125,6 +140,12 @@ probe() {
     direct=1
   fi
   free=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ _ _ avail _ && echo $((avail * 1024)); }) || free=''
+  # The remote dir for staging (--via sftp): resolved, usable, and the size of its filesystem.
+  dir_abs=$(cd -P "$dir" 2>/dev/null && pwd) || dir_abs=''
+  case $dir_abs in *"$NL"*) dir_abs='' ;; esac
+  dir_ok=0
+  [ -n "$dir_abs" ] && [ -w "$dir_abs" ] && [ -x "$dir_abs" ] && dir_ok=1
+  dir_size=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ && echo $((total * 1024)); }) || dir_size=''
   seek_bytes=0
   dd_supports iflag=fullblock,count_bytes,skip_bytes oflag=seek_bytes && seek_bytes=1
   nocache=0
@@ -133,7 +154,7 @@ probe() {
   b() { if have "$1"; then echo 1; else echo 0; fi; }
   printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
     "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
-    "free=${free:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
+    "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
     "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "pid=$$"
 }
 
@@ -273,6 +294,136 @@ do_zero() {
   fi
 }
 
+# Hash stdin with the tool for $1 (the same tools and preference as hash_range).
+hash_stdin() {
+  case $1 in
+    xxh64) xxhsum -H1 ;;
+    *) if [ -n "$OPENSSL" ]; then openssl dgst -sha256; else sha256sum; fi ;;
+  esac
+}
+
+# The digest in a hash tool's output ("hex  stdin", "SHA2-256(stdin)= hex"), or nothing.
+hex_of() {
+  for w in $1; do
+    case $w in
+      *=) ;;
+      *[!0-9a-f]*) ;;
+      *) [ ${#w} -ge 16 ] && printf '%s' "$w" && return ;;
+    esac
+  done
+}
+
+# Exit 0 when stdin holds exactly $1 zero bytes. cmp stops at the first non-zero byte
+# (≈ 3 GB/s here); without it (it is diffutils, not coreutils) tr|wc (≈ 0.7 GB/s).
+zeros_only() {
+  if [ -n "$CMP" ]; then
+    cmp -s -n "$1" - /dev/zero
+  else
+    [ "$(tr -d '\000' | wc -c | tr -d ' ')" = 0 ]
+  fi
+}
+
+# R: one read of the source range streams both to the wire (tee) and, through a FIFO, to the
+# hash tool, so the checksum is of exactly the bytes sent. POSIX sh has no pipefail: dd's exit
+# status and statistics travel through files. A block whose first 64 KiB are zeros is first
+# checked whole (one more read, only for such blocks): all zeros → `Z`, nothing on the wire.
+do_read() {
+  off=$1 len=$2 algo=$3
+  case $algo in
+    xxh64) [ -n "$XXH" ] || { reply_err "xxhsum not available"; return; } ;;
+    sha256) ;;
+    *) reply_err "unknown algo $algo"; return ;;
+  esac
+  FIFO=$WORKDIR/fifo.$$ HASHF=$WORKDIR/hash.$$ RCF=$WORKDIR/rc.$$
+  [ -p "$FIFO" ] || mkfifo -m 600 "$FIFO" || { reply_err "cannot create $FIFO"; return; }
+  head=$len
+  [ "$head" -gt 65536 ] && head=65536
+  if [ "$len" -gt 0 ] && dd if="$TARGET" bs=65536 iflag=fullblock,skip_bytes,count_bytes skip="$off" count="$head" 2>/dev/null | zeros_only "$head"; then
+    hash_stdin "$algo" <"$FIFO" >"$HASHF" 2>/dev/null &
+    hp=$!
+    { dd if="$TARGET" bs=$BS iflag=fullblock,skip_bytes,count_bytes skip="$off" count="$len" 2>"$ERRF"; echo "$?" >"$RCF"; } |
+      tee "$FIFO" | zeros_only "$len"
+    z=$?
+    wait "$hp"
+    if [ "$z" = 0 ] && [ "$(cat "$RCF")" = 0 ] && [ "$(copied_bytes)" = "$len" ]; then
+      hex=$(hex_of "$(cat "$HASHF")")
+      [ -n "$hex" ] && { printf 'Z %s\n' "$hex"; return; }
+    fi
+  fi
+  printf 'D %s\n' "$len"
+  hash_stdin "$algo" <"$FIFO" >"$HASHF" 2>/dev/null &
+  hp=$!
+  {
+    dd if="$TARGET" bs=$BS iflag=fullblock,skip_bytes,count_bytes skip="$off" count="$len" 2>"$ERRF"
+    echo "$?" >"$RCF"
+    # Keep the frame: whatever dd did not deliver is sent as zeros (and reported below).
+    got=$(copied_bytes)
+    is_uint "$got" || got=0
+    [ "$got" -lt "$len" ] && dd if=/dev/zero bs=$BS iflag=count_bytes count=$((len - got)) 2>/dev/null
+  } | tee "$FIFO"
+  wait "$hp"
+  rc=$(cat "$RCF")
+  if [ "$rc" != 0 ]; then reply_err "read failed: $(first_err "dd exit $rc")"; return; fi
+  got=$(copied_bytes)
+  if [ "$got" != "$len" ]; then reply_err "read short: $got of $len bytes (the source ends before the range does)"; return; fi
+  hex=$(hex_of "$(cat "$HASHF")")
+  if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return; fi
+  printf 'OK %s\n' "$hex"
+}
+
+# P: one raw part of a block; like W without the flush and the read-back (S does both).
+do_part() {
+  off=$1 len=$2
+  dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
+    oflag=seek_bytes seek="$off" conv=notrunc,nocreat 2>"$ERRF"
+  rc=$?
+  if [ "$rc" = 0 ] && [ "$(copied_bytes)" = "$len" ]; then printf 'OK\n'; return; fi
+  if [ "$rc" = 0 ]; then reply_err "short part: $(copied_bytes) of $len bytes"; return; fi
+  if [ "$rc" -gt 128 ] || ! got=$(consumed_bytes "$len"); then
+    reply_err "part write failed and frame length unknown (dd exit $rc): $(first_err '?')"
+    exit 1
+  fi
+  rest=$((len - got))
+  [ "$rest" -gt 0 ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$rest" 2>/dev/null
+  reply_err "part write failed: $(first_err "dd exit $rc")"
+}
+
+# G: WIRE bytes of gzip (one or more members) inflating to LEN bytes at OFF. The first dd always
+# takes exactly WIRE bytes off the channel; `cat` drains what a failing gzip left, so the framing
+# holds whatever the data. The writing dd takes at most LEN bytes: never past the block.
+do_gzpart() {
+  off=$1 len=$2 wire=$3
+  is_uint "$wire" || { reply_err "bad request header"; exit 1; }
+  res=$({ dd bs=$BS iflag=fullblock,count_bytes count="$wire" 2>/dev/null |
+    { gzip -dc 2>/dev/null | dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
+        oflag=seek_bytes seek="$off" conv=notrunc,nocreat 2>"$ERRF"
+      echo "rc=$?" >&3
+      cat >/dev/null; }; } 3>&1)
+  if [ "$res" != rc=0 ]; then reply_err "compressed part write failed: $(first_err "$res")"; return; fi
+  if [ "$(copied_bytes)" != "$len" ]; then reply_err "compressed part inflated to $(copied_bytes) of $len bytes"; return; fi
+  printf 'OK\n'
+}
+
+do_zeropart() {
+  off=$1 len=$2
+  if dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
+    oflag=seek_bytes seek="$off" conv=notrunc,nocreat 2>"$ERRF"; then
+    printf 'OK\n'
+  else
+    reply_err "zero part write failed: $(first_err '?')"
+  fi
+}
+
+# S: the parts of a block are all written: flush (fsync of the target), then prove the range.
+do_sync() {
+  off=$1 len=$2 algo=$3
+  if ! dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"; then
+    reply_err "flush failed: $(first_err '?')"
+    return
+  fi
+  hash_range "$off" "$len" "$algo"
+}
+
 serve() {
   TARGET=$1 WORKDIR=$2
   valid_path "$TARGET" || usage "target must be an absolute path on one line"
@@ -280,8 +431,9 @@ serve() {
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.
   echo "$$" >>"$WORKDIR/pids"
   ERRF=$WORKDIR/err.$$
-  XXH='' OPENSSL='' DIRECT=0 OFLAGS=seek_bytes
+  XXH='' OPENSSL='' DIRECT=0 OFLAGS=seek_bytes CMP=''
   have xxhsum && XXH=1
+  have cmp && CMP=1
   # openssl ≈ 1.1 GB/s vs sha256sum ≈ 0.4 GB/s here (FACTS).
   have openssl && openssl dgst -sha256 </dev/null >/dev/null 2>&1 && OPENSSL=1
   dd if="$TARGET" of=/dev/null bs=4096 count=1 iflag=direct >/dev/null 2>&1 && DIRECT=1
@@ -292,7 +444,7 @@ serve() {
     case $op in
       Q) break ;;
       '') continue ;;
-      W | Z | H | F) ;;
+      W | Z | H | F | R | P | G | E | S) ;;
       *) reply_err "unknown request '$op'"; exit 1 ;;
     esac
     if ! is_uint "${len:-}"; then
@@ -304,8 +456,12 @@ serve() {
       if is_uint "${off:-}"; then do_file "$off" "$len" "${algo:-}" "${extra:-}"; else reply_err "bad request header"; fi
       continue
     fi
+    if [ "$op" = G ]; then
+      if is_uint "${off:-}" && [ -z "${extra:-}" ]; then do_gzpart "$off" "$len" "${algo:-}"; else reply_err "bad request header"; exit 1; fi
+      continue
+    fi
     if ! is_uint "${off:-}" || [ -n "${extra:-}" ]; then
-      [ "$op" = W ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null
+      case $op in W | P) dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null ;; esac
       reply_err "bad request header"
       continue
     fi
@@ -313,6 +469,10 @@ serve() {
       W) do_write "$off" "$len" "${algo:-}" ;;
       Z) do_zero "$off" "$len" "${algo:-}" ;;
       H) hash_range "$off" "$len" "${algo:-}" ;;
+      R) do_read "$off" "$len" "${algo:-}" ;;
+      P) do_part "$off" "$len" ;;
+      E) do_zeropart "$off" "$len" ;;
+      S) do_sync "$off" "$len" "${algo:-}" ;;
     esac
   done
   # Nothing is removed here: err.PID (the last dd diagnostics) stays for --keep-logs;
@@ -401,6 +561,31 @@ create_file() {
   echo "created=1"
 }
 
+# A pull's source: resume refuses one that changed (size, inode/mtime, device serial).
+identity() {
+  t=$1
+  valid_path "$t" || usage "source must be an absolute path on one line"
+  kind=other size=0 ino='' mtime='' mtime_frac='' dev='' devno='' serial='' wwid='' readable=0
+  [ -r "$t" ] && readable=1
+  if [ -b "$t" ]; then
+    kind=block
+    devno=$(majmin_of "$t")
+    sys=/sys/dev/block/$devno
+    size=$(blockdev --getsize64 "$t" 2>/dev/null) ||
+      size=$(($(cat "$sys/size" 2>/dev/null || echo 0) * 512))
+    serial=$(cat "$sys/device/serial" 2>/dev/null || cat "$sys/serial" 2>/dev/null || cat "$sys/loop/backing_file" 2>/dev/null)
+    wwid=$(cat "$sys/wwid" 2>/dev/null || cat "$sys/device/wwid" 2>/dev/null)
+  elif [ -f "$t" ]; then
+    kind=file
+    # %y last: "2026-11-28 08:47:35.123456789 +0000" gives the sub-second part.
+    set -- $(stat -L -c '%s %i %Y %d %y' "$t")
+    size=$1 ino=$2 mtime=$3 dev=$4
+    case ${6:-} in *.*) mtime_frac=${6#*.} ;; esac
+  fi
+  printf '%s\n' "kind=$kind" "size=$size" "ino=$ino" "mtime=$mtime" "mtime_frac=$mtime_frac" "dev=$dev" \
+    "devno=$devno" "serial=$serial" "wwid=$wwid" "readable=$readable"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
@@ -409,5 +594,6 @@ case $cmd in
   create-file) [ $# -eq 2 ] || usage "create-file TARGET SIZE"; create_file "$1" "$2" ;;
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;
-  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup)" ;;
+  identity) [ $# -eq 1 ] || usage "identity SOURCE"; identity "$1" ;;
+  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity)" ;;
 esac

@@ -15,7 +15,7 @@ export async function runTransfer(
       return;
     }
     ui.finish(outcome.summary);
-    printSummary(outcome.summary, Boolean(o.json));
+    printSummary(outcome.summary, Boolean(o.json), { bytesProven: ui.bytesProvenThisRun() });
     process.exitCode = outcome.summary.exitCode;
   } finally {
     ui.finish();

@@ -3,6 +3,7 @@ import { ProgressAggregator } from '../progress/aggregator.js';
 import { createRenderer } from '../progress/select.js';
 import type { ProgressRenderer } from '../progress/renderer.js';
 import type { ProgressListener } from '../progress/events.js';
+import { progressLine } from '../progress/plain.js';
 import { UsageError } from '../errors.js';
 import type { JobUi } from '../engine/local-job.js';
 
@@ -42,9 +43,12 @@ export class RunUi {
     process.stderr.write(`\nddt: ${sig} received, stopping after the blocks in flight (again to quit at once)\n`);
     this.controller.abort(new Error(sig));
   };
+  /** bytes an earlier run had proven (resume): not this run's work */
+  private bytesBefore = 0;
+  // `kill -USR1 PID`: one status line, whatever the display (dd's habit).
   private readonly onUsr1 = () => {
     const s = this.aggregator.snapshot();
-    process.stderr.write(`ddt: ${s.blocks.verified}/${s.blocks.total} blocks verified, ${s.bytesVerified}/${s.bytesTotal} bytes\n`);
+    process.stderr.write(s.phase === 'setup' ? 'ddt: connecting and checking, no block moved yet\n' : `${progressLine(s)}\n`);
   };
 
   constructor(private readonly mode: ProgressMode) {
@@ -62,10 +66,16 @@ export class RunUi {
   }
 
   readonly emit: ProgressListener = (event) => {
+    if (event.type === 'start') this.bytesBefore = event.bytesDone;
     this.aggregator.handle(event);
     // With no display, warnings still reach the user: they are never silent.
     if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${event.message}\n`);
   };
+
+  /** Bytes proven by this run (zero and identical blocks included), for throughput and savings. */
+  bytesProvenThisRun(): number {
+    return Math.max(0, this.aggregator.snapshot().bytesVerified - this.bytesBefore);
+  }
 
   jobUi(yes: boolean): JobUi {
     return {

@@ -3,13 +3,13 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { initChecksums } from '../checksum/hasher.js';
 import { UsageError } from '../errors.js';
 import { defaultJournalPath, JournalWriter, readJournal, isProven, type JournalState } from '../journal/journal.js';
-import { JOURNAL_VERSION, type JobHeader } from '../journal/records.js';
+import { JOURNAL_VERSION, type JobHeader, type TargetRecord } from '../journal/records.js';
 import { planBlocks, validateBlockSize } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { BlockReader } from '../source/block-reader.js';
 import { identityChange, probeDevice, probeSource, type DeviceInfo } from '../source/device.js';
 import { targetUsers } from '../source/usage.js';
-import { executeJob } from './job.js';
+import { executeJob, runSettingsOf } from './job.js';
 import { LocalTarget } from './local-target.js';
 import type { JobSummary } from './summary.js';
 
@@ -36,16 +36,24 @@ export interface CopyRequest {
   journal?: string;
   /** zero-fill unreadable source sectors instead of stopping (exit 5 at the end) */
   noerror: boolean;
+  skipIdentical: boolean;
 }
 
 export type JobOutcome = { kind: 'done'; summary: JobSummary } | { kind: 'dry-run'; plan: string[] } | { kind: 'nothing-to-do'; summary: JobSummary };
 
-async function checkLocalTarget(source: DeviceInfo, targetPath: string, force: boolean): Promise<DeviceInfo | undefined> {
+/**
+ * Refusals for a local target (DESIGN §3), shared by copy and pull: too small, in use (mounted,
+ * swap, holders), the source itself. Undefined when it does not exist (it will be created).
+ * `source.path` is a local source; a remote source (pull) checks sameness itself.
+ */
+export async function checkLocalTarget(source: { size: number; path?: string }, targetPath: string, force: boolean): Promise<DeviceInfo | undefined> {
   const target = await probeDevice(targetPath);
   if (!target) return undefined;
-  const [s, t] = await Promise.all([fs.stat(source.path), fs.stat(targetPath)]);
-  if (s.dev === t.dev && s.ino === t.ino) {
-    throw new UsageError('SAME_FILE', `source and target are the same ${target.kind}: ${targetPath}: pick another target`);
+  if (source.path !== undefined) {
+    const [s, t] = await Promise.all([fs.stat(source.path), fs.stat(targetPath)]);
+    if (s.dev === t.dev && s.ino === t.ino) {
+      throw new UsageError('SAME_FILE', `source and target are the same ${target.kind}: ${targetPath}: pick another target`);
+    }
   }
   if (target.size < source.size) {
     throw new UsageError(
@@ -83,7 +91,7 @@ export async function runCopy(req: CopyRequest, ui: JobUi): Promise<JobOutcome> 
     type: 'job',
     version: JOURNAL_VERSION,
     command: 'copy',
-    options: { retries: req.retries, concurrency: req.concurrency, targetZeroed: req.targetZeroed, force: req.force, noerror: req.noerror },
+    options: { retries: req.retries, concurrency: req.concurrency, targetZeroed: req.targetZeroed, skipIdentical: req.skipIdentical, force: req.force, noerror: req.noerror },
     source: { path: source.path, size: source.size, identity: source.identity },
     target: { path: req.target, size: existing?.size ?? source.size },
     blockSize: req.blockSize,
@@ -94,11 +102,7 @@ export async function runCopy(req: CopyRequest, ui: JobUi): Promise<JobOutcome> 
   };
   // Refuse an existing journal before anything touches the target.
   JournalWriter.assertFree(journalPath);
-  if (!existing) {
-    const fh = await fs.open(req.target, 'wx', 0o600);
-    await fh.truncate(source.size);
-    await fh.close();
-  }
+  if (!existing) await createTargetFile(req.target, source.size);
   header.target.localIdentity = (await probeDevice(req.target))?.identity;
   const journal = JournalWriter.create(journalPath, header);
   return runLocal(header, journal, undefined, req.concurrency, ui);
@@ -113,11 +117,7 @@ async function runLocal(header: JobHeader, journal: JournalWriter, previous: Jou
       journal,
       previous,
       { reader, target },
-      {
-        concurrency,
-        retries: Number(header.options.retries ?? 3),
-        targetZeroed: Boolean(header.options.targetZeroed),
-      },
+      runSettingsOf(header, concurrency),
       ui.emit,
       ui.signal,
     );
@@ -140,18 +140,30 @@ export async function resumeCopy(state: JournalState, journalPath: string, overr
   const source = await probeSource(h.source.path);
   const change = identityChange(h.source.identity, source.identity);
   if (change) throw new UsageError('SOURCE_CHANGED', `source ${h.source.path} changed since the run began: ${change}; resuming would mix two sources, start a new run instead`);
-  const target = await probeDevice(h.target.path);
-  if (!target) throw new UsageError('TARGET_MISSING', `target ${h.target.path} no longer exists: start a new run`);
-  if (target.size !== h.target.size) {
-    throw new UsageError('TARGET_CHANGED', `target ${h.target.path} changed size from ${h.target.size} to ${target.size} bytes: start a new run`);
-  }
-  const rec = h.target.localIdentity;
-  if (rec && rec.kind === 'file' && rec.ino !== target.identity.ino) {
-    throw new UsageError('TARGET_CHANGED', `target ${h.target.path} is a different file than when the run began: start a new run`);
-  }
+  await checkResumedLocalTarget(h.target);
   await initChecksums();
   const journal = JournalWriter.append(journalPath);
   return runLocal(h, journal, state, overrides.concurrency ?? Number(h.options.concurrency ?? 4), ui);
+}
+
+/** A local target that does not exist yet: a new file of the source's size (mode 600). */
+export async function createTargetFile(path: string, size: number): Promise<void> {
+  const fh = await fs.open(path, 'wx', 0o600);
+  await fh.truncate(size);
+  await fh.close();
+}
+
+/** On resume (copy, pull), the local target must be the one the journal describes. */
+export async function checkResumedLocalTarget(t: TargetRecord): Promise<void> {
+  const target = await probeDevice(t.path);
+  if (!target) throw new UsageError('TARGET_MISSING', `target ${t.path} no longer exists: start a new run`);
+  if (target.size !== t.size) {
+    throw new UsageError('TARGET_CHANGED', `target ${t.path} changed size from ${t.size} to ${target.size} bytes: start a new run`);
+  }
+  const rec = t.localIdentity;
+  if (rec && rec.kind === 'file' && rec.ino !== target.identity.ino) {
+    throw new UsageError('TARGET_CHANGED', `target ${t.path} is a different file than when the run began: start a new run`);
+  }
 }
 
 export function allProven(state: JournalState): boolean {

@@ -16,6 +16,12 @@ export interface RemoteProbe {
   writable: boolean;
   /** Bytes available in the remote dir (staging space for `--via sftp`). */
   free: number;
+  /** The remote dir resolved to an absolute path ('' when it does not exist). */
+  dir?: string;
+  /** The remote dir exists and the remote user may create files in it. */
+  dirWritable?: boolean;
+  /** Size of the filesystem holding the remote dir (for the default `--remote-reserve`). */
+  dirSize?: number;
   xxhsum: boolean;
   sha256sum: boolean;
   openssl: boolean;
@@ -54,6 +60,9 @@ export function parseProbe(text: string): RemoteProbe {
     holders: (kv.get('holders') ?? '').split(/\s+/).filter(Boolean),
     writable: flag('writable'),
     free: num('free'),
+    dir: kv.get('dir') ?? '',
+    dirWritable: flag('dir_ok'),
+    dirSize: Number(kv.get('dir_size')) || 0,
     xxhsum: flag('xxhsum'),
     sha256sum: flag('sha256sum'),
     openssl: flag('openssl'),

@@ -46,7 +46,8 @@ const CLOSE_WAIT_MS = 5_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function isExecChannel(ch: Channel): ch is ClientChannel {
-  return typeof (ch as ClientChannel).close === 'function' && 'stderr' in ch;
+  // ssh2's SFTP wrapper has close() too (of a file handle) and a stub stderr without resume().
+  return typeof (ch as ClientChannel).close === 'function' && typeof (ch as ClientChannel).stderr?.resume === 'function';
 }
 
 function isOpenFailure(err: unknown): boolean {
@@ -98,6 +99,11 @@ export class SshPool {
   /** Channels the pool can have open at once, as far as it knows now. */
   capacity(): number {
     return this.conns.reduce((n, c) => n + c.capacity, 0);
+  }
+
+  /** Index (0-based) of the connection carrying an open channel, for per-connection progress. */
+  connectionOf(ch: Channel): number | undefined {
+    return this.owner.get(ch)?.index;
   }
 
   /** Live TCP connections (for tests and progress). */

@@ -2,28 +2,65 @@ import type { CommandModule } from 'yargs';
 import { initChecksums } from '../../checksum/hasher.js';
 import type { ChecksumAlgo } from '../../checksum/types.js';
 import { LocalTarget } from '../../engine/local-target.js';
-import { verifyBlocks } from '../../engine/verify.js';
+import { verifyRemote } from '../../engine/remote-verify.js';
+import { verifyBlocks, type VerifyResult } from '../../engine/verify.js';
 import { ExitCode, UsageError } from '../../errors.js';
 import { BlockReader } from '../../source/block-reader.js';
 import { probeDevice, probeSource } from '../../source/device.js';
+import { isRemoteSpec } from '../../transport/target-spec.js';
 import { blockSizeOf, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 import { RunUi } from '../ui.js';
 
 export const verifyCommand: CommandModule = {
   command: 'verify <source> <target>',
-  describe: 'compare block checksums of source and target and list the differing byte ranges (never writes)',
+  describe: 'compare block checksums of source and target ([user@]host:/path or local) and list the differing byte ranges (never writes)',
   builder: (y) =>
     y
-      .positional('source', { type: 'string' })
-      .positional('target', { type: 'string' })
+      .positional('source', { type: 'string', describe: 'local block device or image file' })
+      .positional('target', { type: 'string', describe: 'local device or file, or [user@]host:/path (hashed on that host)' })
       .option('block-size', { alias: 'b', type: 'string', default: '64M', describe: 'comparison unit' })
       .option('checksum', { choices: ['xxh64', 'sha256', 'auto'] as const, default: 'auto' as const })
-      .option('channels', { type: 'number', default: 4, describe: 'blocks hashed in parallel' })
+      .option('channels', { type: 'number', default: 4, describe: 'blocks hashed in parallel (per connection for a remote target)' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
-      .example('$0 verify disk.img /dev/loop3', 'exit 0 when identical, 4 when not'),
+      .option('connections', { type: 'number', default: 2, describe: 'remote target: SSH (TCP) connections' })
+      .option('port', { alias: 'p', type: 'number', describe: 'remote target: SSH port [22 or ~/.ssh/config]' })
+      .option('user', { alias: 'l', type: 'string', describe: 'remote target: user [from the target, ~/.ssh/config, or $USER]' })
+      .option('identity', { alias: 'i', type: 'string', array: true, describe: 'remote target: private key file (after ssh-agent); repeatable' })
+      .option('known-hosts', { type: 'string', describe: 'remote target: known_hosts file to use instead of ~/.ssh/known_hosts' })
+      .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'remote target: trust an unknown host key and record it (never a changed one)' })
+      .option('ssh-config', { type: 'string', describe: 'remote target: ssh config file [~/.ssh/config]' })
+      .example('$0 verify disk.img /dev/loop3', 'exit 0 when identical, 4 when not')
+      .example('$0 verify /dev/sdb root@10.0.0.5:/dev/vdb --json', 'prove a migrated disk again, hashing the remote side there'),
   handler: async (argv) => {
     const blockSize = blockSizeOf(argv['block-size']);
+    if (isRemoteSpec(String(argv.target))) {
+      const ui = new RunUi('none');
+      try {
+        const r = await verifyRemote(
+          {
+            source: String(argv.source),
+            target: String(argv.target),
+            blockSize,
+            checksum: argv.checksum as ChecksumAlgo | 'auto',
+            connections: positiveInt(argv.connections, '--connections', 64),
+            channels: positiveInt(argv.channels, '--channels', 64),
+            port: argv.port as number | undefined,
+            user: argv.user as string | undefined,
+            identity: argv.identity as string[] | undefined,
+            knownHosts: argv['known-hosts'] as string | undefined,
+            sshConfig: argv['ssh-config'] as string | undefined,
+            acceptNewHostKey: Boolean(argv['accept-new-host-key']),
+            reconnectTimeoutMs: 60_000,
+          },
+          ui.jobUi(false),
+        );
+        report(r, Boolean(argv.json));
+      } finally {
+        ui.finish();
+      }
+      return;
+    }
     const algo: ChecksumAlgo = argv.checksum === 'sha256' ? 'sha256' : 'xxh64';
     const source = await probeSource(String(argv.source));
     const targetPath = String(argv.target);
@@ -38,13 +75,7 @@ export const verifyCommand: CommandModule = {
     const hasher = await LocalTarget.open(targetPath, { readOnly: true });
     try {
       const r = await verifyBlocks(source.size, blockSize, algo, reader, hasher, positiveInt(argv.channels, '--channels', 64), ui.signal);
-      if (argv.json) printJson(r);
-      else {
-        const lines = r.differences.map((d) => `${d.offset}..${d.offset + d.length} (${d.length} bytes)`);
-        lines.push(`${r.identical}/${r.blocks} blocks identical${r.different ? `, ${r.different} differ` : ''} (${r.checksum})`);
-        process.stdout.write(lines.join('\n') + '\n');
-      }
-      process.exitCode = r.different ? ExitCode.incomplete : ExitCode.ok;
+      report(r, Boolean(argv.json));
     } finally {
       ui.finish();
       await reader.close();
@@ -52,3 +83,14 @@ export const verifyCommand: CommandModule = {
     }
   },
 };
+
+/** Differing ranges (half-open byte ranges), then the count; exit 0 identical, 4 when not. */
+function report(r: VerifyResult, json: boolean): void {
+  if (json) printJson(r);
+  else {
+    const lines = r.differences.map((d) => `${d.offset}..${d.offset + d.length} (${d.length} bytes)`);
+    lines.push(`${r.identical}/${r.blocks} blocks identical${r.different ? `, ${r.different} differ` : ''} (${r.checksum})`);
+    process.stdout.write(lines.join('\n') + '\n');
+  }
+  process.exitCode = r.different ? ExitCode.incomplete : ExitCode.ok;
+}
