@@ -206,7 +206,7 @@ consumed_bytes() {
 # no pipefail, and a read error must not pass as the hash of the bytes that were read.
 hash_range() {
   off=$1 len=$2 algo=$3
-  iflags=skip_bytes,count_bytes
+  iflags=skip_bytes,count_bytes,fullblock
   # O_DIRECT proves the bytes came from the device, not from the page cache we just wrote.
   if [ "$DIRECT" = 1 ] && [ $((off % 4096)) -eq 0 ] && [ $((len % 4096)) -eq 0 ]; then
     iflags=$iflags,direct

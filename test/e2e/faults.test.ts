@@ -53,9 +53,18 @@ describe('e2e: transport faults during ddt send', function () {
       await fileOfSize(src, 64 * MiB, 'random', 301);
       await fileOfSize(dst, 64 * MiB, 'zero');
       const run = startCli(['send', src, `root@127.0.0.1:${dst}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '-b', '4M', '--channels', '2', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'dd.journal')]);
-      let victim: number | undefined;
-      await until(() => (victim = ddWriting(dst)[0]) !== undefined, 'a remote dd writing the target');
-      process.kill(victim!, 'SIGKILL');
+      // A block's dd may finish between finding and killing it: try the next one then.
+      await until(() => {
+        for (const pid of ddWriting(dst)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+            return true;
+          } catch {
+            /* ESRCH: that dd just finished */
+          }
+        }
+        return false;
+      }, 'a remote dd writing the target, killed');
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       const s = jsonOf(r);
