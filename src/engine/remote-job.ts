@@ -114,17 +114,19 @@ function endpointOf(h: JobHeader): Endpoint {
 }
 
 /**
- * The data path of a new send: `--via` as given (sftp refused with exit 2 when it cannot stage),
- * else DEFAULT_VIA, falling back to stream, with a warning, where staging cannot work. Returns
- * the staging plan for sftp, undefined for stream.
+ * The data path of a new send: `--via` as given (sftp refused with exit 2 when it cannot stage,
+ * also when only `--remote-dir` or `--remote-reserve` asked for staging), else DEFAULT_VIA,
+ * falling back to stream, with a warning, where staging cannot work. Returns the staging plan
+ * for sftp, undefined for stream.
  */
 function chooseVia(req: SendRequest, engine: string, probe: RemoteProbe, blockLength: number, jobId: string, warn: (m: string) => void): StagingPlan | undefined {
   const via = req.via ?? (engine === 'native' && req.compress !== 'gzip' ? DEFAULT_VIA : 'stream');
   if (via !== 'sftp') return undefined;
+  const asked = req.via !== undefined || req.remoteDir !== undefined || req.remoteReserve !== undefined;
   try {
     return planStaging(probe, req.remoteDir, req.remoteReserve, blockLength, jobId, req.connections * req.channels);
   } catch (err) {
-    if (req.via !== undefined || !(err instanceof UsageError)) throw err;
+    if (asked || !(err instanceof UsageError)) throw err;
     warn(`sending with --via stream, staging is not possible: ${err.message}`);
     return undefined;
   }
@@ -252,8 +254,10 @@ async function transfer(header: JobHeader, journal: JournalWriter, previous: Jou
   } finally {
     await reader.close();
     await target?.close().catch(() => {});
-    // A job that staged blocks in this run or an earlier one (resumed with --via stream).
-    if (summary?.ok && (header.via === 'sftp' || previous?.header.via === 'sftp')) await removeStaging(header, s.helper, ui.signal);
+    // A job that staged blocks in this run or an earlier one (resumed with --via stream), or in
+    // an explicit --remote-dir (the rsync engine stages there too).
+    const staged = header.via === 'sftp' || previous?.header.via === 'sftp' || header.options.remoteDir !== undefined;
+    if (summary?.ok && staged) await removeStaging(header, s.helper, ui.signal);
   }
 }
 
