@@ -5,6 +5,7 @@
  */
 import type { SFTPWrapper, Stats } from 'ssh2';
 import type { TokenBucket } from '../transport/bwlimit.js';
+import { DeathWatch } from './death-watch.js';
 import { RemoteHelperError } from './remote-error.js';
 
 /** OpenSSH's sftp-server takes at most 255 KiB per WRITE (its limits@openssh.com answer). */
@@ -26,7 +27,7 @@ export interface FsSpace {
 export class SftpSession {
   private dead: Error | undefined;
   /** Waits to fail when the session dies (a dropped link answers nothing). */
-  private readonly onDeath = new Set<(err: Error) => void>();
+  private readonly death = new DeathWatch();
 
   constructor(
     readonly sftp: SFTPWrapper,
@@ -50,34 +51,12 @@ export class SftpSession {
   kill(reason: string): void {
     if (this.dead) return;
     this.dead = new Error(reason);
-    const err = this.goneError();
-    for (const f of [...this.onDeath]) f(err);
-    this.onDeath.clear();
+    this.death.kill(this.goneError());
   }
 
-  /**
-   * `p`, or a rejection when the session dies first. Not `Promise.race(p, died)`: a race leaves a
-   * reaction on the long-lived `died` promise that keeps `p`'s value (a 4 MiB chunk) alive.
-   */
+  /** `p`, or a rejection when the session dies first (without keeping `p`'s value alive). */
   whileAlive<T>(p: Promise<T>): Promise<T> {
-    if (this.dead) {
-      p.catch(() => undefined);
-      return Promise.reject(this.goneError());
-    }
-    return new Promise<T>((resolve, reject) => {
-      const fail = (err: Error) => reject(err);
-      this.onDeath.add(fail);
-      p.then(
-        (v) => {
-          this.onDeath.delete(fail);
-          resolve(v);
-        },
-        (err: unknown) => {
-          this.onDeath.delete(fail);
-          reject(err);
-        },
-      );
-    });
+    return this.death.race(p);
   }
 
   goneError(): RemoteHelperError {
