@@ -36,9 +36,7 @@ const CHOICES: Record<string, Record<string, string[]>> = {
  * them here when they land, by deleting the entry). The test for each is reported as pending,
  * not passed. Everything else in EXPECTED must be in the help today.
  */
-const PENDING: Record<string, string[]> = {
-  resume: ['--bwlimit'],
-};
+const PENDING: Record<string, string[]> = {};
 
 /** The original script's option names, which the bare form `ddt --local_device …` accepts. */
 const SCRIPT_ALIASES = ['--local_device', '--remote_device', '--TargetHost', '--remote_transfer_dir', '--ssh_port', '--keep_logs', '--restart'];

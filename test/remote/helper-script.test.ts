@@ -24,6 +24,8 @@ function serve(target: string, workdir: string, input: Buffer, shell = 'dash'): 
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ lines: out.split('\n').filter(Boolean), code, stderr: err }));
+    // A helper that refuses its arguments exits before reading: EPIPE on its stdin is expected.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
 }

@@ -7,6 +7,7 @@ import { resumePull } from '../../engine/pull-job.js';
 import { UsageError } from '../../errors.js';
 import { journalStatus } from '../../journal/status.js';
 import { positiveInt } from '../options.js';
+import { bwlimitOf } from '../ssh-options.js';
 import { printJson } from '../output.js';
 import { runTransfer } from '../run.js';
 
@@ -20,6 +21,7 @@ export const resumeCommand: CommandModule = {
       .option('channels', { type: 'number', describe: 'override: channels per connection (blocks in flight for copy)' })
       .option('identity', { alias: 'i', type: 'string', array: true, describe: 'override: private key file(s)' })
       .option('known-hosts', { type: 'string', describe: 'override: known_hosts file' })
+      .option('bwlimit', { type: 'string', describe: "override: bytes/s on the wire or a schedule like '08:00-18:00=2M,*=0' (0 = unlimited)" })
       .option('via', { choices: ['stream', 'sftp'] as const, describe: 'override: data path of a send' })
       .option('engine', { choices: ['native', 'rsync'] as const, describe: 'override: engine of a send (either continues the other\'s journal)' })
       .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const })
@@ -38,6 +40,11 @@ export const resumeCommand: CommandModule = {
     const channels = argv.channels === undefined ? undefined : positiveInt(argv.channels, '--channels', 64);
     const connections = argv.connections === undefined ? undefined : positiveInt(argv.connections, '--connections', 64);
     const command = state.header.command;
+    // The journal keeps the job as started; an override holds for this run only.
+    if (argv.bwlimit !== undefined) {
+      if (command !== 'send') throw new UsageError('BAD_OPTION', `--bwlimit applies to send journals; this is a '${command}' journal`);
+      state.header.options.bwlimit = bwlimitOf(argv.bwlimit);
+    }
     if (argv.engine !== undefined && command !== 'send') throw new UsageError('BAD_OPTION', `--engine applies to send journals; this is a '${command}' journal`);
     await runTransfer(argv, (ui) => {
       if (command === 'copy') return resumeCopy(state, path, { concurrency: channels }, ui);
