@@ -1,0 +1,153 @@
+// The methods a scenario compares: ddt (with per-scenario options) and the baselines
+// (a) dd | ssh dd, (b) the original script's pipeline, (c) rsync --inplace, and raw TCP (shaped
+// link only). Each builds the exact argv that runs under /usr/bin/time and reads its payload
+// bytes from its own output.
+
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const CLASSIC_SCRIPT = join(here, 'classic-pipeline.sh');
+export const TCP_LINK = join(here, 'tcp-link.mjs');
+export const CIPHER = 'aes128-gcm@openssh.com';
+
+/** Where and how to reach the server for one scenario. */
+export interface Endpoint {
+  host: string;
+  port: number;
+  user: string;
+  clientKeyPath: string;
+  knownHostsPath: string;
+  /** OpenSSH client options (port, key, known_hosts, batch mode) */
+  sshArgs: string[];
+  /** prefix for commands run on the client side (`ip netns exec NS`), empty on loopback */
+  exec: string[];
+}
+
+export interface RunEnv {
+  ep: Endpoint;
+  /** the ddt CLI (a snapshot of dist/cli/main.js) */
+  cli: string;
+  source: string;
+  size: number;
+  /** target block device (loop) */
+  device: string;
+  /** rsync --inplace target file (on the "remote", the same machine) */
+  rsyncTarget: string;
+  journal: string;
+  work: string;
+  /** remote dir for (b)'s parts */
+  remoteDir: string;
+  tcpPort?: number;
+}
+
+export type Family = 'ddt' | 'dd-ssh' | 'classic' | 'rsync' | 'tcp';
+
+export interface Method {
+  id: string;
+  family: Family;
+  label: string;
+  argv(env: RunEnv): string[];
+  /** payload bytes sent (ddt: its JSON; rsync: --stats; dd: the data size) */
+  bytesOnWire(stdout: string, env: RunEnv): number;
+  /** a run is good when this holds (besides exit 0) */
+  check?(stdout: string): string | undefined;
+  /** what to compare with the source after the first round */
+  output: 'device' | 'file' | 'none';
+}
+
+export function ddtSummary(stdout: string): Record<string, unknown> | undefined {
+  const line = stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  if (!line) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+export function ddtArgs(env: RunEnv, extra: string[]): string[] {
+  const { ep } = env;
+  return [
+    ...ep.exec,
+    process.execPath, env.cli, 'send', env.source, `${ep.user}@${ep.host}:${env.device}`,
+    '-p', String(ep.port), '-i', ep.clientKeyPath, '--known-hosts', ep.knownHostsPath,
+    '--yes', '--json', '--progress', 'none', '--journal', env.journal,
+    ...extra,
+  ];
+}
+
+export function ddt(id: string, label: string, extra: string[] = []): Method {
+  return {
+    id,
+    family: 'ddt',
+    label: `ddt send ${extra.join(' ')}`.trim() + (label ? ` (${label})` : ''),
+    argv: (env) => ddtArgs(env, extra),
+    bytesOnWire: (stdout) => Number(ddtSummary(stdout)?.bytesOnWire ?? NaN),
+    check: (stdout) => {
+      const s = ddtSummary(stdout);
+      if (!s) return 'no JSON summary';
+      if (s.ok !== true) return `not ok: ${String(s.error ?? '')}`;
+      if (s.verified !== s.blocks) return `verified ${String(s.verified)} of ${String(s.blocks)} blocks`;
+      return undefined;
+    },
+    output: 'device',
+  };
+}
+
+// Quoted only where the shell needs it, so the recorded commands stay readable.
+const sh = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+export const ddSsh: Method = {
+  id: 'dd-ssh',
+  family: 'dd-ssh',
+  label: `(a) dd bs=4M | ssh -c ${CIPHER} 'dd of=DEV bs=4M conv=notrunc,fdatasync'`,
+  argv: (env) => [
+    ...env.ep.exec,
+    'bash', '-o', 'pipefail', '-c',
+    `dd if=${sh(env.source)} bs=4M status=none | ssh -c ${CIPHER} ${env.ep.sshArgs.map(sh).join(' ')} ${env.ep.user}@${env.ep.host} ` +
+      sh(`dd of=${env.device} bs=4M conv=notrunc,fdatasync status=none`),
+  ],
+  bytesOnWire: (_stdout, env) => env.size,
+  output: 'device',
+};
+
+export function classic(partBytes: number): Method {
+  return {
+    id: 'classic',
+    family: 'classic',
+    label: `(b) original script: dd → ${partBytes >> 20} MiB part files → rsync --compress → ssh dd at offset, sha256 both sides`,
+    argv: (env) => [
+      ...env.ep.exec,
+      'bash', CLASSIC_SCRIPT, env.source, String(env.size), String(partBytes), env.work,
+      `${env.ep.user}@${env.ep.host}`, env.device, env.remoteDir, ...env.ep.sshArgs,
+    ],
+    bytesOnWire: (stdout) => Number(/bytesOnWire (\d+)/.exec(stdout)?.[1] ?? NaN),
+    output: 'device',
+  };
+}
+
+export function rsyncInplace(extra: string[] = []): Method {
+  return {
+    id: extra.length ? `rsync-inplace${extra.join('')}` : 'rsync-inplace',
+    family: 'rsync',
+    label: `(c) rsync --inplace --fsync ${extra.join(' ')} of the image file`.replace(/ +/g, ' '),
+    argv: (env) => [
+      ...env.ep.exec,
+      'rsync', '--inplace', '--fsync', ...extra, '--stats',
+      '-e', ['ssh', '-c', CIPHER, ...env.ep.sshArgs].map(sh).join(' '),
+      env.source, `${env.ep.user}@${env.ep.host}:${env.rsyncTarget}`,
+    ],
+    bytesOnWire: (stdout) => Number(/^Total bytes sent: ([\d,]+)/m.exec(stdout)?.[1]?.replace(/,/g, '') ?? NaN),
+    output: 'file',
+  };
+}
+
+export const tcpRaw: Method = {
+  id: 'tcp-raw',
+  family: 'tcp',
+  label: 'raw TCP: the file through one plain TCP connection into a discarding sink (the link\'s own capacity)',
+  argv: (env) => [...env.ep.exec, process.execPath, TCP_LINK, 'send', env.ep.host, String(env.tcpPort), env.source],
+  bytesOnWire: (stdout) => Number(/bytesOnWire (\d+)/.exec(stdout)?.[1] ?? NaN),
+  output: 'none',
+};

@@ -1,0 +1,261 @@
+// Runs one scenario: its source image, a loop device as the target, then `runs` rounds in
+// which every method runs once (the order rotates each round, so no method always goes first
+// on a warm or cold machine), each measured by measure.ts. The first round also checks that
+// the target holds exactly the source afterwards (cmp).
+
+import { execFile } from 'node:child_process';
+import { open, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { attachLoop } from '../../test/harness/loop.js';
+import { measure, type Measured, type Server } from './measure.js';
+import { ddtArgs, ddtSummary, type Endpoint, type Method, type RunEnv } from './methods.js';
+import { KILL_RESUME, MiB, type ImageSpec, type Scenario } from './scenarios.js';
+
+const execFileP = promisify(execFile);
+
+export interface RunRecord {
+  scenario: string;
+  method: string;
+  round: number;
+  ok: boolean;
+  error?: string;
+  wall: number;
+  cpu: number;
+  cpuUser: number;
+  cpuSys: number;
+  remoteCpu: number;
+  rssMiB: number;
+  connsOpened: number;
+  connsPeak: number;
+  bytesOnWire: number;
+  /** bytes ns A's veth sent during the run (shaped link only): everything on the wire */
+  linkBytes?: number;
+  /** target equal to the source afterwards (first round only) */
+  identical?: boolean;
+  summary?: Record<string, unknown>;
+  /** ddt: what its journal header recorded (the data path and options it really used) */
+  job?: { via?: string; engine?: string; blockSize?: number; options?: Record<string, unknown> };
+  /** kill-and-resume: the two halves */
+  parts?: { killedAtPercent: number; killedWall: number; killedWire: number; killedWritten?: number; resumeWall: number; resumeWire: number };
+  argv: string[];
+}
+
+export interface ScenarioContext {
+  ep: Endpoint;
+  server: Server;
+  cli: string;
+  work: string;
+  runs: number;
+  check: boolean;
+  image(spec: ImageSpec): Promise<string>;
+  tcpPort?: number;
+  linkTxBytes?: () => number;
+  log(line: string): void;
+}
+
+/** argv as a shell command line; a `-c` script goes in double quotes when that needs no escapes. */
+export const shellQuote = (argv: string[]) =>
+  argv
+    .map((a, i) => {
+      if (/^[\w@%+=:,./-]+$/.test(a)) return a;
+      if (argv[i - 1] === '-c' && !/["$`\\!]/.test(a)) return `"${a}"`;
+      return `'${a.replace(/'/g, `'\\''`)}'`;
+    })
+    .join(' ');
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  await execFileP(cmd, args, { maxBuffer: 64 * MiB });
+}
+
+async function identical(a: string, b: string, size: number): Promise<boolean> {
+  return execFileP('cmp', ['-s', '-n', String(size), a, b]).then(
+    () => true,
+    () => false,
+  );
+}
+
+// xorshift32 for the choice of changed units: deterministic for a seed.
+function units(total: number, count: number, seed: number): number[] {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+  const chosen = new Set<number>();
+  while (chosen.size < count) chosen.add(next() % total);
+  return [...chosen].sort((p, q) => p - q);
+}
+
+/** The re-sync scenario's old target: the source with `fraction` of its units overwritten by random bytes. */
+async function makeOld(source: string, size: number, unit: number, fraction: number, path: string): Promise<number> {
+  await sh('cp', ['--sparse=always', source, path]);
+  const total = Math.floor(size / unit);
+  const count = Math.max(1, Math.round(total * fraction));
+  const fh = await open(path, 'r+');
+  try {
+    const { randomBytes } = await import('node:crypto');
+    for (const u of units(total, count, 99)) await fh.write(randomBytes(unit), 0, unit, u * unit);
+  } finally {
+    await fh.close();
+  }
+  return count;
+}
+
+async function jobHeader(journal: string): Promise<RunRecord['job']> {
+  try {
+    const fh = await open(journal, 'r');
+    try {
+      const buf = Buffer.alloc(65536);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      const h = JSON.parse(buf.subarray(0, bytesRead).toString('utf8').split('\n')[0]!) as Record<string, unknown>;
+      const options = h.options as Record<string, unknown> | undefined;
+      return { via: h.via as string | undefined, engine: h.engine as string | undefined, blockSize: h.blockSize as number | undefined, options };
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+function rotate<T>(items: T[], by: number): T[] {
+  const k = by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+function record(sc: Scenario, m: Method, round: number, argv: string[], r: Measured, env: RunEnv): RunRecord {
+  const summary = m.family === 'ddt' ? ddtSummary(r.stdout) : undefined;
+  let error = r.exitCode === 0 ? m.check?.(r.stdout) : `exit ${r.exitCode ?? r.signal}: ${(r.stderr.trim().split('\n').pop() ?? '').slice(0, 300)}`;
+  const bytesOnWire = m.bytesOnWire(r.stdout, env);
+  if (!error && !Number.isFinite(bytesOnWire)) error = 'no byte count in its output';
+  return {
+    scenario: sc.id,
+    method: m.id,
+    round,
+    ok: !error,
+    ...(error ? { error } : {}),
+    wall: r.wall,
+    cpu: r.cpuUser + r.cpuSys,
+    cpuUser: r.cpuUser,
+    cpuSys: r.cpuSys,
+    remoteCpu: r.remoteCpu,
+    rssMiB: r.rssMiB,
+    connsOpened: r.connsOpened,
+    connsPeak: r.connsPeak,
+    bytesOnWire,
+    ...(summary ? { summary } : {}),
+    argv,
+  };
+}
+
+async function killAndResume(sc: Scenario, env: RunEnv, ctx: ScenarioContext, round: number): Promise<RunRecord> {
+  const argv = ddtArgs(env, []);
+  argv[argv.indexOf('--progress') + 1] = 'json';
+  let percent = 0;
+  let wire = 0;
+  const first = await measure(argv, ctx.server, {
+    timeFile: join(ctx.work, 'time.txt'),
+    timeoutMs: 30 * 60_000,
+    killWhen: (line) => {
+      try {
+        const e = JSON.parse(line) as { type?: string; percent?: number; bytesWire?: number };
+        if (e.type !== 'progress') return false;
+        percent = e.percent ?? 0;
+        wire = e.bytesWire ?? 0;
+        return percent >= (sc.killAtPercent ?? 50);
+      } catch {
+        return false;
+      }
+    },
+  });
+  const resumeArgv = [...env.ep.exec, process.execPath, env.cli, 'resume', env.journal, '--json', '--progress', 'none'];
+  const second = await measure(resumeArgv, ctx.server, { timeFile: join(ctx.work, 'time.txt'), timeoutMs: 30 * 60_000 });
+  const rec = record(sc, KILL_RESUME, round, [...argv, '&&', ...resumeArgv], second, env);
+  if (first.signal === null && first.exitCode === 0) {
+    rec.ok = false;
+    rec.error = `the first run finished before ${sc.killAtPercent} % (nothing killed)`;
+  }
+  rec.wall = first.wall + second.wall;
+  rec.cpuUser += first.cpuUser;
+  rec.cpuSys += first.cpuSys;
+  rec.cpu = rec.cpuUser + rec.cpuSys;
+  rec.remoteCpu += first.remoteCpu;
+  rec.rssMiB = Math.max(first.rssMiB, second.rssMiB);
+  rec.connsOpened += first.connsOpened;
+  rec.connsPeak = Math.max(first.connsPeak, second.connsPeak);
+  // `bytesWire` of the last progress event counts finished blocks only; what the killed process
+  // had written to its sockets (wchar) includes the blocks in flight that resume sends again.
+  rec.parts = { killedAtPercent: percent, killedWall: first.wall, killedWire: wire, killedWritten: first.killedWchar, resumeWall: second.wall, resumeWire: rec.bytesOnWire };
+  rec.bytesOnWire = wire + rec.bytesOnWire;
+  return rec;
+}
+
+const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+
+export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{ records: RunRecord[]; changedUnits?: number }> {
+  const size = sc.image.mib * MiB;
+  const source = await ctx.image(sc.image);
+  const targetFile = join(ctx.work, `${sc.id}.target`);
+  const oldFile = join(ctx.work, `${sc.id}.old`);
+  const rsyncTarget = join(ctx.work, `${sc.id}.rsync-target`);
+  const remoteDir = join(ctx.work, `${sc.id}.remote-parts`);
+  const journal = join(ctx.work, `${sc.id}.journal`);
+  await writeFile(targetFile, '');
+  await truncate(targetFile, size);
+  const loop = await attachLoop(targetFile);
+  const records: RunRecord[] = [];
+  let changedUnits: number | undefined;
+  try {
+    if (sc.resync) changedUnits = await makeOld(source, size, sc.resync.unitBytes, sc.resync.fraction, oldFile);
+    ctx.log(`${sc.id}: ${sc.title}; target ${loop.dev}${changedUnits ? `; ${changedUnits} units changed` : ''}`);
+    // Every method reads the source from the page cache: warm it once here, and again before
+    // each run where that is cheap (≤ 4 GiB), so no method pays for the disk and another not.
+    await sh('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+    for (let round = 0; round < ctx.runs; round++) {
+      for (const m of rotate(sc.methods, round)) {
+        // Same starting state for every method: the re-sync target holds the old data, the
+        // rsync target file is absent (fresh copy) or a copy of the old data (re-sync).
+        await rm(rsyncTarget, { force: true });
+        await rm(journal, { force: true });
+        if (sc.resync) {
+          await sh('dd', [`if=${oldFile}`, `of=${loop.dev}`, 'bs=4M', 'conv=fsync', 'status=none']);
+          await sh('cp', ['--sparse=always', oldFile, rsyncTarget]);
+        }
+        if (size <= 4096 * MiB) await sh('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+        const env: RunEnv = { ep: ctx.ep, cli: ctx.cli, source, size, device: loop.dev, rsyncTarget, journal, work: ctx.work, remoteDir, tcpPort: ctx.tcpPort };
+        const txBefore = ctx.linkTxBytes?.();
+        let rec: RunRecord;
+        if (m === KILL_RESUME) {
+          rec = await killAndResume(sc, env, ctx, round);
+        } else {
+          const argv = m.argv(env);
+          const r = await measure(argv, ctx.server, { timeFile: join(ctx.work, 'time.txt'), timeoutMs: 60 * 60_000 });
+          rec = record(sc, m, round, argv, r, env);
+        }
+        if (txBefore !== undefined) rec.linkBytes = ctx.linkTxBytes!() - txBefore;
+        if (m.family === 'ddt') rec.job = await jobHeader(journal);
+        if (round === 0 && ctx.check && rec.ok && m.output !== 'none') {
+          rec.identical = await identical(source, m.output === 'device' ? loop.dev : rsyncTarget, size);
+          if (!rec.identical) {
+            rec.ok = false;
+            rec.error = 'target differs from the source (cmp)';
+          }
+        }
+        records.push(rec);
+        ctx.log(
+          `  r${round + 1} ${m.id.padEnd(18)} ${fmt(rec.wall, 2).padStart(7)} s ${fmt(size / 1e6 / rec.wall, 0).padStart(5)} MB/s  ` +
+            `wire ${fmt(rec.bytesOnWire / 1e6, 1)} MB  conns ${rec.connsOpened}/${rec.connsPeak}  rss ${fmt(rec.rssMiB, 0)} MiB  ` +
+            `cpu ${fmt(rec.cpu, 1)}+${fmt(rec.remoteCpu, 1)} s${rec.identical ? '  cmp ok' : ''}${rec.ok ? '' : `  FAILED: ${rec.error}`}`,
+        );
+      }
+    }
+  } finally {
+    await loop.detach().catch((err: unknown) => ctx.log(`  detach ${loop.dev}: ${String(err)}`));
+    for (const f of [targetFile, oldFile, rsyncTarget, journal, remoteDir]) await rm(f, { force: true, recursive: true });
+  }
+  return { records, changedUnits };
+}

@@ -1,0 +1,96 @@
+// The scenarios of issue #9 / DESIGN §6, in full and --quick sizes.
+
+import { classic, ddSsh, ddt, rsyncInplace, tcpRaw, type Method } from './methods.js';
+
+export type Fill = 'mixed' | 'random' | 'sparse';
+
+export interface ImageSpec {
+  fill: Fill;
+  mib: number;
+  seed: number;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  image: ImageSpec;
+  link: 'loopback' | 'shaped';
+  methods: Method[];
+  /** re-sync: the target starts as the source with `fraction` of its `unitBytes` units overwritten */
+  resync?: { unitBytes: number; fraction: number };
+  /** kill-and-resume: the composite method `ddt-kill-resume` is killed at this percent verified */
+  killAtPercent?: number;
+}
+
+export const MiB = 1024 * 1024;
+
+/** ddt's composite method in the kill-and-resume scenario (the runner handles it). */
+export const KILL_RESUME = ddt('ddt-kill-resume', 'SIGKILL at 50 % verified, then ddt resume JOURNAL');
+
+export function scenarios(quick: boolean): Scenario[] {
+  // --quick: about two minutes, to see that everything works (sizes too small for the targets:
+  // connection set-up dominates).
+  const big = quick ? 128 : 2048;
+  const part = (quick ? 64 : 256) * MiB;
+  return [
+    {
+      id: 'fresh-mixed',
+      title: `Fresh copy, ${big} MiB mixed image (≈ 40 % random, 40 % zeros, 20 % text) → loop device, loopback sshd`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'loopback',
+      methods: [
+        ddt('ddt', 'defaults'),
+        ddSsh,
+        ddt('ddt-stream', '', ['--via', 'stream']),
+        classic(part),
+        ddt('ddt-sftp', '', ['--via', 'sftp']),
+        rsyncInplace(),
+        ddt('ddt-rsync', '', ['--engine', 'rsync']),
+      ],
+    },
+    {
+      id: 'incompressible',
+      title: `Fresh copy, ${big} MiB incompressible (random) image → loop device, loopback sshd`,
+      image: { fill: 'random', mib: big, seed: 2 },
+      link: 'loopback',
+      methods: [
+        ddt('ddt', 'defaults'),
+        ddSsh,
+        ddt('ddt-stream', '', ['--via', 'stream']),
+        classic(part),
+        ddt('ddt-stream-nocompress', '', ['--via', 'stream', '--compress', 'none']),
+        rsyncInplace(),
+      ],
+    },
+    {
+      id: 'resync-1pct',
+      title: `Re-sync: ${big} MiB mixed image, target differs in 1 % of its 1 MiB blocks`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'loopback',
+      methods: [ddt('ddt', '1 % of blocks changed', ['-b', '1M', '--skip-identical']), ddSsh, rsyncInplace()],
+      resync: { unitBytes: MiB, fraction: 0.01 },
+    },
+    {
+      id: 'sparse',
+      title: `${quick ? '512 MiB' : '16 GiB'} sparse image (≈ 5 % data, the rest zeros) → loop device, loopback sshd`,
+      image: { fill: 'sparse', mib: quick ? 512 : 16384, seed: 3 },
+      link: 'loopback',
+      methods: [ddt('ddt', 'defaults'), ddSsh, ddt('ddt-target-zeroed', '', ['--target-zeroed']), rsyncInplace(['--sparse'])],
+    },
+    {
+      id: 'shaped-100mbit',
+      title: `${quick ? 16 : 512} MiB incompressible image over a tbf-shaped 100 Mbit/s veth link between two network namespaces (no added latency)`,
+      image: { fill: 'random', mib: quick ? 16 : 512, seed: 4 },
+      link: 'shaped',
+      methods: [ddt('ddt', 'defaults'), ddSsh, tcpRaw, rsyncInplace()],
+    },
+    {
+      id: 'kill-resume',
+      title: `Kill and resume: ${big} MiB mixed image, ddt SIGKILLed at 50 % verified, then ddt resume`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'loopback',
+      methods: [ddt('ddt', 'uninterrupted'), KILL_RESUME, ddSsh],
+      killAtPercent: 50,
+    },
+  ];
+}
