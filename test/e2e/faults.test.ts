@@ -2,18 +2,15 @@
 // --reconnect-timeout. The first costs one re-sent block; the second ends the run with exit 4,
 // a consistent journal and the advice to resume — and the resume completes.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
+import { verifiedCount } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
-
-function verifiedCount(journal: string): number {
-  return existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
-}
 
 async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -7,12 +7,9 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '
 import { haveCommand, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
+import { sshArgs, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
-
-function sshArgs(s: TestSshd): string[] {
-  return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath];
-}
 
 /** Whole zero blocks of `blockSize` in a file (the last block may be short). */
 function zeroBlocks(path: string, blockSize: number): { count: number; bytes: number } {
@@ -27,16 +24,6 @@ function zeroBlocks(path: string, blockSize: number): { count: number; bytes: nu
     }
   }
   return { count, bytes };
-}
-
-async function waitForVerified(journal: string, n: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const verified = existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
-    if (verified >= n) return;
-    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 function journalRecords(path: string): Array<Record<string, unknown>> {

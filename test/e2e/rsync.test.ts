@@ -7,35 +7,9 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '
 import { commandPath, haveCommand, haveRoot, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
+import { sshArgs, sampleConnections, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
-
-function sshArgs(s: TestSshd, extra: string[] = []): string[] {
-  return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
-}
-
-/** Most TCP connections to the sshd's port seen (ss, every 20 ms) while `until` is pending. */
-async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
-    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return max;
-}
-
-async function waitForVerified(journal: string, n: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const verified = existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
-    if (verified >= n) return;
-    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** PIDs of OpenSSH ControlMasters that ddt started for this sshd (`ssh -M … -p PORT`). */
 function masterPids(port: number): number[] {

@@ -6,35 +6,9 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File, type Lo
 import { requireReal, haveCommand } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
+import { sshArgs, sampleConnections, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
-
-function sshArgs(s: TestSshd, extra: string[] = []): string[] {
-  return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
-}
-
-/** TCP connections to the sshd's port from ddt, sampled with ss while `until` is pending. */
-async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
-    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return max;
-}
-
-async function waitForVerified(journal: string, n: number, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const verified = existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
-    if (verified >= n) return;
-    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('e2e: ddt send over a real sshd', function () {
   let sshd: TestSshd;

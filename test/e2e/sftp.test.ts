@@ -10,28 +10,12 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '
 import { haveCommand, haveRoot, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
+import { sshArgs, sampleConnections } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
 
-function sshArgs(s: TestSshd): string[] {
-  return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath];
-}
-
 function stagingDirs(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('.ddt-staging-')) : [];
-}
-
-/** Established TCP connections to `port`, sampled until `until` settles. */
-async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
-    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return max;
 }
 
 /** A tmpfs of `size` bytes mounted at a new dir; unmount it with the returned function. */
