@@ -40,7 +40,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const out = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
 
 // Same snapshot approach as run.ts: compile src/ privately unless --no-build.
-const snap = join(here, `.ddt-profile-${process.pid}`);
+const snap = join(here, `.ddt-snapshot-profile-${process.pid}`);
 registerCleanup(() => rmSync(snap, { recursive: true, force: true }));
 mkdirSync(snap, { recursive: true });
 if (o['no-build']) execFileSync('cp', ['-r', join(root, 'dist'), join(snap, 'dist')]);

@@ -50,7 +50,7 @@ if (opts.help) {
 const started = Date.now();
 const quick = opts.quick!;
 const runs = Number(opts.runs ?? (quick ? 1 : 3));
-const outDir = opts.out ?? (quick ? join(here, 'quick') : here);
+const outDir = opts.out ?? (quick ? join(here, 'out', 'quick') : here);
 const log = (line: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
 
 function fail(message: string): never {
@@ -97,8 +97,7 @@ if (opts.methods) {
 // package.json's "type": "module" resolve): others may rebuild dist/ during a 30-minute run.
 function snapshotCli(): string {
   const dir = join(here, `.ddt-snapshot-${process.pid}`);
-  const unregister = registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
-  void unregister;
+  registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(dir, { recursive: true });
   if (opts['no-build']) {
     if (!existsSync(join(root, 'dist/cli/main.js'))) fail('dist/ is missing: run npm run build, or drop --no-build');

@@ -7,7 +7,11 @@
 # Prints "bytesOnWire N parts P" (N: rsync's "Total bytes sent", summed) on stdout.
 #
 # usage: classic-pipeline.sh SRC SIZE PART_BYTES LOCAL_DIR USER@HOST REMOTE_DEV REMOTE_DIR [ssh args...]
+# rsync ≥ 3.2 negotiates zstd for --compress; CLASSIC_COMPRESS_CHOICE=zlib gives what the script
+# got from older rsync (an experiment knob; the bench leaves it unset).
 set -euo pipefail
+choice=()
+[ -n "${CLASSIC_COMPRESS_CHOICE:-}" ] && choice=(--compress-choice="$CLASSIC_COMPRESS_CHOICE")
 src=$1 size=$2 part=$3 work=$4 dest=$5 rdev=$6 rdir=$7
 shift 7
 ssh_cmd=(ssh -c aes128-gcm@openssh.com "$@")
@@ -21,7 +25,7 @@ for ((off = 0; off < size; off += part)); do
   f="$work/part.$i"
   dd if="$src" of="$f" bs=4M iflag=skip_bytes,count_bytes skip="$off" count="$len" status=none
   lsum=$(sha256sum "$f" | cut -d' ' -f1)
-  stats=$(rsync --compress --stats -e "$rsh" "$f" "$dest:$rdir/")
+  stats=$(rsync --compress "${choice[@]}" --stats -e "$rsh" "$f" "$dest:$rdir/")
   bytes=$(sed -n 's/^Total bytes sent: *//p' <<<"$stats" | tr -d ',')
   sent=$((sent + bytes))
   rsum=$("${ssh_cmd[@]}" "$dest" "dd if='$rdir/part.$i' of='$rdev' bs=4M seek=$off oflag=seek_bytes conv=notrunc,fdatasync status=none && sha256sum '$rdir/part.$i' | cut -d' ' -f1 && rm -f '$rdir/part.$i'")

@@ -96,8 +96,10 @@ export async function serverIdle(server: Server, timeoutMs = 15_000): Promise<bo
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** kill the command (SIGKILL to its process group) when this returns true for a stderr line */
+  /** kill the command (SIGKILL to the command itself) when this returns true for a stderr line */
   killWhen?: (stderrLine: string) => boolean;
+  /** … or when this returns true (polled every 50 ms) */
+  killPoll?: () => boolean;
   timeoutMs?: number;
   timeFile: string;
 }
@@ -137,6 +139,18 @@ export async function measure(argv: string[], server: Server, opts: RunOptions):
   let pending = '';
   let killed = false;
   let killedWchar: number | undefined;
+  // Kill the command itself (the child of /usr/bin/time), so time still writes its record.
+  const killCommand = () => {
+    killed = true;
+    for (const pid of child.pid ? childPids(child.pid) : []) {
+      try {
+        killedWchar = Number(/^wchar: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  };
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => {
     const s = d.toString();
@@ -147,26 +161,23 @@ export async function measure(argv: string[], server: Server, opts: RunOptions):
     pending = lines.pop()!;
     for (const line of lines) {
       if (opts.killWhen(line)) {
-        killed = true;
-        // Kill the command itself (the child of /usr/bin/time), so time still writes its record.
-        for (const pid of child.pid ? childPids(child.pid) : []) {
-          try {
-            killedWchar = Number(/^wchar: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
+        killCommand();
         break;
       }
     }
   });
+  const poller = opts.killPoll
+    ? setInterval(() => {
+        if (!killed && opts.killPoll!()) killCommand();
+      }, 50)
+    : undefined;
   const timer = opts.timeoutMs ? setTimeout(() => killGroup('SIGKILL'), opts.timeoutMs) : undefined;
   const [exitCode, signal] = await new Promise<[number | null, string | null]>((resolve) =>
     child.once('close', (code, sig) => resolve([code, sig])),
   );
   const wall = (performance.now() - started) / 1000;
   if (timer) clearTimeout(timer);
+  if (poller) clearInterval(poller);
   clearInterval(sampler);
   unregister();
 

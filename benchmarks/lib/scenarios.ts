@@ -24,8 +24,9 @@ export interface Scenario {
 
 export const MiB = 1024 * 1024;
 
-/** ddt's composite method in the kill-and-resume scenario (the runner handles it). */
-export const KILL_RESUME = ddt('ddt-kill-resume', 'SIGKILL at 50 % verified, then ddt resume JOURNAL');
+/** ddt's composite method in the kill-and-resume scenario (the runner handles it by this id). */
+export const KILL_RESUME_ID = 'ddt-kill-resume';
+const killResume = (extra: string[]) => ddt(KILL_RESUME_ID, 'SIGKILL at 50 % verified, then ddt resume JOURNAL', extra);
 
 export function scenarios(quick: boolean): Scenario[] {
   // --quick: about two minutes, to see that everything works (sizes too small for the targets:
@@ -85,11 +86,13 @@ export function scenarios(quick: boolean): Scenario[] {
       methods: [ddt('ddt', 'defaults'), ddSsh, tcpRaw, rsyncInplace()],
     },
     {
+      // Progress events come once a second: --quick needs a run of a few seconds and enough
+      // blocks for the kill to land in the middle.
       id: 'kill-resume',
-      title: `Kill and resume: ${big} MiB mixed image, ddt SIGKILLed at 50 % verified, then ddt resume`,
-      image: { fill: 'mixed', mib: big, seed: 1 },
+      title: `Kill and resume: ${quick ? 256 : big} MiB mixed image, ddt SIGKILLed at 50 % verified, then ddt resume`,
+      image: { fill: 'mixed', mib: quick ? 256 : big, seed: 1 },
       link: 'loopback',
-      methods: [ddt('ddt', 'uninterrupted'), KILL_RESUME, ddSsh],
+      methods: [ddt('ddt', 'uninterrupted', quick ? ['-b', '8M'] : []), killResume(quick ? ['-b', '8M'] : []), ddSsh],
       killAtPercent: 50,
     },
   ];
