@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { initChecksums } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import { UsageError } from '../errors.js';
+import { SshError, UsageError } from '../errors.js';
 import { defaultJournalPath, JournalWriter, type JournalState } from '../journal/journal.js';
 import { JOURNAL_VERSION, type JobHeader } from '../journal/records.js';
 import { planBlocks, validateBlockSize } from '../plan/block-plan.js';
@@ -15,6 +15,8 @@ import { parseRemoteSpec } from '../transport/target-spec.js';
 import { executeJob, runSettingsOf } from './job.js';
 import { DEFAULT_VIA, openRemoteWriter, type RemoteWriter } from './remote-writers.js';
 import { planStaging, removeStaging, type StagingPlan } from './sftp-staging.js';
+import { startOpenSshPath, stopOpenSshPath, useOpenSsh, type Via } from './openssh-path.js';
+import { findOnPath } from '../transport/local-process.js';
 import { checkLocalRsync, engineOf, poolConnectionsFor, removeRsyncLeftovers, RsyncSession, type CompressMode, type EngineName } from './rsync-session.js';
 import type { JobSummary } from './summary.js';
 import { openSourceReader, type JobOutcome, type JobUi } from './local-job.js';
@@ -40,8 +42,8 @@ export interface SendRequest extends EndpointOptions {
   compress: 'none' | 'gzip' | 'auto';
   /** `--bwlimit` as typed (a rate or a schedule), validated before connecting */
   bwlimit?: string;
-  /** data path [stream] */
-  via?: 'stream' | 'sftp';
+  /** data path [openssh where it can work, else sftp, else stream] */
+  via?: Via;
   /** `--via sftp`: where the staging dir goes [remote $HOME]; `--remote-reserve` as typed */
   remoteDir?: string;
   remoteReserve?: string;
@@ -145,7 +147,10 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
   const jobId = `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(4).toString('hex')}`;
   const engine = engineOf(req.engine);
   if (engine === 'rsync' && req.via === 'sftp') throw new UsageError('ENGINE_VIA', '--via sftp is a data path of the native engine; --engine rsync sends blocks with rsync: drop one of them');
-  const poolConnections = poolConnectionsFor(engine, req.connections);
+  // --remote-dir / --remote-reserve without --via ask for staging: sftp, as before openssh existed.
+  const stagingAsked = req.remoteDir !== undefined || req.remoteReserve !== undefined;
+  const viaOpenSsh = useOpenSsh(req.via, engine, req.connections) && !(req.via === undefined && stagingAsked);
+  const poolConnections = viaOpenSsh ? 1 : poolConnectionsFor(engine, req.connections);
   const localRsync = engine === 'rsync' ? await checkLocalRsync() : undefined;
   const session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId }, ui);
   let ok = false;
@@ -155,7 +160,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
     const where = `${endpoint.hosts[0]}:${spec.path}`;
     checkRemoteTarget(probe, where, source.size, req.force);
     const algo = chooseChecksum(req.checksum, probe);
-    const staging = chooseVia(req, engine, probe, Math.min(req.blockSize, source.size) || req.blockSize, jobId, (message) => ui.emit({ type: 'warning', message }));
+    const staging = viaOpenSsh ? undefined : chooseVia(req, engine, probe, Math.min(req.blockSize, source.size) || req.blockSize, jobId, (message) => ui.emit({ type: 'warning', message }));
     const blocks = planBlocks(source.size, req.blockSize);
     if (localRsync) {
       session.rsync = await RsyncSession.open(localRsync, { ...session, endpoint }, {
@@ -183,6 +188,15 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
     if (!req.yes) {
       const yes = await ui.confirm(`Overwrite ${probe.type} ${where} (${probe.size} bytes) on ${endpoint.hosts.join(',')} with ${source.path} (${source.size} bytes)?`);
       if (!yes) throw new UsageError('NOT_CONFIRMED', 'not confirmed: nothing was written');
+    }
+    let via: Via = staging ? 'sftp' : 'stream';
+    let dataConnections = poolConnections;
+    if (viaOpenSsh) {
+      const masters = req.connections - 1;
+      if (await openSshOrStream(session, endpoint, { masters, channels: req.channels, jobId, reconnectTimeoutMs: req.reconnectTimeoutMs, explicit: req.via === 'openssh' }, ui)) {
+        via = 'openssh';
+        dataConnections = masters;
+      }
     }
     await initChecksums();
     const header: JobHeader = {
@@ -221,12 +235,12 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
       blocks: blocks.length,
       checksum: algo,
       engine,
-      via: staging ? 'sftp' : 'stream',
+      via,
       startedAt: new Date().toISOString(),
     };
     const journal = JournalWriter.create(journalPath, header);
     started = true;
-    const outcome = await transfer(header, journal, undefined, session, { channels: req.channels * poolConnections }, ui);
+    const outcome = await transfer(header, journal, undefined, session, { channels: req.channels * dataConnections }, ui);
     ok = outcome.kind === 'done' && outcome.summary.ok;
     return outcome;
   } finally {
@@ -261,7 +275,30 @@ async function transfer(header: JobHeader, journal: JournalWriter, previous: Jou
   }
 }
 
+/**
+ * Start the OpenSSH masters for `--via openssh`. True when they carry the blocks; false when
+ * the default path could not start them (warned: the run streams over ssh2 instead). Asked for
+ * explicitly, a failure is the run's error.
+ */
+async function openSshOrStream(
+  s: RemoteSession,
+  endpoint: Endpoint,
+  o: { masters: number; channels: number; jobId: string; reconnectTimeoutMs: number; explicit: boolean },
+  ui: JobUi,
+): Promise<boolean> {
+  const onWarning = (message: string) => ui.emit({ type: 'warning', message });
+  try {
+    await startOpenSshPath(s.helper, endpoint, { ...o, onWarning });
+    return true;
+  } catch (err) {
+    if (o.explicit || !(err instanceof SshError)) throw err;
+    onWarning(`sending with --via stream, the OpenSSH client could not connect: ${(err as Error).message}`);
+    return false;
+  }
+}
+
 export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
+  await stopOpenSshPath(s.helper);
   await s.rsync?.close().catch(() => {});
   if (removeWorkDir) await s.helper.cleanup().catch(() => {});
   await s.pool.close();
@@ -273,7 +310,7 @@ export interface ResumeOverrides {
   identity?: string[];
   knownHosts?: string;
   /** data path for this run (the journal keeps the recorded one) */
-  via?: 'stream' | 'sftp';
+  via?: Via;
   /** engine for this run: either one continues the other's journal (same checksums) */
   engine?: EngineName;
 }
@@ -290,7 +327,11 @@ export async function resumeSend(state: JournalState, journalPath: string, o: Re
   const channels = o.channels ?? Number(h.options.channels ?? 4);
   const jobId = String(h.options.jobId);
   const engine = o.engine ?? engineOf(h.engine);
-  const poolConnections = poolConnectionsFor(engine, connections);
+  // The recorded data path, or this run's override; openssh falls back to stream where it cannot
+  // work now (fewer connections, no local ssh), unless the override asks for it.
+  const wantOpenSsh = engine === 'native' && (o.via ?? h.via) === 'openssh';
+  const viaOpenSsh = wantOpenSsh && (o.via === 'openssh' ? useOpenSsh('openssh', engine, connections) : connections >= 2 && findOnPath('ssh') !== undefined);
+  const poolConnections = viaOpenSsh ? 1 : poolConnectionsFor(engine, connections);
   const localRsync = engine === 'rsync' ? await checkLocalRsync() : undefined;
   await removeRsyncLeftovers(jobId, h.options.localDir === undefined ? undefined : String(h.options.localDir));
   const reconnectTimeoutMs = Number(h.options.reconnectTimeoutMs ?? 600_000);
@@ -319,11 +360,21 @@ export async function resumeSend(state: JournalState, journalPath: string, o: Re
         onWarning: (message) => ui.emit({ type: 'warning', message }),
       });
     }
+    let via = o.via ?? h.via;
+    let dataConnections = poolConnections;
+    if (wantOpenSsh) {
+      const masters = connections - 1;
+      if (viaOpenSsh && (await openSshOrStream(session, endpoint, { masters, channels, jobId, reconnectTimeoutMs, explicit: o.via === 'openssh' }, ui))) dataConnections = masters;
+      else {
+        if (!viaOpenSsh) ui.emit({ type: 'warning', message: 'resuming with --via stream: --via openssh needs --connections 2 or more and ssh on PATH' });
+        via = 'stream';
+      }
+    }
     await initChecksums();
     const journal = JournalWriter.append(journalPath);
     // This run's engine and data path; the journal's header keeps what the job began with.
-    const effective: JobHeader = { ...h, engine, ...(o.via ? { via: o.via } : {}) };
-    const outcome = await transfer(effective, journal, state, session, { channels: poolConnections * channels }, ui);
+    const effective: JobHeader = { ...h, engine, ...(via ? { via } : {}) };
+    const outcome = await transfer(effective, journal, state, session, { channels: dataConnections * channels }, ui);
     ok = outcome.kind === 'done' && outcome.summary.ok;
     return outcome;
   } finally {

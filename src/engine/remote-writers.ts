@@ -33,6 +33,7 @@ export async function openRemoteWriter(
   if (header.engine === 'rsync') return openRsyncWriter(header, session.helper, session.rsync, { ...o, bucket: linkShaping(header).bucket });
   switch (header.via ?? 'stream') {
     case 'stream':
+    case 'openssh': // the same helper requests; the helper's workers run over OpenSSH sessions
       return RemoteTargetWriter.open(session.helper, header.target.path, { workers: o.channels, signal: o.signal, ...linkShaping(header) });
     case 'sftp':
       // Staged files hold the block as it is: no --compress on this path, --bwlimit applies.

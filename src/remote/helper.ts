@@ -8,6 +8,7 @@
  * run or before a resume, which needs that list to end stale helpers.
  */
 import { readFile } from 'node:fs/promises';
+import type { ClientChannel } from 'ssh2';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { SshError, UsageError } from '../errors.js';
 import { parseProbe, type RemoteProbe } from './probe.js';
@@ -15,6 +16,8 @@ import { shCommand, validateRemotePath } from './quote.js';
 import { RemoteHelperError } from './remote-error.js';
 import { lastLine, runRemote } from './run.js';
 import { HelperWorker } from './worker.js';
+import type { OpenSshMux } from '../transport/openssh-mux.js';
+import type { MuxChannel } from '../transport/mux-channel.js';
 
 /** Works from src/remote (tsx) and dist/remote (built): both are two levels below the repo. */
 export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
@@ -47,6 +50,12 @@ export interface InstallOptions {
 
 export class RemoteHelper {
   private workerCount = 0;
+  /**
+   * `--via openssh`: block workers run as sessions over these OpenSSH masters (each carrying up
+   * to `sessionsPerMux`) instead of ssh2 channels; the ssh2 pool keeps the probe and housekeeping.
+   */
+  private muxes: Array<{ mux: OpenSshMux; sessions: number; live: number; capacity: number; warned: boolean }> = [];
+  private onMuxWarning?: (msg: string) => void;
 
   private constructor(
     readonly pool: SshPool,
@@ -91,8 +100,75 @@ export class RemoteHelper {
   async openWorker(target: string, opts: { signal?: AbortSignal; wait?: boolean } = {}): Promise<HelperWorker> {
     validateRemotePath(target, 'remote target');
     const cmd = shCommand('sh', this.scriptPath, 'serve', target, this.workDir);
+    if (this.muxes.length) return this.openMuxWorker(cmd, opts.signal);
     const ch = await this.pool.exec(cmd, opts);
-    return new HelperWorker(this.pool, ch, `worker ${++this.workerCount}`);
+    return new HelperWorker<ClientChannel>(this.pool, ch, `worker ${++this.workerCount}`);
+  }
+
+  /** Carry block workers over these OpenSSH masters from now on, up to `sessions` on each. */
+  useOpenSsh(muxes: OpenSshMux[], sessions: number, onWarning?: (msg: string) => void): void {
+    this.muxes = muxes.map((mux) => ({ mux, sessions: 0, live: 0, capacity: Math.max(1, sessions), warned: false }));
+    this.onMuxWarning = onWarning;
+  }
+
+  /** The OpenSSH masters in use (empty: workers use ssh2 channels). */
+  get openSshMasters(): OpenSshMux[] {
+    return this.muxes.map((m) => m.mux);
+  }
+
+  /** How many block workers can run at once: channels of the pool, or sessions of the masters. */
+  workerCapacity(): number {
+    if (!this.muxes.length) return this.pool.capacity();
+    return this.muxes.reduce((n, m) => n + m.capacity, 0);
+  }
+
+  /**
+   * A worker on the least-loaded master. The session must answer a no-op request first: a
+   * server at its MaxSessions refuses the session, and that master then carries fewer.
+   */
+  private async openMuxWorker(cmd: string, signal?: AbortSignal): Promise<HelperWorker> {
+    const free = this.muxes.filter((m) => m.sessions < m.capacity);
+    if (!free.length) throw new SshError('SSH_NO_CHANNEL', 'every OpenSSH session is busy');
+    const m = free.reduce((a, b) => (b.sessions < a.sessions ? b : a));
+    m.sessions++;
+    let counted = true;
+    let live = false;
+    const done = () => {
+      if (counted) m.sessions--;
+      if (live) m.live--;
+      counted = live = false;
+    };
+    try {
+      await m.mux.ensure(signal);
+      const session = m.mux.openSession(cmd);
+      const worker = new HelperWorker<MuxChannel>({ release: (ch) => ch.close().finally(done) }, session, `worker ${++this.workerCount}`);
+      session.once('close', done);
+      try {
+        await worker.ready(signal ?? new AbortController().signal);
+      } catch (err) {
+        worker.destroy('not ready');
+        // The client's diagnostics are complete once it has exited.
+        await Promise.race([session.closed, new Promise((r) => setTimeout(r, 2000))]);
+        // A refused mux client then tries a connection of its own (ProxyCommand=false ends it),
+        // so the refusal is not necessarily its last line.
+        const why = worker.stderrTail.split('\n').find((l) => /refused|prohibited|session request failed/i.test(l));
+        if (why) {
+          m.capacity = Math.max(1, m.live);
+          if (!m.warned) {
+            m.warned = true;
+            this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
+          }
+          throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why.trim()}`, { cause: err });
+        }
+        throw err;
+      }
+      live = true;
+      m.live++;
+      return worker;
+    } catch (err) {
+      done();
+      throw err;
+    }
   }
 
   /** End helpers a previous run of this job left behind (by recorded PID). Returns how many. */

@@ -47,14 +47,14 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
    * limit (MaxSessions) before the transfer starts. At least one must come up.
    */
   static async open(helper: RemoteHelper, target: string, opts: RemoteTargetOptions = {}): Promise<RemoteTargetWriter> {
-    const want = Math.max(1, Math.min(opts.workers ?? Infinity, helper.pool.capacity()));
+    const want = Math.max(1, Math.min(opts.workers ?? Infinity, helper.workerCapacity()));
     const w = new RemoteTargetWriter(helper, target, want);
     w.compress = opts.compress?.mode === 'none' ? undefined : opts.compress;
     w.bucket = opts.bucket;
     const started = await Promise.allSettled(Array.from({ length: want }, () => w.spawn(opts.signal)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (w.all.size === 0) throw failed?.reason ?? new SshError('SSH_NO_CHANNEL', 'no worker channel could be opened');
-    w.maxWorkers = Math.min(w.all.size, helper.pool.capacity());
+    w.maxWorkers = Math.min(w.all.size, helper.workerCapacity());
     return w;
   }
 
@@ -147,7 +147,7 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
         this.all.delete(w);
         continue;
       }
-      if (this.all.size + this.opening < Math.min(this.maxWorkers, this.helper.pool.capacity())) {
+      if (this.all.size + this.opening < Math.min(this.maxWorkers, this.helper.workerCapacity())) {
         // Replace a lost worker. With other workers alive, don't wait for a pool slot (if the
         // server shrank the limit meanwhile, wait for a busy worker instead); with none, wait.
         try {

@@ -6,10 +6,8 @@
  * than risk writing bytes at the wrong offset; the owner opens a new one.
  */
 import { validateRemotePath } from './quote.js';
-import type { ClientChannel } from 'ssh2';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
-import type { SshPool } from '../transport/ssh-pool.js';
 import { RemoteHelperError } from './remote-error.js';
 import { DeathWatch } from './death-watch.js';
 import type { BlockPart } from '../engine/compress.js';
@@ -22,7 +20,23 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-export class HelperWorker {
+/** The part of a channel a worker uses: an ssh2 exec channel, or a session over an OpenSSH master. */
+export interface WorkerChannel {
+  setEncoding(enc: BufferEncoding): unknown;
+  on(event: 'data', fn: (s: string) => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  on(event: 'end' | 'close', fn: () => void): unknown;
+  readonly stderr: { on(event: 'data', fn: (b: Buffer) => void): unknown };
+  write(buf: Buffer, cb: (err?: Error | null) => void): unknown;
+  end(last: string): unknown;
+}
+
+/** Gives a worker's channel back (an ssh2 pool slot, or the end of a mux session). */
+export interface ChannelOwner<C> {
+  release(ch: C): Promise<void>;
+}
+
+export class HelperWorker<C extends WorkerChannel = WorkerChannel> {
   private buf = '';
   private stderr = '';
   /** Answers still owed by the helper, oldest first (requests can be pipelined). */
@@ -32,8 +46,8 @@ export class HelperWorker {
   private readonly death = new DeathWatch();
 
   constructor(
-    private readonly pool: SshPool,
-    private readonly ch: ClientChannel,
+    private readonly pool: ChannelOwner<C>,
+    private readonly ch: C,
     readonly label: string,
   ) {
     ch.setEncoding('latin1');
@@ -106,6 +120,19 @@ export class HelperWorker {
     if (line.startsWith('ERR ')) throw new RemoteHelperError('REMOTE_ERR', `${this.label}: ${line.slice(4)}`);
     this.destroy('bad answer');
     throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer to a block part: ${JSON.stringify(line.slice(0, 200))}`);
+  }
+
+  /** A no-op round trip: the helper runs and answers (a new session's first request). */
+  async ready(signal: AbortSignal): Promise<void> {
+    const answers = this.pipelined((async function* () {
+      yield { head: 'N 0 0\n' };
+    })(), 1, signal);
+    for await (const line of answers) this.partAnswer(line);
+  }
+
+  /** The helper's last diagnostics (stderr), for messages. */
+  get stderrTail(): string {
+    return this.stderr;
   }
 
   /** Checksum of the target range as it is now. */

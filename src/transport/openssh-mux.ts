@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { SshError, UsageError } from '../errors.js';
 import { knownHostsFilesOf, type Endpoint } from './endpoint.js';
 import { findOnPath, lastLineOf, runProcess } from './local-process.js';
+import { MuxChannel } from './mux-channel.js';
 
 export interface MuxOptions {
   /** Give up bringing a lost master back after this long (exit 4, resumable). */
@@ -30,6 +31,8 @@ export interface MuxOptions {
   onWarning?(msg: string): void;
   /** `ssh` to run [found on PATH]. */
   ssh?: string;
+  /** What the connection carries, for messages ['rsync']. */
+  purpose?: string;
 }
 
 /** Host name clients pass: irrelevant to a mux client (the socket decides), never resolved. */
@@ -101,6 +104,10 @@ export class OpenSshMux {
     this.controlPath = join(dir, 'cm');
   }
 
+  private get purpose(): string {
+    return this.opts.purpose ?? 'rsync';
+  }
+
   /** Connect the master (fails fast on host key, auth, unreachable host). */
   static async start(endpoint: Endpoint, opts: MuxOptions): Promise<OpenSshMux> {
     const ssh = opts.ssh ?? findOnPath('ssh');
@@ -121,6 +128,11 @@ export class OpenSshMux {
     return [this.ssh, ...this.clientArgs()].map(rsyncWord).join(' ');
   }
 
+  /** A session over the master running `command` (one quoted remote shell line). Call `ensure()` first. */
+  openSession(command: string): MuxChannel {
+    return new MuxChannel(this.ssh, this.clientArgs(), MUX_HOST, command);
+  }
+
   /** Ask the master whether it is alive; a master that does not answer is ended. */
   async check(): Promise<boolean> {
     if (!this.child) return false;
@@ -132,7 +144,7 @@ export class OpenSshMux {
 
   /** Resolve when a master is up: the current one, or a new one after a loss (with backoff). */
   async ensure(signal?: AbortSignal): Promise<void> {
-    if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
+    if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
     if (this.child) return;
     this.connecting ??= this.reconnect().finally(() => (this.connecting = undefined));
     if (!signal) return this.connecting;
@@ -194,7 +206,7 @@ export class OpenSshMux {
   private async reconnect(): Promise<void> {
     const started = this.lostAt ?? Date.now();
     for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
-      if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
+      if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
       try {
         await this.launch();
         this.lostAt = undefined;
@@ -239,8 +251,8 @@ export class OpenSshMux {
       if (this.stopped || Date.now() > deadline) {
         child.kill('SIGKILL');
         await exited;
-        if (this.stopped) throw new SshError('SSH_CLOSED', 'the OpenSSH connection for rsync is closed');
-        throw new SshError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for rsync not ready after ${READY_TIMEOUT_MS / 1000} s`);
+        if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
+        throw new SshError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for ${this.purpose} not ready after ${READY_TIMEOUT_MS / 1000} s`);
       }
       await sleep(20);
     }
@@ -257,7 +269,7 @@ export class OpenSshMux {
       if (this.stopped) return;
       this.lostAt ??= Date.now();
       const why = lastLineOf(this.stderr);
-      this.opts.onWarning?.(`the OpenSSH connection that carries rsync was lost${why ? ` (${why})` : ''}; reconnecting`);
+      this.opts.onWarning?.(`the OpenSSH connection that carries ${this.purpose} was lost${why ? ` (${why})` : ''}; reconnecting`);
     });
   }
 
@@ -278,14 +290,14 @@ export class OpenSshMux {
     const line = lastLineOf(text) || 'ssh exited';
     const where = `${this.endpoint.user}@${this.endpoint.hosts[0]}:${this.endpoint.port}`;
     if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(text)) {
-      return new SshError('SSH_HOST_KEY_CHANGED', `OpenSSH (rsync engine): the host key of ${where} changed: ${line}`);
+      return new SshError('SSH_HOST_KEY_CHANGED', `OpenSSH (${this.purpose}): the host key of ${where} changed: ${line}`);
     }
     if (/host key is known|Host key verification failed/i.test(text)) {
-      return new SshError('SSH_HOST_KEY_UNKNOWN', `OpenSSH (rsync engine) does not know the host key of ${where} in the known_hosts file(s) ddt uses: ${line}`);
+      return new SshError('SSH_HOST_KEY_UNKNOWN', `OpenSSH (${this.purpose}) does not know the host key of ${where} in the known_hosts file(s) ddt uses: ${line}`);
     }
     if (/Permission denied|Too many authentication failures/i.test(text)) {
-      return new SshError('SSH_AUTH', `OpenSSH (rsync engine) could not log in to ${where}: ${line}`);
+      return new SshError('SSH_AUTH', `OpenSSH (${this.purpose}) could not log in to ${where}: ${line}`);
     }
-    return new SshError('SSH_CONNECT', `OpenSSH connection to ${where} for rsync failed: ${line}`);
+    return new SshError('SSH_CONNECT', `OpenSSH connection to ${where} for ${this.purpose} failed: ${line}`);
   }
 }

@@ -129,12 +129,13 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
     assert.deepEqual(await readdir(fs.path), []);
   });
 
-  it('without --via: sftp by default; where staging cannot work, stream with a warning', async function () {
+  it('without --via and one connection: sftp; where staging cannot work, stream with a warning', async function () {
     requireReal(this, 'root (mount tmpfs)', haveRoot());
     const target = join(dir, 'default-target.img');
     await fileOfSize(target, 41 * MiB, 'zero');
     const journal = join(dir, 'default.journal');
-    const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '4M', '--yes', '--json', '--progress', 'plain', '--journal', journal]);
+    // (With 2+ connections and ssh on PATH the default is --via openssh: test/e2e/openssh.test.ts.)
+    const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--connections', '1', '-b', '4M', '--yes', '--json', '--progress', 'plain', '--journal', journal]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(journalLines(journal)[0]!.via, 'sftp');
     assert.doesNotMatch(r.stderr, /warning/i);

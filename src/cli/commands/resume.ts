@@ -22,7 +22,7 @@ export const resumeCommand: CommandModule = {
       .option('identity', { alias: 'i', type: 'string', array: true, describe: 'override: private key file(s)' })
       .option('known-hosts', { type: 'string', describe: 'override: known_hosts file' })
       .option('bwlimit', { type: 'string', describe: "override: bytes/s on the wire or a schedule like '08:00-18:00=2M,*=0' (0 = unlimited)" })
-      .option('via', { choices: ['stream', 'sftp'] as const, describe: 'override: data path of a send' })
+      .option('via', { choices: ['openssh', 'stream', 'sftp'] as const, describe: 'override: data path of a send' })
       .option('engine', { choices: ['native', 'rsync'] as const, describe: 'override: engine of a send (either continues the other\'s journal)' })
       .option('progress', { choices: ['auto', 'tty', 'plain', 'json', 'none'] as const, default: 'auto' as const })
       .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' })
@@ -52,7 +52,7 @@ export const resumeCommand: CommandModule = {
         return resumeSend(
           state,
           path,
-          { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined, via: argv.via as 'stream' | 'sftp' | undefined, engine: argv.engine === undefined ? undefined : engineOf(argv.engine) },
+          { connections, channels, identity: argv.identity as string[] | undefined, knownHosts: argv['known-hosts'] as string | undefined, via: argv.via as 'openssh' | 'stream' | 'sftp' | undefined, engine: argv.engine === undefined ? undefined : engineOf(argv.engine) },
           ui,
         );
       }

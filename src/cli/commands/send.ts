@@ -21,9 +21,9 @@ export const sendCommand: CommandModule = {
       .positional('source', { type: 'string', describe: 'local block device or image file' })
       .positional('target', { type: 'string', describe: '[user@]host:/path — a block device or file on the remote host' })
       .option('via', {
-        choices: ['stream', 'sftp'] as const,
+        choices: ['openssh', 'stream', 'sftp'] as const,
         describe:
-          "data path: 'sftp' uploads blocks into --remote-dir, then dd writes them at their offset; 'stream' pipes them over exec channels into dd [sftp; stream where staging is not possible, with --compress gzip and --engine rsync]",
+          "data path: 'openssh' pipes blocks into dd over sessions of the local ssh client, multiplexed on --connections − 1 ControlMaster connections; 'stream' pipes them over ssh2 exec channels; 'sftp' uploads them into --remote-dir, then dd writes them at their offset [openssh with 2+ connections and ssh on PATH; else sftp; stream where staging is not possible and with --engine rsync]",
       })
       .option('remote-dir', { alias: 'remote_transfer_dir', type: 'string', describe: '--via sftp: remote directory for staged blocks (a per-job dir inside) [remote $HOME]' })
       .option('remote-reserve', { type: 'string', describe: '--via sftp: space to keep free there, a size or N% [smaller of 1G and 10%]' })
@@ -50,7 +50,7 @@ export const sendCommand: CommandModule = {
           skipIdentical: Boolean(argv['skip-identical']),
           compress: argv.compress as 'none' | 'gzip' | 'auto',
           bwlimit: bwlimitOf(argv.bwlimit),
-          via: argv.via as 'stream' | 'sftp' | undefined,
+          via: argv.via as 'openssh' | 'stream' | 'sftp' | undefined,
           remoteDir: argv['remote-dir'] as string | undefined,
           remoteReserve: reserveOf(argv['remote-reserve']),
           engine: engineOf(argv.engine),
