@@ -16,6 +16,8 @@ export type BlockPart =
 const WORTH_IT = 0.9;
 /** In `auto`, re-test compression on one part in this many while it is not paying. */
 const PROBE_EVERY = 16;
+/** In `auto`, send one block in this many as parts while whole blocks are the choice. */
+const PROBE_BLOCKS = 8;
 
 /**
  * Per-part compression decisions, shared by all channels of a run. `auto` compresses a part
@@ -29,6 +31,7 @@ export class CompressionPolicy {
   private wireSince?: number;
   private recentRatio = 0.5;
   private skipped = 0;
+  private wholeBlocks = 0;
 
   constructor(readonly mode: CompressMode) {}
 
@@ -49,6 +52,22 @@ export class CompressionPolicy {
     const wireRate = elapsed > 1000 ? this.wireBytes / elapsed : 0;
     if (elapsed > 1000 && this.recentRatio < WORTH_IT && wireRate < gzipRate) return true;
     return ++this.skipped % PROBE_EVERY === 0;
+  }
+
+  /**
+   * Send this block as parts (zero runs as commands, gzip where it shrinks) rather than whole?
+   * Parts cost the target one dd per 1 MiB part, worth it only while bytes on the link are dear:
+   * `auto` uses them until it has measured the link (the first second), then while the link, all
+   * channels together, is slower than gzip, and on one block in PROBE_BLOCKS to keep measuring
+   * gzip; otherwise whole blocks (loopback: 1.8× faster on a mixed image, benchmarks/RESULTS.md).
+   */
+  wantsParts(): boolean {
+    if (this.mode === 'none') return false;
+    if (this.mode === 'gzip') return true;
+    const elapsed = this.wireSince === undefined ? 0 : performance.now() - this.wireSince;
+    if (elapsed <= 1000 || this.gzipMs === 0) return true;
+    if (this.wireBytes / elapsed < this.gzipBytes / this.gzipMs) return true;
+    return ++this.wholeBlocks % PROBE_BLOCKS === 0;
   }
 
   /** Turn a chunk of a block into a part: zeros as a command, else raw or gzip. */

@@ -66,7 +66,7 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     if (payload.kind === 'zero') return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
     const policy = this.compress;
-    if (policy) {
+    if (policy?.wantsParts()) {
       const parts = throttled(policy.parts(block.offset, payload.chunks), this.bucket, (p) => (p.kind === 'zero' ? 0 : p.data.length), signal);
       return this.withWorker(signal, (w) =>
         w.writeParts(block, parts, algo, signal, (n) => {
@@ -77,6 +77,7 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
     }
     const chunks = throttled(payload.chunks, this.bucket, (c) => c.length, signal);
     const sum = await this.withWorker(signal, (w) => w.write(block, { kind: 'data', chunks }, algo, signal));
+    policy?.noteWire(block.length);
     payload.onWire?.(block.length);
     return sum;
   }
