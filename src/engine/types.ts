@@ -12,6 +12,7 @@ export interface BlockRef {
 export type BlockPayload =
   | {
       kind: 'data';
+      /** Each chunk is valid until the next one is asked for: the source reads into the same buffer. */
       chunks: AsyncIterable<Buffer>;
       /** A writer that sends fewer bytes than the block (compression) reports what it sent. */
       onWire?: (bytes: number) => void;

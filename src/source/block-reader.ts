@@ -63,6 +63,9 @@ export function zeroChunk(length: number): Buffer {
   return z;
 }
 
+/** Spare chunk buffers kept for reuse (beyond that, finished blocks' buffers go to the GC). */
+const SPARE_MAX = 64;
+
 function isZero(buf: Buffer): boolean {
   // Compare against a zero buffer: memcmp speed, no per-byte JS loop.
   return buf.equals(zeroChunk(buf.length));
@@ -80,6 +83,12 @@ export class BlockReader {
   /** O_DIRECT handle for sector re-reads: `undefined` = not opened yet, `null` = unavailable. */
   private directFh: FileHandle | null | undefined;
   private sectorBuf: Buffer | undefined;
+  /**
+   * Chunk buffers of finished blocks, reused by the next ones. A fresh 1 MiB buffer per chunk
+   * made V8 run a major GC every few dozen MiB (external memory): ≈ 1 CPU-s per GiB of the
+   * sender's ≈ 2.5 on loopback (benchmarks/RESULTS.md, profile).
+   */
+  private readonly spare: Buffer[] = [];
 
   private constructor(
     private readonly fh: FileHandle,
@@ -107,13 +116,13 @@ export class BlockReader {
   }
 
   /**
-   * Read exactly `length` bytes at `offset` into a fresh buffer (short source = error).
-   * With `noerror` and a `badRanges` list, a media error does not throw: the rest of the chunk
-   * is re-read sector by sector, unreadable sectors become zeros and are appended to the list.
+   * Read exactly `length` bytes at `offset` into a fresh buffer, or into the start of `into`
+   * (short source = error). With `noerror` and a `badRanges` list, a media error does not
+   * throw: the rest of the chunk is re-read sector by sector, unreadable sectors become zeros
+   * and are appended to the list.
    */
-  async readChunk(offset: number, length: number, badRanges?: ByteRange[]): Promise<Buffer> {
-    // A fresh buffer per chunk: a consumer (an SSH channel) may still hold the previous one.
-    const buf = Buffer.allocUnsafeSlow(length);
+  async readChunk(offset: number, length: number, badRanges?: ByteRange[], into?: Buffer): Promise<Buffer> {
+    const buf = into ? into.subarray(0, length) : Buffer.allocUnsafeSlow(length);
     let done = 0;
     while (done < length) {
       let bytesRead: number;
@@ -218,19 +227,34 @@ export class BlockReader {
   async openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock> {
     const hasher = createHasher(algo);
     const bad: ByteRange[] = [];
+    // One buffer per open block, every chunk read into it: a consumer is done with a chunk when
+    // it asks for the next one (it has written it to a file or channel, or copied it into SSH
+    // packets), so the next read may overwrite it.
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    const giveBack = () => {
+      if (this.spare.length < SPARE_MAX) this.spare.push(buf);
+    };
     let pos = 0;
     let firstData: Buffer | undefined;
-    while (pos < block.length) {
-      const len = Math.min(this.chunkSize, block.length - pos);
-      const chunk = await this.readChunk(block.offset + pos, len, bad);
-      hasher.update(chunk);
-      if (!isZero(chunk)) {
-        firstData = chunk;
-        break;
+    try {
+      while (pos < block.length) {
+        const len = Math.min(this.chunkSize, block.length - pos);
+        const chunk = await this.readChunk(block.offset + pos, len, bad, buf);
+        hasher.update(chunk);
+        if (!isZero(chunk)) {
+          firstData = chunk;
+          break;
+        }
+        pos += len;
       }
-      pos += len;
+    } catch (err) {
+      giveBack();
+      throw err;
     }
-    if (!firstData) return { payload: { kind: 'zero' }, checksum: Promise.resolve(hasher.digest()), badRanges: Promise.resolve(mergeRanges(bad)) };
+    if (!firstData) {
+      giveBack();
+      return { payload: { kind: 'zero' }, checksum: Promise.resolve(hasher.digest()), badRanges: Promise.resolve(mergeRanges(bad)) };
+    }
 
     let resolveSum!: (s: string) => void;
     let rejectSum!: (e: unknown) => void;
@@ -245,7 +269,7 @@ export class BlockReader {
     const zeroPrefix = pos;
     const first = firstData;
     const chunkSize = this.chunkSize;
-    const read = (offset: number, length: number) => this.readChunk(offset, length, bad);
+    const read = (offset: number, length: number) => this.readChunk(offset, length, bad, buf);
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
         for (let z = 0; z < zeroPrefix; z += chunkSize) yield zeroChunk(Math.min(chunkSize, zeroPrefix - z));
@@ -263,6 +287,7 @@ export class BlockReader {
         throw err;
       } finally {
         rejectSum(new Error('block payload was not fully consumed'));
+        giveBack();
       }
     }
     return { payload: { kind: 'data', chunks: chunks() }, checksum, badRanges };
