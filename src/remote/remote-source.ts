@@ -1,6 +1,6 @@
 /**
- * A remote block device or file as a SourceReader (`ddt pull`): a set of HelperReadWorkers,
- * one per SSH channel, each reading one block at a time on the source host and hashing there
+ * A remote block device or file as a SourceReader (`ddt pull`): a WorkerPool of
+ * HelperReadWorkers, one per SSH channel, each reading one block at a time on the source host and hashing there
  * exactly the bytes it sends. A worker whose channel died is dropped and replaced on the next
  * call; the failed call rejects so the engine can retry the block.
  */
@@ -12,6 +12,7 @@ import type { SourceIdentity } from '../source/device.js';
 import type { RemoteHelper } from './helper.js';
 import { shCommand, validateRemotePath } from './quote.js';
 import { HelperReadWorker } from './read-worker.js';
+import { WorkerPool } from './worker-pool.js';
 import { RemoteHelperError } from './remote-error.js';
 import { lastLine, runRemote } from './run.js';
 
@@ -54,63 +55,56 @@ export async function remoteSourceInfo(helper: RemoteHelper, path: string, signa
 }
 
 export class RemoteSourceReader implements SourceReader {
-  private readonly idle: HelperReadWorker[] = [];
-  private readonly all = new Set<HelperReadWorker>();
-  private waiters: Array<(w: HelperReadWorker | undefined) => void> = [];
-  private opening = 0;
-  private count = 0;
-  private closed = false;
-  private maxWorkers: number;
   /** which connection carried the last read of a block (consumed by `connectionOf`) */
   private readonly carriedBy = new Map<number, number>();
 
   private constructor(
-    private readonly helper: RemoteHelper,
+    private readonly pool: WorkerPool<HelperReadWorker>,
     readonly source: string,
-    workers: number,
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.maxWorkers = workers;
     signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   /** The run stops: drop every channel now; blocks in flight stay unproven. */
-  private readonly onAbort = () => {
-    for (const w of this.all) w.destroy('aborted');
-  };
+  private readonly onAbort = () => this.pool.destroyAll('aborted');
 
   /** Start the workers up front, in parallel (reveals the server's channel limit); at least one must come up. */
   static async open(helper: RemoteHelper, source: string, opts: { workers?: number; signal?: AbortSignal } = {}): Promise<RemoteSourceReader> {
     validateRemotePath(source, 'remote source');
-    const want = Math.max(1, Math.min(opts.workers ?? Infinity, helper.pool.capacity()));
-    const r = new RemoteSourceReader(helper, source, want, opts.signal);
-    const started = await Promise.allSettled(Array.from({ length: want }, () => r.spawn()));
-    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (r.all.size === 0) throw failed?.reason ?? new SshError('SSH_NO_CHANNEL', 'no worker channel could be opened');
-    r.maxWorkers = Math.min(r.all.size, helper.pool.capacity());
-    return r;
+    let count = 0;
+    const pool = await WorkerPool.start<HelperReadWorker>(opts.workers ?? Infinity, {
+      spawn: async (signal, wait) => {
+        const cmd = shCommand('sh', helper.scriptPath, 'serve', source, helper.workDir);
+        const ch = await helper.pool.exec(cmd, { signal, wait });
+        return new HelperReadWorker(helper.pool, ch, `reader ${++count}`, helper.pool.connectionOf(ch));
+      },
+      capacity: () => helper.pool.capacity(),
+      closedError: () => new SshError('SOURCE_CLOSED', `remote source ${source} is closed`),
+    });
+    return new RemoteSourceReader(pool, source, opts.signal);
   }
 
   /** Workers alive: how many blocks can be read at once. */
   get workers(): number {
-    return this.all.size;
+    return this.pool.size;
   }
 
   async openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock> {
     const signal = this.signal ?? new AbortController().signal;
-    const w = await this.acquire(signal);
+    const w = await this.pool.acquire(signal);
     if (w.connection !== undefined) this.carriedBy.set(block.index, w.connection);
-    return w.read(block, algo, signal, () => this.giveBack(w));
+    return w.read(block, algo, signal, () => this.pool.giveBack(w));
   }
 
   /** Checksum of a source block without its data (`--skip-identical`), hashed on the source host. */
   async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: [] }> {
     const signal = this.signal ?? new AbortController().signal;
-    const w = await this.acquire(signal);
+    const w = await this.pool.acquire(signal);
     try {
       return { checksum: await w.hash(block, algo, signal), badRanges: [] };
     } finally {
-      this.giveBack(w);
+      this.pool.giveBack(w);
     }
   }
 
@@ -123,84 +117,7 @@ export class RemoteSourceReader implements SourceReader {
 
   /** Quit the idle workers politely and drop busy ones (their blocks stay unproven). Idempotent. */
   async close(): Promise<void> {
-    this.closed = true;
     this.signal?.removeEventListener('abort', this.onAbort);
-    for (const f of this.waiters.splice(0)) f(undefined);
-    const workers = [...this.all];
-    this.all.clear();
-    const idle = new Set(this.idle.splice(0));
-    await Promise.all(workers.map((w) => (idle.has(w) ? w.close() : Promise.resolve(w.destroy('closed')))));
-  }
-
-  // ---------------------------------------------------------------------------------------
-
-  private async acquire(signal: AbortSignal): Promise<HelperReadWorker> {
-    for (;;) {
-      if (this.closed) throw new SshError('SOURCE_CLOSED', `remote source ${this.source} is closed`);
-      signal.throwIfAborted();
-      const w = this.idle.pop();
-      if (w) {
-        if (w.alive) return w;
-        this.all.delete(w);
-        continue;
-      }
-      if (this.all.size + this.opening < Math.min(this.maxWorkers, this.helper.pool.capacity())) {
-        // Replace a lost worker; with none alive, wait for a pool slot (a reconnect).
-        try {
-          await this.spawn(signal, this.all.size === 0);
-        } catch (err) {
-          if (!(err instanceof SshError) || err.code !== 'SSH_NO_CHANNEL') throw err;
-          this.maxWorkers = Math.max(1, this.all.size);
-          if (this.all.size === 0) throw err;
-        }
-        continue;
-      }
-      const got = await this.waitIdle(signal);
-      if (got) return got;
-    }
-  }
-
-  private async spawn(signal?: AbortSignal, wait = false): Promise<void> {
-    this.opening++;
-    try {
-      const cmd = shCommand('sh', this.helper.scriptPath, 'serve', this.source, this.helper.workDir);
-      const ch = await this.helper.pool.exec(cmd, { signal, wait });
-      const w = new HelperReadWorker(this.helper.pool, ch, `reader ${++this.count}`, this.helper.pool.connectionOf(ch));
-      if (this.closed) {
-        await w.close();
-        return;
-      }
-      this.all.add(w);
-      this.giveBack(w);
-    } finally {
-      this.opening--;
-    }
-  }
-
-  private giveBack(w: HelperReadWorker): void {
-    if (this.closed) return;
-    if (!w.alive) {
-      this.all.delete(w);
-      this.waiters.shift()?.(undefined); // someone waiting may open a replacement now
-      return;
-    }
-    const next = this.waiters.shift();
-    if (next) next(w);
-    else this.idle.push(w);
-  }
-
-  private waitIdle(signal: AbortSignal): Promise<HelperReadWorker | undefined> {
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.waiters = this.waiters.filter((f) => f !== take);
-        reject(signal.reason);
-      };
-      const take = (w: HelperReadWorker | undefined) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(w);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(take);
-    });
+    await this.pool.close();
   }
 }
