@@ -13,48 +13,36 @@ import { SourceReadError } from '../errors.js';
 import type { OpenedBlock } from '../source/block-reader.js';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { RemoteHelperError } from './remote-error.js';
+import { ChannelWorker } from './channel-worker.js';
 
 const HEX = /^[0-9a-f]+$/;
 const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
 const HIGH_WATER = 4 << 20;
 const MAX_LINE = 64 << 10;
-const STDERR_KEEP = 4096;
 /** Payload chunks handed on are coalesced to about this size: fewer, larger positioned writes. */
 export const READ_CHUNK = 1 << 20;
 
-export class HelperReadWorker {
+export class HelperReadWorker extends ChannelWorker<ClientChannel> {
   private readonly queue: Buffer[] = [];
   private queued = 0;
   private wake: (() => void) | undefined;
-  private stderr = '';
-  private dead?: Error;
-  private busy = false;
   /** Fails the block whose payload is outstanding, should the worker die before it is read. */
   private failPending: (() => void) | undefined;
 
   constructor(
-    private readonly pool: SshPool,
-    private readonly ch: ClientChannel,
-    readonly label: string,
+    pool: SshPool,
+    ch: ClientChannel,
+    label: string,
     /** index of the SSH connection carrying this channel, for per-connection progress */
     readonly connection: number | undefined,
   ) {
+    super(pool, ch, label);
     ch.on('data', (b: Buffer) => {
       this.queue.push(b);
       this.queued += b.length;
       if (this.queued > HIGH_WATER) ch.pause();
       this.notify();
     });
-    ch.stderr.on('data', (b: Buffer) => {
-      this.stderr = (this.stderr + b.toString('utf8')).slice(-STDERR_KEEP);
-    });
-    ch.on('error', (err: Error) => this.kill(err.message));
-    ch.on('end', () => this.kill('helper closed its output'));
-    ch.on('close', () => this.kill('channel closed'));
-  }
-
-  get alive(): boolean {
-    return this.dead === undefined;
   }
 
   /**
@@ -165,25 +153,6 @@ export class HelperReadWorker {
     }
   }
 
-  /** Polite end: `Q`, then give the channel back to the pool. */
-  async close(): Promise<void> {
-    if (this.alive && !this.busy) {
-      try {
-        this.ch.end('Q\n');
-      } catch {
-        /* already gone */
-      }
-    }
-    this.kill('closed');
-    await this.pool.release(this.ch);
-  }
-
-  /** Drop the channel now. The remote helper sees EOF (or a broken pipe) and exits. */
-  destroy(reason = 'destroyed'): void {
-    this.kill(reason);
-    void this.pool.release(this.ch);
-  }
-
   // ---------------------------------------------------------------------------------------
 
   private checkHex(text: string, algo: ChecksumAlgo, line: string): string {
@@ -251,15 +220,7 @@ export class HelperReadWorker {
     }
   }
 
-  private deadError(): RemoteHelperError {
-    const why = this.dead?.message ?? 'dead';
-    const err = this.stderr.trim().split('\n').pop();
-    return new RemoteHelperError('WORKER_DEAD', `${this.label}: remote helper gone (${why})${err ? `: ${err}` : ''}`, { cause: this.dead });
-  }
-
-  private kill(reason: string): void {
-    if (this.dead) return;
-    this.dead = new Error(reason);
+  protected onDeath(): void {
     this.notify();
     this.failPending?.();
   }

@@ -10,58 +10,35 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef } from '../engine/types.js';
 import { RemoteHelperError } from './remote-error.js';
 import { DeathWatch } from './death-watch.js';
+import { ChannelWorker, type ChannelOwner, type HelperChannel } from './channel-worker.js';
 import type { BlockPart } from '../engine/compress.js';
 
 const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
-const STDERR_KEEP = 4096;
 
 interface Pending {
   resolve(line: string): void;
   reject(err: unknown): void;
 }
 
-/** The part of a channel a worker uses: an ssh2 exec channel, or a session over an OpenSSH master. */
-export interface WorkerChannel {
+/** The part of a channel a write worker uses: an ssh2 exec channel, or a session over an OpenSSH master. */
+export interface WorkerChannel extends HelperChannel {
   setEncoding(enc: BufferEncoding): unknown;
   on(event: 'data', fn: (s: string) => void): unknown;
   on(event: 'error', fn: (err: Error) => void): unknown;
   on(event: 'end' | 'close', fn: () => void): unknown;
-  readonly stderr: { on(event: 'data', fn: (b: Buffer) => void): unknown };
   write(buf: Buffer, cb: (err?: Error | null) => void): unknown;
-  end(last: string): unknown;
 }
 
-/** Gives a worker's channel back (an ssh2 pool slot, or the end of a mux session). */
-export interface ChannelOwner<C> {
-  release(ch: C): Promise<void>;
-}
-
-export class HelperWorker<C extends WorkerChannel = WorkerChannel> {
+export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends ChannelWorker<C> {
   private buf = '';
-  private stderr = '';
   /** Answers still owed by the helper, oldest first (requests can be pipelined). */
   private pending: Pending[] = [];
-  private busy = false;
-  private dead?: Error;
   private readonly death = new DeathWatch();
 
-  constructor(
-    private readonly pool: ChannelOwner<C>,
-    private readonly ch: C,
-    readonly label: string,
-  ) {
+  constructor(owner: ChannelOwner<C>, ch: C, label: string) {
+    super(owner, ch, label);
     ch.setEncoding('latin1');
     ch.on('data', (s: string) => this.onData(s));
-    ch.stderr.on('data', (b: Buffer) => {
-      this.stderr = (this.stderr + b.toString('utf8')).slice(-STDERR_KEEP);
-    });
-    ch.on('error', (err: Error) => this.kill(err.message));
-    ch.on('end', () => this.kill('helper closed its output'));
-    ch.on('close', () => this.kill('channel closed'));
-  }
-
-  get alive(): boolean {
-    return this.dead === undefined;
   }
 
   /** Write a block (data streamed, zeros as a `Z` command), get the read-back checksum. */
@@ -130,33 +107,9 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> {
     for await (const line of answers) this.partAnswer(line);
   }
 
-  /** The helper's last diagnostics (stderr), for messages. */
-  get stderrTail(): string {
-    return this.stderr;
-  }
-
   /** Checksum of the target range as it is now. */
   async hash(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     return this.request(`H ${block.offset} ${block.length} ${algo}\n`, algo, signal);
-  }
-
-  /** Polite end: `Q`, then give the channel back to the pool. */
-  async close(): Promise<void> {
-    if (this.alive && !this.busy) {
-      try {
-        this.ch.end('Q\n');
-      } catch {
-        /* already gone */
-      }
-    }
-    this.kill('closed');
-    await this.pool.release(this.ch);
-  }
-
-  /** Drop the channel now (abort, broken framing). The remote helper sees EOF and exits. */
-  destroy(reason = 'destroyed'): void {
-    this.kill(reason);
-    void this.pool.release(this.ch);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -299,15 +252,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> {
     if (this.buf.length > 65536) this.kill('helper output without line end');
   }
 
-  private deadError(): RemoteHelperError {
-    const why = this.dead?.message ?? 'dead';
-    const err = this.stderr.trim().split('\n').pop();
-    return new RemoteHelperError('WORKER_DEAD', `${this.label}: remote helper gone (${why})${err ? `: ${err}` : ''}`, { cause: this.dead });
-  }
-
-  private kill(reason: string): void {
-    if (this.dead) return;
-    this.dead = new Error(reason);
+  protected onDeath(): void {
     const err = this.deadError();
     this.death.kill(err);
     for (const p of this.pending.splice(0)) p.reject(err);
