@@ -16,60 +16,24 @@
  * consumer on fast links and say nothing a snapshot does not.
  */
 import type { ProgressSnapshot } from './aggregator.js';
-import {
-  LineWriter,
-  WARNING_POLL_MS,
-  WarningCursor,
-  every,
-  type ProgressRenderer,
-  type ProgressSource,
-  type RendererOptions,
-  type RunResult,
-} from './renderer.js';
+import { LineRenderer, type ProgressSource, type RendererOptions, type RunResult } from './renderer.js';
 
-export class JsonRenderer implements ProgressRenderer {
-  private readonly out: LineWriter;
-  private readonly warnings: WarningCursor;
-  private readonly intervalMs: number;
-  private stopTimers: Array<() => void> = [];
-  private stopped = false;
-
-  constructor(
-    private readonly aggregator: ProgressSource,
-    stream: NodeJS.WritableStream,
-    opts: RendererOptions = {},
-  ) {
-    this.out = new LineWriter(stream);
-    this.warnings = new WarningCursor(aggregator);
-    this.intervalMs = opts.intervalMs ?? 1000;
+export class JsonRenderer extends LineRenderer {
+  constructor(aggregator: ProgressSource, stream: NodeJS.WritableStream, opts: RendererOptions = {}) {
+    super(aggregator, stream, opts, 1000, true);
   }
 
-  start(): void {
-    if (this.stopTimers.length > 0 || this.stopped) return;
-    this.tick();
-    this.stopTimers = [
-      every(this.intervalMs, () => this.tick()),
-      every(Math.min(WARNING_POLL_MS, this.intervalMs), () => this.flushWarnings()),
-    ];
-  }
-
-  stop(result?: RunResult): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    for (const stop of this.stopTimers) stop();
-    this.flushWarnings();
-    const snap = this.aggregator.snapshot();
-    this.emit('done', { ...fields(snap), ok: result?.ok ?? snap.ok ?? false, exitCode: result?.exitCode ?? snap.exitCode });
-  }
-
-  private tick(): void {
-    // Warnings first, so a consumer sees them before the counters they explain.
-    this.flushWarnings();
+  protected progress(): void {
     this.emit('progress', fields(this.aggregator.snapshot()));
   }
 
-  private flushWarnings(): void {
-    for (const message of this.warnings.take()) this.emit('warning', { message });
+  protected warning(message: string): void {
+    this.emit('warning', { message });
+  }
+
+  protected last(result?: RunResult): void {
+    const snap = this.aggregator.snapshot();
+    this.emit('done', { ...fields(snap), ok: result?.ok ?? snap.ok ?? false, exitCode: result?.exitCode ?? snap.exitCode });
   }
 
   private emit(type: 'progress' | 'warning' | 'done', body: object): void {

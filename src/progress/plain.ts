@@ -1,65 +1,31 @@
 import type { ProgressSnapshot } from './aggregator.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
-import {
-  LineWriter,
-  WARNING_POLL_MS,
-  WarningCursor,
-  every,
-  type ProgressRenderer,
-  type ProgressSource,
-  type RendererOptions,
-  type RunResult,
-} from './renderer.js';
+import { LineRenderer, type ProgressSource, type RendererOptions, type RunResult } from './renderer.js';
 
 /**
  * For logs and pipes (no TTY): a line every few seconds, which reads well in a journal or CI log,
  * where a redrawn bar would be noise.
  *   ddt: 412.0 MiB / 1.0 GiB (40.2%) verified, 98.3 MiB/s, ETA 6s, blocks 6/16 verified, 2 zero, 0 retried
  */
-export class PlainRenderer implements ProgressRenderer {
-  private readonly out: LineWriter;
-  private readonly warnings: WarningCursor;
-  private readonly intervalMs: number;
-  private stopTimers: Array<() => void> = [];
-  private stopped = false;
-
-  constructor(
-    private readonly aggregator: ProgressSource,
-    stream: NodeJS.WritableStream,
-    opts: RendererOptions = {},
-  ) {
-    this.out = new LineWriter(stream);
-    this.warnings = new WarningCursor(aggregator);
-    this.intervalMs = opts.intervalMs ?? 5000;
+export class PlainRenderer extends LineRenderer {
+  constructor(aggregator: ProgressSource, stream: NodeJS.WritableStream, opts: RendererOptions = {}) {
+    super(aggregator, stream, opts, 5000, false);
   }
 
-  start(): void {
-    if (this.stopTimers.length > 0 || this.stopped) return;
-    this.stopTimers = [
-      every(this.intervalMs, () => this.tick()),
-      every(Math.min(WARNING_POLL_MS, this.intervalMs), () => this.flushWarnings()),
-    ];
-  }
-
-  stop(result?: RunResult): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    for (const stop of this.stopTimers) stop();
-    this.flushWarnings();
-    const snap = this.aggregator.snapshot();
-    // A run refused during setup has its one-line error; a progress summary would add noise.
-    if (snap.phase !== 'setup') this.out.write(finalLine(snap, result));
-  }
-
-  private tick(): void {
-    this.flushWarnings();
+  protected progress(): void {
     const snap = this.aggregator.snapshot();
     // Nothing to count while connecting and probing; a `0 B / 0 B` line would only confuse.
     if (snap.phase === 'transfer') this.out.write(progressLine(snap));
   }
 
-  private flushWarnings(): void {
-    for (const message of this.warnings.take()) this.out.write(`ddt: warning: ${message}`);
+  protected warning(message: string): void {
+    this.out.write(`ddt: warning: ${message}`);
+  }
+
+  protected last(result?: RunResult): void {
+    const snap = this.aggregator.snapshot();
+    // A run refused during setup has its one-line error; a progress summary would add noise.
+    if (snap.phase !== 'setup') this.out.write(finalLine(snap, result));
   }
 }
 

@@ -81,3 +81,60 @@ export class NoopRenderer implements ProgressRenderer {
   start(): void {}
   stop(): void {}
 }
+
+/**
+ * A renderer that writes whole lines on two tickers: its progress line every `intervalMs`,
+ * warnings as they arrive (polled every WARNING_POLL_MS), and a last line on stop. Subclasses
+ * say what the lines are.
+ */
+export abstract class LineRenderer implements ProgressRenderer {
+  protected readonly out: LineWriter;
+  private readonly warnings: WarningCursor;
+  private readonly intervalMs: number;
+  private stopTimers: Array<() => void> = [];
+  private stopped = false;
+
+  constructor(
+    protected readonly aggregator: ProgressSource,
+    stream: NodeJS.WritableStream,
+    opts: RendererOptions,
+    defaultIntervalMs: number,
+    /** Write a progress line at start too, not only after the first interval. */
+    private readonly tickAtStart: boolean,
+  ) {
+    this.out = new LineWriter(stream);
+    this.warnings = new WarningCursor(aggregator);
+    this.intervalMs = opts.intervalMs ?? defaultIntervalMs;
+  }
+
+  start(): void {
+    if (this.stopTimers.length > 0 || this.stopped) return;
+    if (this.tickAtStart) this.tick();
+    this.stopTimers = [
+      every(this.intervalMs, () => this.tick()),
+      every(Math.min(WARNING_POLL_MS, this.intervalMs), () => this.flushWarnings()),
+    ];
+  }
+
+  stop(result?: RunResult): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const stop of this.stopTimers) stop();
+    this.flushWarnings();
+    this.last(result);
+  }
+
+  /** Warnings first, so a reader sees them before the counters they explain. */
+  private tick(): void {
+    this.flushWarnings();
+    this.progress();
+  }
+
+  private flushWarnings(): void {
+    for (const message of this.warnings.take()) this.warning(message);
+  }
+
+  protected abstract progress(): void;
+  protected abstract warning(message: string): void;
+  protected abstract last(result?: RunResult): void;
+}
