@@ -42,3 +42,20 @@ export function retriesOf(v: unknown): number {
 export function checksumOf(v: unknown): ChecksumAlgo | 'auto' {
   return v as ChecksumAlgo | 'auto';
 }
+
+/** What every transfer command reads from the options the same way (bad values: exit 2). */
+export function commonRequestOf(argv: Record<string, unknown>) {
+  return {
+    source: String(argv.source),
+    target: String(argv.target),
+    blockSize: blockSizeOf(argv['block-size']),
+    checksum: checksumOf(argv.checksum),
+    retries: retriesOf(argv.retries),
+    targetZeroed: Boolean(argv['target-zeroed']),
+    force: Boolean(argv.force),
+    yes: Boolean(argv.yes),
+    dryRun: Boolean(argv['dry-run']),
+    journal: argv.journal as string | undefined,
+    skipIdentical: Boolean(argv['skip-identical']),
+  };
+}

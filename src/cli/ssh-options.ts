@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import { parseDuration } from './duration.js';
 import { parseBwLimit } from '../transport/bwlimit.js';
+import { positiveInt } from './options.js';
 
 /** SSH options (DESIGN §2). No password options: agent first, then identity files. */
 export function sshOptions<T>(y: Argv<T>) {
@@ -26,4 +27,20 @@ export function bwlimitOf(v: unknown): string | undefined {
 
 export function reconnectTimeoutOf(v: unknown): number {
   return parseDuration(String(v), '--reconnect-timeout');
+}
+
+/** The SSH side of a send or pull request: connections, endpoint overrides, reconnect policy. */
+export function sshRequestOf(argv: Record<string, unknown>) {
+  return {
+    connections: positiveInt(argv.connections, '--connections', 64),
+    channels: positiveInt(argv.channels, '--channels', 64),
+    port: argv.port as number | undefined,
+    user: argv.user as string | undefined,
+    identity: argv.identity as string[] | undefined,
+    knownHosts: argv['known-hosts'] as string | undefined,
+    sshConfig: argv['ssh-config'] as string | undefined,
+    acceptNewHostKey: Boolean(argv['accept-new-host-key']),
+    keepLogs: Boolean(argv['keep-logs']),
+    reconnectTimeoutMs: reconnectTimeoutOf(argv['reconnect-timeout']),
+  };
 }

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { runCopy } from '../../engine/local-job.js';
-import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
+import { commonRequestOf, positiveInt, transferOptions } from '../options.js';
 import { runTransfer } from '../run.js';
 import { UsageError } from '../../errors.js';
 
@@ -18,19 +18,9 @@ export const copyCommand: CommandModule = {
     if (argv.engine === 'rsync') throw new UsageError('UNSUPPORTED', 'copy has only the native engine: leave out --engine rsync');
     return runTransfer(argv, (ui) =>
       runCopy({
-          source: String(argv.source),
-          target: String(argv.target),
-          blockSize: blockSizeOf(argv['block-size']),
-          checksum: checksumOf(argv.checksum),
-          retries: retriesOf(argv.retries),
+          ...commonRequestOf(argv),
           concurrency: positiveInt(argv.channels, '--channels', 64),
-          targetZeroed: Boolean(argv['target-zeroed']),
-          force: Boolean(argv.force),
-          yes: Boolean(argv.yes),
-          dryRun: Boolean(argv['dry-run']),
-          journal: argv.journal as string | undefined,
           noerror: Boolean(argv.noerror),
-          skipIdentical: Boolean(argv['skip-identical']),
         },
         ui,
       ),

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { runPull } from '../../engine/pull-job.js';
 import { UsageError } from '../../errors.js';
-import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
-import { reconnectTimeoutOf, sshOptions } from '../ssh-options.js';
+import { commonRequestOf, transferOptions } from '../options.js';
+import { sshOptions, sshRequestOf } from '../ssh-options.js';
 import { runTransfer } from '../run.js';
 
 /** Send-side features pull does not have yet: refused before connecting rather than ignored. */
@@ -34,27 +34,8 @@ export const pullCommand: CommandModule = {
       refuseUnsupported(argv);
       return runPull(
         {
-          source: String(argv.source),
-          target: String(argv.target),
-          blockSize: blockSizeOf(argv['block-size']),
-          checksum: checksumOf(argv.checksum),
-          retries: retriesOf(argv.retries),
-          connections: positiveInt(argv.connections, '--connections', 64),
-          channels: positiveInt(argv.channels, '--channels', 64),
-          targetZeroed: Boolean(argv['target-zeroed']),
-          skipIdentical: Boolean(argv['skip-identical']),
-          force: Boolean(argv.force),
-          yes: Boolean(argv.yes),
-          dryRun: Boolean(argv['dry-run']),
-          journal: argv.journal as string | undefined,
-          port: argv.port as number | undefined,
-          user: argv.user as string | undefined,
-          identity: argv.identity as string[] | undefined,
-          knownHosts: argv['known-hosts'] as string | undefined,
-          sshConfig: argv['ssh-config'] as string | undefined,
-          acceptNewHostKey: Boolean(argv['accept-new-host-key']),
-          keepLogs: Boolean(argv['keep-logs']),
-          reconnectTimeoutMs: reconnectTimeoutOf(argv['reconnect-timeout']),
+          ...commonRequestOf(argv),
+          ...sshRequestOf(argv),
         },
         ui,
       );

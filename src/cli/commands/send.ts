@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { runSend } from '../../engine/remote-job.js';
-import { blockSizeOf, checksumOf, positiveInt, retriesOf, transferOptions } from '../options.js';
-import { bwlimitOf, reconnectTimeoutOf, sshOptions } from '../ssh-options.js';
+import { commonRequestOf, transferOptions } from '../options.js';
+import { bwlimitOf, sshOptions, sshRequestOf } from '../ssh-options.js';
 import { runTransfer } from '../run.js';
 import { parseReserve } from '../../remote/staging-space.js';
 import { engineOf } from '../../engine/rsync-session.js';
@@ -33,21 +33,11 @@ export const sendCommand: CommandModule = {
       .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key'),
   handler: (argv) =>
     runTransfer(argv, (ui) =>
-      runSend({
-          source: String(argv.source),
-          target: String(argv.target),
-          blockSize: blockSizeOf(argv['block-size']),
-          checksum: checksumOf(argv.checksum),
-          retries: retriesOf(argv.retries),
-          connections: positiveInt(argv.connections, '--connections', 64),
-          channels: positiveInt(argv.channels, '--channels', 64),
-          targetZeroed: Boolean(argv['target-zeroed']),
-          force: Boolean(argv.force),
-          yes: Boolean(argv.yes),
-          dryRun: Boolean(argv['dry-run']),
-          journal: argv.journal as string | undefined,
+      runSend(
+        {
+          ...commonRequestOf(argv),
+          ...sshRequestOf(argv),
           noerror: Boolean(argv.noerror),
-          skipIdentical: Boolean(argv['skip-identical']),
           compress: argv.compress as 'none' | 'gzip' | 'auto',
           bwlimit: bwlimitOf(argv.bwlimit),
           via: argv.via as 'openssh' | 'stream' | 'sftp' | undefined,
@@ -55,14 +45,6 @@ export const sendCommand: CommandModule = {
           remoteReserve: reserveOf(argv['remote-reserve']),
           engine: engineOf(argv.engine),
           localDir: argv['local-dir'] as string | undefined,
-          port: argv.port as number | undefined,
-          user: argv.user as string | undefined,
-          identity: argv.identity as string[] | undefined,
-          knownHosts: argv['known-hosts'] as string | undefined,
-          sshConfig: argv['ssh-config'] as string | undefined,
-          acceptNewHostKey: Boolean(argv['accept-new-host-key']),
-          keepLogs: Boolean(argv['keep-logs']),
-          reconnectTimeoutMs: reconnectTimeoutOf(argv['reconnect-timeout']),
         },
         ui,
       ),
