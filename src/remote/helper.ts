@@ -23,6 +23,8 @@ import type { MuxChannel } from '../transport/mux-channel.js';
 export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Sessions opened on a master before giving up on a worker (the master may be reconnecting). */
+const MUX_OPEN_ATTEMPTS = 4;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path. Arguments: $1 base dir ('' = ~/.ddt), $2 job id.
@@ -139,32 +141,37 @@ export class RemoteHelper {
       counted = live = false;
     };
     try {
-      await m.mux.ensure(signal);
-      const session = m.mux.openSession(cmd);
-      const worker = new HelperWorker<MuxChannel>({ release: (ch) => ch.close().finally(done) }, session, `worker ${++this.workerCount}`);
-      session.once('close', done);
-      try {
-        await worker.ready(signal ?? new AbortController().signal);
-      } catch (err) {
-        worker.destroy('not ready');
-        // The client's diagnostics are complete once it has exited.
-        await Promise.race([session.closed, new Promise((r) => setTimeout(r, 2000))]);
-        // A refused mux client then tries a connection of its own (ProxyCommand=false ends it),
-        // so the refusal is not necessarily its last line.
-        const why = worker.stderrTail.split('\n').find((l) => /refused|prohibited|session request failed/i.test(l));
-        if (why) {
-          m.capacity = Math.max(1, m.live);
-          if (!m.warned) {
-            m.warned = true;
-            this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
+      for (let attempt = 1; ; attempt++) {
+        await m.mux.ensure(signal);
+        const session = m.mux.openSession(cmd);
+        const worker = new HelperWorker<MuxChannel>({ release: (ch) => ch.close() }, session, `worker ${++this.workerCount}`);
+        try {
+          await worker.ready(signal ?? new AbortController().signal);
+        } catch (err) {
+          worker.destroy('not ready');
+          // The client's diagnostics are complete once it has exited.
+          await Promise.race([session.closed, new Promise((r) => setTimeout(r, 2000))]);
+          // A refused mux client then tries a connection of its own (ProxyCommand=false ends it),
+          // so the refusal is not necessarily its last line.
+          const why = worker.stderrTail.split('\n').find((l) => /refused|prohibited|session request failed/i.test(l));
+          if (why) {
+            m.capacity = Math.max(1, m.live);
+            if (!m.warned) {
+              m.warned = true;
+              this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
+            }
+            throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why.trim()}`, { cause: err });
           }
-          throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why.trim()}`, { cause: err });
+          // The master may be gone with its connection: a dead one is ended here and brought
+          // back (with backoff, up to --reconnect-timeout) by ensure() on the next attempt.
+          if (attempt < MUX_OPEN_ATTEMPTS && !(await m.mux.check())) continue;
+          throw err;
         }
-        throw err;
+        session.once('close', done);
+        live = true;
+        m.live++;
+        return worker;
       }
-      live = true;
-      m.live++;
-      return worker;
     } catch (err) {
       done();
       throw err;

@@ -5,11 +5,25 @@ import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { childPids, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { sampleConnections, sshArgs, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
+
+/** All descendants of `pid`. */
+function descendants(pid: number): number[] {
+  const kids = childPids(pid);
+  return [...kids, ...kids.flatMap(descendants)];
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
 
 function viaOf(journal: string): string | undefined {
   return (JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { via?: string }).via;
@@ -97,6 +111,27 @@ describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)',
       assert.equal(viaOf(journal), first);
       const r = await runCli(['resume', journal, '--via', then, '--json', '--progress', 'none']);
       assert.equal(r.code, 0, r.stderr);
+      assert.equal(jsonOf(r).verified, 24);
+      assert.equal(await sha256File(target), await sha256File(src));
+    }
+  });
+
+  it('survives either connection killed mid-run: the master\'s (its sessions come back) and the ssh2 one', async () => {
+    for (const which of ['master', 'ssh2'] as const) {
+      const target = join(dir, `kill-${which}.img`);
+      await fileOfSize(target, 24 * MiB, 'zero');
+      const journal = join(dir, `kill-${which}.journal`);
+      const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--channels', '2', '--bwlimit', '6M', '--yes', '--json', '--progress', 'none', '--journal', journal]);
+      await waitForVerified(journal, 3);
+      // The master's own session runs `cat` (it ends when ddt's end of its stdin closes).
+      const conns = sshd.connectionPids();
+      const isMaster = (pid: number) => descendants(pid).some((p) => commOf(p) === 'cat');
+      const victim = conns.find((pid) => isMaster(pid) === (which === 'master'));
+      assert.ok(victim, `no ${which} connection among ${conns.length}`);
+      process.kill(victim, 'SIGKILL');
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      if (which === 'master') assert.match(r.stderr, /OpenSSH connection that carries the blocks was lost/);
       assert.equal(jsonOf(r).verified, 24);
       assert.equal(await sha256File(target), await sha256File(src));
     }
