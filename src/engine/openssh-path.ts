@@ -37,25 +37,60 @@ export function useOpenSsh(via: Via | undefined, engine: string, connections: nu
   return via === undefined && engine === 'native' && connections >= 2 && ssh !== undefined;
 }
 
-/** Start `masters` OpenSSH connections and move the helper's block workers onto them. */
-export async function startOpenSshPath(
-  helper: RemoteHelper,
-  endpoint: Endpoint,
-  o: { masters: number; channels: number; jobId: string; reconnectTimeoutMs: number; onWarning?(msg: string): void },
-): Promise<void> {
-  const started: OpenSshMux[] = [];
-  try {
-    for (let i = 0; i < o.masters; i++) {
-      // Multipath (`host a,b`): the ssh2 connection took the first address, masters the next ones.
-      const hosts = endpoint.hosts.map((_, k) => endpoint.hosts[(i + 1 + k) % endpoint.hosts.length]!);
-      started.push(await OpenSshMux.start({ ...endpoint, hosts }, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.onWarning, purpose: 'the blocks' }));
-    }
-  } catch (err) {
-    await Promise.all(started.map((m) => m.stop()));
-    throw err;
+export interface MasterOptions {
+  masters: number;
+  jobId: string;
+  reconnectTimeoutMs: number;
+  onWarning?(msg: string): void;
+}
+
+/**
+ * OpenSSH masters being started, all at once, possibly while the ssh2 connection is still being
+ * set up (a new send starts them together: ≈ 0.2 s less before the first block). Either
+ * `adopt` them (the helper's workers move onto them) or `discard` them (a refused or dry run).
+ */
+export class OpenSshStart {
+  private readonly result: Promise<OpenSshMux[] | Error>;
+  private adopted = false;
+
+  constructor(endpoint: Endpoint, o: MasterOptions) {
+    this.result = startMasters(endpoint, o).then(
+      (muxes) => muxes,
+      (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+    );
   }
-  // OpenSSH's MaxSessions (10 by default) counts the master's own session too.
-  helper.useOpenSsh(started, o.channels, o.onWarning);
+
+  /** Move the helper's block workers onto the masters, `channels` sessions each; rejects with the start's error. */
+  async adopt(helper: RemoteHelper, channels: number, onWarning?: (msg: string) => void): Promise<void> {
+    const r = await this.result;
+    if (r instanceof Error) throw r;
+    this.adopted = true;
+    helper.useOpenSsh(r, channels, onWarning);
+  }
+
+  /** Stop the masters unless adopted (then the helper's owner stops them). Idempotent. */
+  async discard(): Promise<void> {
+    if (this.adopted) return;
+    const r = await this.result;
+    if (!(r instanceof Error)) await Promise.all(r.map((m) => m.stop()));
+  }
+}
+
+async function startMasters(endpoint: Endpoint, o: MasterOptions): Promise<OpenSshMux[]> {
+  const started = await Promise.allSettled(
+    Array.from({ length: o.masters }, (_, i) => {
+      // Multipath (`host a,b`): the ssh2 connection takes the first address, masters the next ones.
+      const hosts = endpoint.hosts.map((_h, k) => endpoint.hosts[(i + 1 + k) % endpoint.hosts.length]!);
+      return OpenSshMux.start({ ...endpoint, hosts }, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.onWarning, purpose: 'the blocks' });
+    }),
+  );
+  const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(up.map((m) => m.stop()));
+    throw failed.reason;
+  }
+  return up;
 }
 
 /** Stop the masters (idempotent; nothing to do on the ssh2 paths). */

@@ -15,7 +15,7 @@ import { parseRemoteSpec } from '../transport/target-spec.js';
 import { executeJob, runSettingsOf } from './job.js';
 import { DEFAULT_VIA, openRemoteWriter, type RemoteWriter } from './remote-writers.js';
 import { planStaging, removeStaging, type StagingPlan } from './sftp-staging.js';
-import { startOpenSshPath, stopOpenSshPath, useOpenSsh, type Via } from './openssh-path.js';
+import { OpenSshStart, stopOpenSshPath, useOpenSsh, type Via } from './openssh-path.js';
 import { findOnPath } from '../transport/local-process.js';
 import { checkLocalRsync, engineOf, poolConnectionsFor, removeRsyncLeftovers, RsyncSession, type CompressMode, type EngineName } from './rsync-session.js';
 import type { JobSummary } from './summary.js';
@@ -152,7 +152,17 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
   const viaOpenSsh = useOpenSsh(req.via, engine, req.connections) && !(req.via === undefined && stagingAsked);
   const poolConnections = viaOpenSsh ? 1 : poolConnectionsFor(engine, req.connections);
   const localRsync = engine === 'rsync' ? await checkLocalRsync() : undefined;
-  const session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId }, ui);
+  const onWarning = (message: string) => ui.emit({ type: 'warning', message });
+  // Known host keys: the masters connect while ssh2 does (OpenSSH checks the same files, strictly).
+  // With --accept-new-host-key they wait until ssh2 has recorded the key.
+  const early = viaOpenSsh && !req.acceptNewHostKey ? new OpenSshStart(endpoint, { masters: req.connections - 1, jobId, reconnectTimeoutMs: req.reconnectTimeoutMs, onWarning }) : undefined;
+  let session: RemoteSession;
+  try {
+    session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId }, ui);
+  } catch (err) {
+    await early?.discard();
+    throw err;
+  }
   let ok = false;
   let started = false;
   try {
@@ -193,7 +203,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
     let dataConnections = poolConnections;
     if (viaOpenSsh) {
       const masters = req.connections - 1;
-      if (await openSshOrStream(session, endpoint, { masters, channels: req.channels, jobId, reconnectTimeoutMs: req.reconnectTimeoutMs, explicit: req.via === 'openssh' }, ui)) {
+      if (await openSshOrStream(session, endpoint, { masters, channels: req.channels, jobId, reconnectTimeoutMs: req.reconnectTimeoutMs, explicit: req.via === 'openssh', early }, ui)) {
         via = 'openssh';
         dataConnections = masters;
       }
@@ -244,6 +254,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
     ok = outcome.kind === 'done' && outcome.summary.ok;
     return outcome;
   } finally {
+    await early?.discard();
     // A refused or dry run leaves nothing behind; an unfinished run keeps the helper's PID list for resume.
     await closeRemote(session, !started || (ok && !req.keepLogs));
   }
@@ -283,12 +294,13 @@ async function transfer(header: JobHeader, journal: JournalWriter, previous: Jou
 async function openSshOrStream(
   s: RemoteSession,
   endpoint: Endpoint,
-  o: { masters: number; channels: number; jobId: string; reconnectTimeoutMs: number; explicit: boolean },
+  o: { masters: number; channels: number; jobId: string; reconnectTimeoutMs: number; explicit: boolean; early?: OpenSshStart },
   ui: JobUi,
 ): Promise<boolean> {
   const onWarning = (message: string) => ui.emit({ type: 'warning', message });
   try {
-    await startOpenSshPath(s.helper, endpoint, { ...o, onWarning });
+    // OpenSSH's MaxSessions (10 by default) counts the master's own session too: refusals shrink the share.
+    await (o.early ?? new OpenSshStart(endpoint, { ...o, onWarning })).adopt(s.helper, o.channels, onWarning);
     return true;
   } catch (err) {
     if (o.explicit || !(err instanceof SshError)) throw err;
