@@ -56,7 +56,7 @@ export class RemoteHelper {
    * `--via openssh`: block workers run as sessions over these OpenSSH masters (each carrying up
    * to `sessionsPerMux`) instead of ssh2 channels; the ssh2 pool keeps the probe and housekeeping.
    */
-  private muxes: Array<{ mux: OpenSshMux; sessions: number; live: number; capacity: number; warned: boolean }> = [];
+  private muxes: Array<{ mux: OpenSshMux; workers: Set<HelperWorker>; opening: number; capacity: number; warned: boolean }> = [];
   private onMuxWarning?: (msg: string) => void;
 
   private constructor(
@@ -109,7 +109,7 @@ export class RemoteHelper {
 
   /** Carry block workers over these OpenSSH masters from now on, up to `sessions` on each. */
   useOpenSsh(muxes: OpenSshMux[], sessions: number, onWarning?: (msg: string) => void): void {
-    this.muxes = muxes.map((mux) => ({ mux, sessions: 0, live: 0, capacity: Math.max(1, sessions), warned: false }));
+    this.muxes = muxes.map((mux) => ({ mux, workers: new Set<HelperWorker>(), opening: 0, capacity: Math.max(1, sessions), warned: false }));
     this.onMuxWarning = onWarning;
   }
 
@@ -129,17 +129,16 @@ export class RemoteHelper {
    * server at its MaxSessions refuses the session, and that master then carries fewer.
    */
   private async openMuxWorker(cmd: string, signal?: AbortSignal): Promise<HelperWorker> {
-    const free = this.muxes.filter((m) => m.sessions < m.capacity);
-    if (!free.length) throw new SshError('SSH_NO_CHANNEL', 'every OpenSSH session is busy');
-    const m = free.reduce((a, b) => (b.sessions < a.sessions ? b : a));
-    m.sessions++;
-    let counted = true;
-    let live = false;
-    const done = () => {
-      if (counted) m.sessions--;
-      if (live) m.live--;
-      counted = live = false;
+    // A worker counts while it lives: one that died (its master's connection dropped, say)
+    // frees its place at once, before its client process has even exited.
+    const load = (m: (typeof this.muxes)[number]) => {
+      for (const w of m.workers) if (!w.alive) m.workers.delete(w);
+      return m.workers.size + m.opening;
     };
+    const free = this.muxes.filter((m) => load(m) < m.capacity);
+    if (!free.length) throw new SshError('SSH_NO_CHANNEL', 'every OpenSSH session is busy');
+    const m = free.reduce((a, b) => (load(b) < load(a) ? b : a));
+    m.opening++;
     try {
       for (let attempt = 1; ; attempt++) {
         await m.mux.ensure(signal);
@@ -155,7 +154,7 @@ export class RemoteHelper {
           // so the refusal is not necessarily its last line.
           const why = worker.stderrTail.split('\n').find((l) => /refused|prohibited|session request failed/i.test(l));
           if (why) {
-            m.capacity = Math.max(1, m.live);
+            m.capacity = Math.max(1, load(m) - 1);
             if (!m.warned) {
               m.warned = true;
               this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
@@ -167,14 +166,11 @@ export class RemoteHelper {
           if (attempt < MUX_OPEN_ATTEMPTS && !(await m.mux.check())) continue;
           throw err;
         }
-        session.once('close', done);
-        live = true;
-        m.live++;
+        m.workers.add(worker);
         return worker;
       }
-    } catch (err) {
-      done();
-      throw err;
+    } finally {
+      m.opening--;
     }
   }
 
