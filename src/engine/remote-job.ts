@@ -170,7 +170,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
     const where = `${endpoint.hosts[0]}:${spec.path}`;
     checkRemoteTarget(probe, where, source.size, req.force);
     const algo = chooseChecksum(req.checksum, probe);
-    const staging = viaOpenSsh ? undefined : chooseVia(req, engine, probe, Math.min(req.blockSize, source.size) || req.blockSize, jobId, (message) => ui.emit({ type: 'warning', message }));
+    const staging = viaOpenSsh ? undefined : chooseVia(req, engine, probe, Math.min(req.blockSize, source.size) || req.blockSize, jobId, onWarning);
     const blocks = planBlocks(source.size, req.blockSize);
     if (localRsync) {
       session.rsync = await RsyncSession.open(localRsync, { ...session, endpoint }, {

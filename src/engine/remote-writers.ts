@@ -8,9 +8,10 @@ import { CompressionPolicy, type CompressMode } from './compress.js';
 import { parseBwLimit, TokenBucket } from '../transport/bwlimit.js';
 
 /**
- * `--via` when not given: measured faster on a 1 GiB mixed image over loopback (README, "Data
- * path"; `node --import tsx benchmarks/via.mjs 3 1024`). `send` falls back to `stream` when it
- * was not asked for sftp and staging is not possible there, or with `--compress gzip`.
+ * `--via` when not given and `openssh` cannot work (one connection, no local `ssh`; see
+ * openssh-path.ts): sftp measured faster than stream on a 1 GiB mixed image over loopback
+ * (`node --import tsx benchmarks/via.mjs 3 1024`). `send` falls back to `stream` when it was not
+ * asked for sftp and staging is not possible there, or with `--compress gzip`.
  */
 export const DEFAULT_VIA = 'sftp' as const;
 
