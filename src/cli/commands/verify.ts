@@ -9,6 +9,7 @@ import { BlockReader } from '../../source/block-reader.js';
 import { probeDevice, probeSource } from '../../source/device.js';
 import { isRemoteSpec } from '../../transport/target-spec.js';
 import { blockSizeOf, positiveInt } from '../options.js';
+import { sshRequestOf } from '../ssh-options.js';
 import { printJson } from '../output.js';
 import { RunUi } from '../ui.js';
 
@@ -43,15 +44,8 @@ export const verifyCommand: CommandModule = {
             target: String(argv.target),
             blockSize,
             checksum: argv.checksum as ChecksumAlgo | 'auto',
-            connections: positiveInt(argv.connections, '--connections', 64),
-            channels: positiveInt(argv.channels, '--channels', 64),
-            port: argv.port as number | undefined,
-            user: argv.user as string | undefined,
-            identity: argv.identity as string[] | undefined,
-            knownHosts: argv['known-hosts'] as string | undefined,
-            sshConfig: argv['ssh-config'] as string | undefined,
-            acceptNewHostKey: Boolean(argv['accept-new-host-key']),
-            reconnectTimeoutMs: 60_000,
+            // verify has no --reconnect-timeout: a host gone for a minute ends it.
+            ...sshRequestOf({ ...argv, 'reconnect-timeout': '1m' }),
           },
           ui.jobUi(false),
         );
