@@ -218,6 +218,19 @@ direct_failed() {
   case $WF in *direct*) DIRECT_W=0 ;; esac
 }
 
+# `frame_failed LEN RC WHAT`: the dd taking a LEN-byte frame from stdin failed with RC. Keep the
+# framing: swallow what it left of the frame and report; when that cannot be known (killed by a
+# signal, no statistics), stop rather than read the rest of the frame as the next request.
+frame_failed() {
+  if [ "$2" -gt 128 ] || ! got=$(consumed_bytes "$1"); then
+    reply_err "$3 failed and frame length unknown (dd exit $2): $(first_err '?')"
+    exit 1
+  fi
+  rest=$(($1 - got))
+  [ "$rest" -gt 0 ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$rest" 2>/dev/null
+  reply_err "$3 failed: $(first_err "dd exit $2")"
+}
+
 # Hash TARGET[off, off+len) -> stdout "hex". dd's status travels on fd 3 because POSIX sh has
 # no pipefail, and a read error must not pass as the hash of the bytes that were read.
 hash_range() {
@@ -270,14 +283,7 @@ do_write() {
     hash_range "$off" "$len" "$algo"
     return
   fi
-  # Keep the framing: swallow what dd left of this frame, then report.
-  if [ "$rc" -gt 128 ] || ! got=$(consumed_bytes "$len"); then
-    reply_err "write failed and frame length unknown (dd exit $rc): $(first_err '?')"
-    exit 1
-  fi
-  rest=$((len - got))
-  [ "$rest" -gt 0 ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$rest" 2>/dev/null
-  reply_err "write failed: $(first_err "dd exit $rc")"
+  frame_failed "$len" "$rc" write
 }
 
 # F: the block arrived as a file in a staging dir (SFTP or rsync); it must hold exactly LEN bytes.
@@ -403,13 +409,7 @@ do_part() {
   [ "$rc" = 0 ] || direct_failed
   if [ "$rc" = 0 ] && [ "$(copied_bytes)" = "$len" ]; then printf 'OK\n'; return; fi
   if [ "$rc" = 0 ]; then reply_err "short part: $(copied_bytes) of $len bytes"; return; fi
-  if [ "$rc" -gt 128 ] || ! got=$(consumed_bytes "$len"); then
-    reply_err "part write failed and frame length unknown (dd exit $rc): $(first_err '?')"
-    exit 1
-  fi
-  rest=$((len - got))
-  [ "$rest" -gt 0 ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$rest" 2>/dev/null
-  reply_err "part write failed: $(first_err "dd exit $rc")"
+  frame_failed "$len" "$rc" 'part write'
 }
 
 # G: WIRE bytes of gzip (one or more members) inflating to LEN bytes at OFF. The first dd always
