@@ -11,7 +11,7 @@ import { SshPool } from '../../src/transport/ssh-pool.js';
 import { readFileSync } from 'node:fs';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
-import { childPids, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { childPids, poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -33,16 +33,7 @@ describe('remote/helper (real sshd)', function () {
   before(async function () {
     requireReal(this, 'root and sshd', sshdAvailable());
     sshd = await startSshd();
-    pool = await SshPool.open({
-      hosts: [sshd.host],
-      port: sshd.port,
-      user: sshd.user,
-      identityFiles: [sshd.clientKeyPath],
-      knownHostsFiles: [sshd.knownHostsPath],
-      acceptNewHostKey: false,
-      connections: 1,
-      channelsPerConnection: 4,
-    });
+    pool = await SshPool.open(poolOptions(sshd, { connections: 1, channelsPerConnection: 4 }));
     dir = await makeTempDir('ddt-helper-test-');
   });
   after(async () => {

@@ -14,7 +14,7 @@ import { SourceReadError } from '../../src/errors.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -47,16 +47,7 @@ describe('remote/remote-source (real sshd)', function () {
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     await initChecksums();
     sshd = await startSshd();
-    pool = await SshPool.open({
-      hosts: [sshd.host],
-      port: sshd.port,
-      user: sshd.user,
-      identityFiles: [sshd.clientKeyPath],
-      knownHostsFiles: [sshd.knownHostsPath],
-      acceptNewHostKey: false,
-      connections: 2,
-      channelsPerConnection: 2,
-    });
+    pool = await SshPool.open(poolOptions(sshd, { connections: 2, channelsPerConnection: 2 }));
     helper = await RemoteHelper.install(pool, { jobId: 'remote-source-test' });
     dir = await makeTempDir('ddt-remote-source-');
     file = join(dir, 'source.img');

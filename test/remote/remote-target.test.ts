@@ -13,7 +13,7 @@ import { RemoteTargetWriter } from '../../src/remote/remote-target.js';
 import { SshPool, type SshPoolOptions } from '../../src/transport/ssh-pool.js';
 import { attachLoop, loopAvailable, makeTempDir } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -36,19 +36,7 @@ function data(buf: Buffer, chunk = 256 * 1024): BlockPayload {
 
 const ZERO: BlockPayload = { kind: 'zero' };
 
-function options(sshd: TestSshd, over: Partial<SshPoolOptions> = {}): SshPoolOptions {
-  return {
-    hosts: [sshd.host],
-    port: sshd.port,
-    user: sshd.user,
-    identityFiles: [sshd.clientKeyPath],
-    knownHostsFiles: [sshd.knownHostsPath],
-    acceptNewHostKey: false,
-    connections: 2,
-    channelsPerConnection: 2,
-    ...over,
-  };
-}
+const options = (sshd: TestSshd, over: Partial<SshPoolOptions> = {}): SshPoolOptions => poolOptions(sshd, { connections: 2, channelsPerConnection: 2, ...over });
 
 describe('remote/remote-target (real sshd)', function () {
   this.timeout(120_000);

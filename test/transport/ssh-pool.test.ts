@@ -8,25 +8,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
 import { SshError } from '../../src/errors.js';
-import { SshPool, type SshPoolOptions } from '../../src/transport/ssh-pool.js';
+import { SshPool } from '../../src/transport/ssh-pool.js';
 import { requireReal } from '../harness/real.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
-
-function poolOptions(sshd: TestSshd, over: Partial<SshPoolOptions> = {}): SshPoolOptions {
-  return {
-    hosts: [sshd.host],
-    port: sshd.port,
-    user: sshd.user,
-    identityFiles: [sshd.clientKeyPath],
-    knownHostsFiles: [sshd.knownHostsPath],
-    acceptNewHostKey: false,
-    connections: 1,
-    channelsPerConnection: 4,
-    ...over,
-  };
-}
 
 /** Run a command on a channel and collect stdout. */
 async function output(pool: SshPool, cmd: string): Promise<string> {
