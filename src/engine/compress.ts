@@ -16,14 +16,9 @@ export type BlockPart =
 const WORTH_IT = 0.9;
 /** In `auto`, re-test compression on one part in this many while it is not paying. */
 const PROBE_EVERY = 16;
-/** In `auto`, send one block in this many as parts (the first one too): they keep measuring. */
-const PROBE_BLOCKS = 16;
+/** In `auto`, one block in this many sent whole lends a chunk to measure gzip (the first one too). */
+const SAMPLE_BLOCKS = 16;
 
-/**
- * Per-part compression decisions, shared by all channels of a run. `auto` compresses a part
- * only when gzip both shrinks the data and outruns the link: it measures gzip's own speed
- * (zlib's thread pool, off the event loop) against the wire speed the writers report.
- */
 export class CompressionPolicy {
   private gzipBytes = 0;
   private gzipMs = 0;
@@ -31,7 +26,7 @@ export class CompressionPolicy {
   private wireSince?: number;
   private recentRatio = 0.5;
   private skipped = 0;
-  private blocksDecided = 0;
+  private wholeBlocks = 0;
 
   constructor(readonly mode: CompressMode) {}
 
@@ -57,18 +52,50 @@ export class CompressionPolicy {
   /**
    * Send this block as parts (zero runs as commands, gzip where it shrinks) rather than whole?
    * Parts cost the target one dd per 1 MiB part and the sender a request each, worth it only
-   * while bytes on the link are dear. `auto` sends the first block and one in PROBE_BLOCKS as
-   * parts (they measure gzip and the link), others whole until the link, all channels together,
-   * is measured slower than gzip, then parts. On loopback whole blocks ran the 2 GiB mixed image
-   * at 0.84× dd|ssh against 1.27× as parts (benchmarks/RESULTS.md).
+   * while bytes on the link are dear. `auto` sends whole blocks until the link, all channels
+   * together, is measured slower than gzip (measured on samples, see `sampled`), then parts.
+   * On loopback whole blocks ran the 2 GiB mixed image at 0.84× dd|ssh against 1.27× as parts
+   * (benchmarks/RESULTS.md); a first block as parts, the earlier probe, held one channel
+   * ≈ 1.2 s against ≈ 0.85 s whole.
    */
   wantsParts(): boolean {
     if (this.mode === 'none') return false;
     if (this.mode === 'gzip') return true;
-    if (this.blocksDecided++ % PROBE_BLOCKS === 0) return true;
     const elapsed = this.wireSince === undefined ? 0 : performance.now() - this.wireSince;
     if (elapsed <= 1000 || this.gzipMs === 0) return false;
     return this.wireBytes / elapsed < this.gzipBytes / this.gzipMs;
+  }
+
+  /**
+   * `auto`, a block sent whole: the chunks as they are, but one block in SAMPLE_BLOCKS (the
+   * first one too) lends a copy of its first non-zero chunk to gzip in zlib's thread pool, off
+   * the data path, so gzip's speed and the data's ratio are known when the link turns slow.
+   */
+  async *sampled(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let sample = this.mode === 'auto' && this.wholeBlocks++ % SAMPLE_BLOCKS === 0;
+    for await (const chunk of chunks) {
+      if (sample && !chunk.equals(zeroChunk(chunk.length))) {
+        sample = false;
+        // A copy: the reader reuses the chunk's buffer once the next one is asked for.
+        this.measured = this.measure(Buffer.from(chunk)).catch(() => undefined);
+      }
+      yield chunk;
+    }
+  }
+
+  /** The latest sample's gzip (tests wait for it). */
+  measured: Promise<unknown> = Promise.resolve();
+
+  private async measure(chunk: Buffer): Promise<void> {
+    const t0 = performance.now();
+    const packed = await gzip(chunk, { level: constants.Z_BEST_SPEED });
+    this.noteGzip(chunk.length, packed.length, performance.now() - t0);
+  }
+
+  private noteGzip(bytes: number, packedBytes: number, ms: number): void {
+    this.gzipMs += ms;
+    this.gzipBytes += bytes;
+    this.recentRatio = this.recentRatio * 0.7 + (packedBytes / bytes) * 0.3;
   }
 
   /** Turn a chunk of a block into a part: zeros as a command, else raw or gzip. */
@@ -77,11 +104,8 @@ export class CompressionPolicy {
     if (!this.shouldTry()) return { kind: 'raw', offset, length: chunk.length, data: chunk };
     const t0 = performance.now();
     const packed = await gzip(chunk, { level: constants.Z_BEST_SPEED });
-    this.gzipMs += performance.now() - t0;
-    this.gzipBytes += chunk.length;
-    const ratio = packed.length / chunk.length;
-    this.recentRatio = this.recentRatio * 0.7 + ratio * 0.3;
-    return ratio < WORTH_IT ? { kind: 'gzip', offset, length: chunk.length, data: packed } : { kind: 'raw', offset, length: chunk.length, data: chunk };
+    this.noteGzip(chunk.length, packed.length, performance.now() - t0);
+    return packed.length / chunk.length < WORTH_IT ? { kind: 'gzip', offset, length: chunk.length, data: packed } : { kind: 'raw', offset, length: chunk.length, data: chunk };
   }
 
   /** The parts of a block, in order, from its payload chunks. */

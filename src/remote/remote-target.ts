@@ -72,7 +72,7 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
         }),
       );
     }
-    const chunks = throttled(payload.chunks, this.bucket, (c) => c.length, signal);
+    const chunks = throttled(policy ? policy.sampled(payload.chunks) : payload.chunks, this.bucket, (c) => c.length, signal);
     const sum = await this.withWorker(signal, (w) => w.write(block, { kind: 'data', chunks }, algo, signal));
     policy?.noteWire(block.length);
     payload.onWire?.(block.length);
