@@ -14,7 +14,9 @@ import { rewriteLegacyArgv } from './legacy.js';
 /** The only place that maps errors to exit codes and touches process.exit. */
 async function main(argv: string[]): Promise<void> {
   // The original script's `ddt --local_device … --TargetHost …` / `--restart REPORT` forms.
-  await yargs(rewriteLegacyArgv(argv))
+  const cli = yargs(rewriteLegacyArgv(argv));
+  skipHelpCache(cli);
+  await cli
     .scriptName('ddt')
     .usage('ddt <command>: move a whole block device or disk image, verified block by block, resumable')
     .command(sendCommand)
@@ -37,6 +39,18 @@ async function main(argv: string[]): Promise<void> {
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .parseAsync();
+}
+
+/**
+ * yargs renders a command's whole help text before running its handler, to have it at hand
+ * for a later failure: ≈ 45 ms of string measuring on the event loop at the start of every
+ * run, while the run's first I/O waits. Our `.fail` prints one line and never that text
+ * (`--help` renders its own), so the cache is skipped. Internal API: if a yargs release drops
+ * it, nothing breaks, start-up is just slower again.
+ */
+function skipHelpCache(cli: unknown): void {
+  const usage = (cli as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
 main(hideBin(process.argv)).catch((err: unknown) => {
