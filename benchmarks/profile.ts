@@ -15,7 +15,7 @@
 // As root; everything it creates is removed at the end and on Ctrl-C.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,7 @@ import { registerCleanup, runCleanups } from '../test/harness/hooks.js';
 import { attachLoop, fileOfSize, makeTempDir } from '../test/harness/loop.js';
 import { startSshd } from '../test/harness/sshd.js';
 import { cpuProfileTop } from './lib/cpuprof.js';
+import { snapshotCli } from './lib/snapshot.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -39,14 +40,7 @@ const { values: o } = parseArgs({
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const out = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
 
-// Same snapshot approach as run.ts: compile src/ privately unless --no-build.
-const snap = join(here, `.ddt-snapshot-profile-${process.pid}`);
-registerCleanup(() => rmSync(snap, { recursive: true, force: true }));
-mkdirSync(snap, { recursive: true });
-if (o['no-build']) execFileSync('cp', ['-r', join(root, 'dist'), join(snap, 'dist')]);
-else execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'tsconfig.json'), '--outDir', join(snap, 'dist')]);
-execFileSync('cp', ['-r', join(root, 'native'), join(snap, 'native')]);
-const cli = join(snap, 'dist/cli/main.js');
+const cli = snapshotCli(root, join(here, `.ddt-snapshot-profile-${process.pid}`), { noBuild: o['no-build'] });
 
 const mib = Number(o.mib);
 const s = await startSshd();

@@ -8,15 +8,16 @@
 // compiled snapshot of ddt) is removed at the end, on error and on Ctrl-C.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { registerCleanup, runCleanups } from '../test/harness/hooks.js';
+import { runCleanups } from '../test/harness/hooks.js';
 import { fileOfSize, loopAvailable, makeTempDir, removeTempDirs } from '../test/harness/loop.js';
 import { sshdAvailable, startSshd } from '../test/harness/sshd.js';
 import { machine } from './lib/machine.js';
+import { snapshotCli } from './lib/snapshot.js';
 import type { Server } from './lib/measure.js';
 import { ddt, TCP_LINK, type Endpoint, type Method } from './lib/methods.js';
 import { createShapedLink, startSshdIn, type NetnsSshd, type ShapedLink } from './lib/netns.js';
@@ -93,29 +94,13 @@ if (opts.methods) {
   for (const sc of all) sc.methods = sc.methods.filter((m) => keep.includes(m.id) || (m.id.startsWith('ddt-') && opts.variant?.some((v) => `ddt-${v.slice(0, v.indexOf('='))}` === m.id)));
 }
 
-// ddt as it is now, compiled into a private snapshot inside the repo (so node_modules and
-// package.json's "type": "module" resolve): others may rebuild dist/ during a 30-minute run.
-function snapshotCli(): string {
-  const dir = join(here, `.ddt-snapshot-${process.pid}`);
-  registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(dir, { recursive: true });
-  if (opts['no-build']) {
-    if (!existsSync(join(root, 'dist/cli/main.js'))) fail('dist/ is missing: run npm run build, or drop --no-build');
-    cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
-  } else {
-    log('compiling src/ into a private snapshot (tsc)');
-    try {
-      execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'tsconfig.json'), '--outDir', join(dir, 'dist')], { stdio: 'pipe' });
-    } catch (err) {
-      fail(`tsc failed:\n${String((err as { stdout?: Buffer }).stdout ?? err)}`);
-    }
-  }
-  cpSync(join(root, 'native'), join(dir, 'native'), { recursive: true });
-  return join(dir, 'dist/cli/main.js');
-}
-
 async function main(): Promise<void> {
-  const cli = snapshotCli();
+  let cli: string;
+  try {
+    cli = snapshotCli(root, join(here, `.ddt-snapshot-${process.pid}`), { noBuild: Boolean(opts['no-build']), log });
+  } catch (err) {
+    fail((err as Error).message);
+  }
   const work = await makeTempDir('ddt-bench-');
   const info = machine(root);
   log(`machine: ${info.cores} cores, ${info['CPU model']}; ${quick ? 'quick' : 'full'} run, ${runs} round(s); work dir ${work}`);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { exitCodeOf, messageOf, ExitCode } from '../errors.js';
@@ -36,9 +37,14 @@ async function main(argv: string[]): Promise<void> {
     })
     .epilogue("The original dd-transfer script's form works too: ddt --local_device SRC --remote_device DEV --TargetHost HOST [--remote_transfer_dir DIR] [--ssh_port N] [--keep_logs] is ddt send; ddt --restart REPORT is ddt resume.")
     .help()
-    .version()
+    .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .parseAsync();
+}
+
+/** package.json's version: src/cli (tsx) and dist/cli (the bundle) are both two levels below it. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 /**

@@ -1,0 +1,33 @@
+// ddt as it is now, built into a private snapshot inside the repo (so node_modules and
+// package.json's "type": "module" resolve): others may rebuild dist/ during a long run.
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { registerCleanup } from '../../test/harness/hooks.js';
+
+/**
+ * Build `root`'s src/ the way `npm run build` does (tsc, then package.json's `bundle` script
+ * run inside the snapshot), or copy its dist/ with `noBuild`, plus native/ and package.json.
+ * Returns the CLI's path.
+ */
+export function snapshotCli(root: string, dir: string, o: { noBuild?: boolean; log?: (msg: string) => void } = {}): string {
+  registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(dir, { recursive: true });
+  if (o.noBuild) {
+    if (!existsSync(join(root, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run npm run build, or drop --no-build');
+    cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
+  } else {
+    o.log?.('building src/ into a private snapshot (tsc, then the bundle)');
+    const bin = join(root, 'node_modules/.bin');
+    try {
+      execFileSync(join(bin, 'tsc'), ['-p', join(root, 'tsconfig.json'), '--outDir', join(dir, 'dist')], { stdio: 'pipe' });
+      const bundle = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { bundle: string } }).scripts.bundle;
+      execFileSync('sh', ['-c', bundle], { cwd: dir, stdio: 'pipe', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    } catch (err) {
+      throw new Error(`build failed:\n${String((err as { stdout?: Buffer }).stdout ?? '')}${String((err as { stderr?: Buffer }).stderr ?? err)}`);
+    }
+  }
+  cpSync(join(root, 'native'), join(dir, 'native'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(dir, 'package.json')); // ddt --version reads it
+  return join(dir, 'dist/cli/main.js');
+}
