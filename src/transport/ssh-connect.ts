@@ -5,10 +5,21 @@
  * retried, the others may be (see ssh-pool).
  */
 import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
+import { createRequire } from 'node:module';
+import type * as Ssh2 from 'ssh2';
 import type { AlgorithmList, AnyAuthMethod, CipherAlgorithm, Client, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
 import { SshError } from '../errors.js';
 import { appendKnownHost, checkHostKey, knownHostName, knownKeyTypes } from './known-hosts.js';
+
+let ssh2Module: typeof Ssh2 | undefined;
+/**
+ * ssh2, loaded on first use rather than with the CLI: loading it takes ≈ 50 ms of the event
+ * loop, and a send spawns its OpenSSH masters (whose connect is the longest step before the
+ * first block) before it needs ssh2.
+ */
+function ssh2(): typeof Ssh2 {
+  return (ssh2Module ??= createRequire(import.meta.url)('ssh2') as typeof Ssh2);
+}
 
 export interface SshEndpoint {
   host: string;
@@ -78,7 +89,7 @@ export function loadAuthMethods(user: string, s: SshAuthSettings): AnyAuthMethod
       s.onWarning?.(`identity file ${file} not readable (${(err as NodeJS.ErrnoException).code ?? err}); skipped`);
       continue;
     }
-    const parsed = ssh2.utils.parseKey(key);
+    const parsed = ssh2().utils.parseKey(key);
     if (parsed instanceof Error) {
       const why = /encrypt|passphrase/i.test(parsed.message) ? 'encrypted; load it into ssh-agent' : parsed.message;
       s.onWarning?.(`identity file ${file} skipped: ${why}`);
@@ -144,7 +155,7 @@ export async function connectSsh(
     throw new SshError('SSH_NO_AUTH', 'no way to authenticate: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)');
   }
   const preferred = hostKeyPreference(await knownKeyTypes(s.knownHostsFiles, ep.host, ep.port));
-  const client = new ssh2.Client();
+  const client = new (ssh2().Client)();
   return new Promise<Client>((resolve, reject) => {
     let hostKeyError: SshError | undefined;
     let ready = false;
