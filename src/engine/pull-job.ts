@@ -77,7 +77,7 @@ export async function runPull(req: PullRequest, ui: JobUi): Promise<JobOutcome> 
   const journalPath = req.journal ?? defaultJournalPath();
   JournalWriter.assertFree(journalPath);
   const jobId = `${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(4).toString('hex')}`;
-  const session = await openRemote(endpoint, { ...req, jobId }, ui);
+  const session = await openRemote(endpoint, { ...req, jobId, probe: { target: spec.path } }, ui);
   let ok = false;
   let started = false;
   try {

@@ -5,7 +5,7 @@ import { SshError, UsageError } from '../errors.js';
 import { defaultJournalPath, JournalWriter, type JournalState } from '../journal/journal.js';
 import { JOURNAL_VERSION, type JobHeader } from '../journal/records.js';
 import { planBlocks, validateBlockSize } from '../plan/block-plan.js';
-import { RemoteHelper } from '../remote/helper.js';
+import { RemoteHelper, type InstallOptions } from '../remote/helper.js';
 import type { RemoteProbe } from '../remote/probe.js';
 import { validateRemotePath } from '../remote/quote.js';
 import { identityChange, probeSource } from '../source/device.js';
@@ -62,7 +62,7 @@ export interface RemoteSession {
 /** Connect with at most `connections` TCP connections (setup included) and install the helper. */
 export async function openRemote(
   e: Endpoint,
-  o: { connections: number; channels: number; acceptNewHostKey: boolean; reconnectTimeoutMs: number; jobId: string },
+  o: { connections: number; channels: number; acceptNewHostKey: boolean; reconnectTimeoutMs: number; jobId: string; probe?: InstallOptions['probe'] },
   ui: JobUi,
 ): Promise<RemoteSession> {
   const pool = await SshPool.open({
@@ -79,7 +79,7 @@ export async function openRemote(
     onWarning: (msg) => ui.emit({ type: 'warning', message: msg }),
   });
   try {
-    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, signal: ui.signal });
+    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, signal: ui.signal, probe: o.probe });
     return { pool, helper };
   } catch (err) {
     await pool.close();
@@ -158,7 +158,7 @@ export async function runSend(req: SendRequest, ui: JobUi): Promise<JobOutcome> 
   const early = viaOpenSsh && !req.acceptNewHostKey ? new OpenSshStart(endpoint, { masters: req.connections - 1, jobId, reconnectTimeoutMs: req.reconnectTimeoutMs, onWarning }) : undefined;
   let session: RemoteSession;
   try {
-    session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId }, ui);
+    session = await openRemote(endpoint, { ...req, connections: poolConnections, jobId, probe: { target: spec.path, remoteDir: req.remoteDir } }, ui);
   } catch (err) {
     await early?.discard();
     throw err;

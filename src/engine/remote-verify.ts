@@ -34,7 +34,7 @@ export async function verifyRemote(req: RemoteVerifyRequest, ui: JobUi, onBlock?
   const source = await probeSource(req.source);
   const endpoint = await resolveEndpoint(spec, req);
   const jobId = `verify-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(4).toString('hex')}`;
-  const session = await openRemote(endpoint, { ...req, jobId }, ui);
+  const session = await openRemote(endpoint, { ...req, jobId, probe: { target: spec.path } }, ui);
   let reader: BlockReader | undefined;
   let target: RemoteTargetWriter | undefined;
   try {

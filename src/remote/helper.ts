@@ -27,7 +27,8 @@ const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MUX_OPEN_ATTEMPTS = 4;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
-// script atomically, prints the absolute path. Arguments: $1 base dir ('' = ~/.ddt), $2 job id.
+// script atomically, prints the absolute path. Arguments: $1 base dir ('' = ~/.ddt), $2 job id,
+// then optionally the probe's arguments: its answer follows the path.
 const INSTALL_SCRIPT = [
   'set -e',
   'umask 077',
@@ -41,6 +42,9 @@ const INSTALL_SCRIPT = [
   'mv -f "$d/ddt-helper.sh.new" "$d/ddt-helper.sh"',
   'cd "$d"',
   'pwd -P',
+  // $3 [$4]: probe TARGET [REMOTE_DIR] in the same round trip.
+  'shift 2',
+  '[ $# -eq 0 ] || exec sh "$d/ddt-helper.sh" probe "$@"',
 ].join('; '); // one line: also survives csh-family login shells
 
 export interface InstallOptions {
@@ -48,6 +52,11 @@ export interface InstallOptions {
   /** Parent of the work dir on the remote host; default `$HOME/.ddt`. */
   workDirBase?: string;
   signal?: AbortSignal;
+  /**
+   * Probe this target (and remote dir) in the same round trip as the install: one exec channel
+   * less before the first block. `probe()` with the same arguments then answers from it, once.
+   */
+  probe?: { target: string; remoteDir?: string };
 }
 
 export class RemoteHelper {
@@ -58,6 +67,8 @@ export class RemoteHelper {
    */
   private muxes: Array<{ mux: OpenSshMux; workers: Set<HelperWorker>; opening: number; capacity: number; warned: boolean }> = [];
   private onMuxWarning?: (msg: string) => void;
+  /** The install's probe (InstallOptions.probe): its arguments and what it gave. */
+  private installProbe?: { target: string; remoteDir?: string; result: RemoteProbe | Error };
 
   private constructor(
     readonly pool: SshPool,
@@ -69,14 +80,27 @@ export class RemoteHelper {
   static async install(pool: SshPool, opts: InstallOptions): Promise<RemoteHelper> {
     if (!JOB_ID.test(opts.jobId)) throw new UsageError('BAD_JOB_ID', `job id ${JSON.stringify(opts.jobId)} is not [A-Za-z0-9._-]`);
     if (opts.workDirBase !== undefined) validateRemotePath(opts.workDirBase, 'remote work dir');
+    const probeArgs = opts.probe ? probeArgsOf(opts.probe.target, opts.probe.remoteDir) : [];
     const script = await readFile(HELPER_SCRIPT_URL);
-    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', opts.workDirBase ?? '', opts.jobId);
+    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', opts.workDirBase ?? '', opts.jobId, ...probeArgs);
     const res = await runRemote(pool, cmd, { stdin: script, signal: opts.signal });
-    const dir = res.stdout.trim();
-    if (res.code !== 0 || !dir.startsWith('/') || dir.includes('\n')) {
+    // The path is printed once the install has worked; with a probe, its answer and exit status follow.
+    const newline = res.stdout.indexOf('\n');
+    const dir = opts.probe ? res.stdout.slice(0, Math.max(newline, 0)) : res.stdout.trim();
+    if ((!opts.probe && res.code !== 0) || !dir.startsWith('/') || dir.includes('\n')) {
       throw new SshError('REMOTE_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || `exit ${res.code}`}`);
     }
-    return new RemoteHelper(pool, opts.jobId, dir);
+    const helper = new RemoteHelper(pool, opts.jobId, dir);
+    if (opts.probe) {
+      let result: RemoteProbe | Error;
+      try {
+        result = parseProbe(checkedOutput('probe', { ...res, stdout: res.stdout.slice(newline + 1) }));
+      } catch (err) {
+        result = err as Error;
+      }
+      helper.installProbe = { ...opts.probe, result };
+    }
+    return helper;
   }
 
   get scriptPath(): string {
@@ -85,10 +109,13 @@ export class RemoteHelper {
 
   /** Facts about `target` and the remote host (size, mounts, tools); `remoteDir` for free space. */
   async probe(target: string, remoteDir?: string, signal?: AbortSignal): Promise<RemoteProbe> {
-    validateRemotePath(target, 'remote target');
-    const args = remoteDir === undefined ? [] : [validateRemotePath(remoteDir, 'remote dir')];
-    const res = await this.run(['probe', target, ...args], signal);
-    return parseProbe(res);
+    const early = this.installProbe;
+    if (early && early.target === target && early.remoteDir === remoteDir) {
+      this.installProbe = undefined;
+      if (early.result instanceof Error) throw early.result;
+      return early.result;
+    }
+    return parseProbe(await this.run(['probe', ...probeArgsOf(target, remoteDir)], signal));
   }
 
   /** Create a sparse regular file of `size` bytes if `target` does not exist. True if created. */
@@ -186,11 +213,19 @@ export class RemoteHelper {
   }
 
   private async run(args: string[], signal?: AbortSignal): Promise<string> {
-    const res = await runRemote(this.pool, shCommand('sh', this.scriptPath, ...args), { signal });
-    if (res.code === 2) throw new UsageError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${args[0]}: bad arguments`);
-    if (res.code !== 0) {
-      throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper ${args[0]} failed: ${lastLine(res.stderr) || `exit ${res.code ?? res.signal}`}`);
-    }
-    return res.stdout;
+    return checkedOutput(args[0]!, await runRemote(this.pool, shCommand('sh', this.scriptPath, ...args), { signal }));
   }
+}
+
+function probeArgsOf(target: string, remoteDir?: string): string[] {
+  return [validateRemotePath(target, 'remote target'), ...(remoteDir === undefined ? [] : [validateRemotePath(remoteDir, 'remote dir')])];
+}
+
+/** A helper subcommand's stdout, or its failure: exit 2 is a usage error (exit 2 of ddt too). */
+function checkedOutput(sub: string, res: { code: number | null; signal?: string | null; stdout: string; stderr: string }): string {
+  if (res.code === 2) throw new UsageError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${sub}: bad arguments`);
+  if (res.code !== 0) {
+    throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || `exit ${res.code ?? res.signal}`}`);
+  }
+  return res.stdout;
 }

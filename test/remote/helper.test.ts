@@ -85,6 +85,26 @@ describe('remote/helper (real sshd)', function () {
     await helper.cleanup();
   });
 
+  it('install can probe in the same round trip: probe() with those arguments answers from it once, then asks again', async () => {
+    const file = join(dir, 'early.img');
+    await fileOfSize(file, MiB, 'zero');
+    const helper = await RemoteHelper.install(pool, { jobId: 'probe-early', probe: { target: file, remoteDir: dir } });
+    assert.equal(existsSync(join(helper.workDir, 'ddt-helper.sh')), true, 'installed as without the probe');
+    const early = await helper.probe(file, dir);
+    assert.equal(early.size, MiB);
+    await writeFile(file, Buffer.alloc(2 * MiB)); // a second probe() must see this, not the install's answer
+    assert.equal((await helper.probe(file, dir)).size, 2 * MiB);
+    await helper.cleanup();
+    // Its arguments are checked as probe()'s are, before anything runs remotely; quoted as one argument each.
+    const odd = await RemoteHelper.install(pool, { jobId: 'probe-early-2', probe: { target: `${dir}/x\u0000y` } }).catch((e: unknown) => e);
+    assert.ok(odd instanceof UsageError, 'a path the client refuses never reaches the remote host');
+    const quoted = `${dir}/t; touch pwned4`;
+    const q = await RemoteHelper.install(pool, { jobId: 'probe-early-3', probe: { target: quoted } });
+    assert.equal((await q.probe(quoted)).exists, false);
+    assert.equal(existsSync(join(sshd.home, 'pwned4')), false);
+    await q.cleanup();
+  });
+
   it('probes a loop device: size, sector, mounted, and the backing file as held', async function () {
     requireReal(this, 'loop devices', loopAvailable());
     const helper = await RemoteHelper.install(pool, { jobId: 'probe-loop' });
