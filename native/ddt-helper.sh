@@ -13,6 +13,13 @@
 # serve protocol, one request at a time; every answer is one line, `OK <hex>` or `ERR <text>`:
 #   W <offset> <length> <algo>\n<length bytes>   write, flush, read back, hash
 #   Z <offset> <length> <algo>\n                 write zeros (no data on the wire), hash
+#   W|Z <offset> <length> <algo> defer\n…        the same, but where the write and the read-back
+#                                                both bypass the page cache (O_DIRECT) the flush
+#                                                is left to a later Y and the answer is
+#                                                `OK <hex> deferred`: the bytes read back came
+#                                                from the device, they are not yet durable
+#   Y 0 0\n                                      flush the target (fsync), answered `OK`: every
+#                                                write answered before Y was sent is durable
 #   H <offset> <length> <algo>\n                 hash the range as it is
 #   F <offset> <length> <algo> <file>\n          write a staged block file (sftp/rsync paths) at
 #                                                offset, flush, read back, hash; the file is
@@ -46,6 +53,7 @@ export PATH
 NL='
 '
 BS=1048576
+DEFER=0 NOTE=''
 
 usage() {
   printf 'ddt-helper: %s\n' "$*" >&2
@@ -213,6 +221,16 @@ wflags() {
   if [ "$DIRECT_W" = 1 ] && [ $(($1 % 4096)) -eq 0 ] && [ $(($2 % 4096)) -eq 0 ]; then WF=seek_bytes,direct; fi
 }
 
+# FC, what dd's conv gets for the flush: `,fsync`, or nothing when this request may defer its
+# flush (DEFER=1, a `defer` request) and the write goes O_DIRECT (WF, from wflags): then the
+# read-back is O_DIRECT too (DIRECT_W implies DIRECT, same alignment), it proves what the device
+# holds, and the answer says `deferred` (NOTE). A buffered write is always flushed: its
+# read-back would come from the page cache.
+flush_conv() {
+  FC=,fsync NOTE=''
+  case $DEFER$WF in 1*direct*) FC='' NOTE=' deferred' ;; esac
+}
+
 # A write with oflag=direct failed: write buffered from now on (the client re-sends the block).
 direct_failed() {
   case $WF in *direct*) DIRECT_W=0 ;; esac
@@ -262,7 +280,7 @@ hash_range() {
   if [ "$rc" != 0 ]; then reply_err "read-back failed: $(first_err "dd exit $rc")"; return 1; fi
   if [ "$(copied_bytes)" != "$len" ]; then reply_err "read-back short: $(copied_bytes) of $len bytes (range beyond end of target?)"; return 1; fi
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return 1; fi
-  printf 'OK %s\n' "$hex"
+  printf 'OK %s%s\n' "$hex" "$NOTE"
 }
 
 # W: dd takes exactly LEN bytes from stdin (fullblock + count_bytes: its last read asks only
@@ -271,8 +289,9 @@ hash_range() {
 do_write() {
   off=$1 len=$2 algo=$3
   wflags "$off" "$len" "$OFLAGS"
+  flush_conv
   dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat,fsync 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
   rc=$?
   [ "$rc" = 0 ] || direct_failed
   if [ "$rc" = 0 ]; then
@@ -311,8 +330,9 @@ do_file() {
 do_zero() {
   off=$1 len=$2 algo=$3
   wflags "$off" "$len" "$OFLAGS"
+  flush_conv
   dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat,fsync 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
   rc=$?
   if [ "$rc" = 0 ]; then
     hash_range "$off" "$len" "$algo"
@@ -445,6 +465,16 @@ do_zeropart() {
   fi
 }
 
+# Y: flush the target; every write that finished before is then durable (fsync works on the
+# device or file, whichever process wrote).
+do_flush() {
+  if dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"; then
+    printf 'OK\n'
+  else
+    reply_err "flush failed: $(first_err '?')"
+  fi
+}
+
 # S: the parts of a block are all written: flush (fsync of the target), then prove the range.
 do_sync() {
   off=$1 len=$2 algo=$3
@@ -478,10 +508,11 @@ serve() {
   # the read-back then comes from the device where O_DIRECT is not usable.
   dd_supports oflag=nocache && OFLAGS=seek_bytes,nocache
   while IFS=' ' read -r op off len algo extra; do
+    DEFER=0 NOTE=''
     case $op in
       Q) break ;;
       '') continue ;;
-      W | Z | H | F | R | P | G | E | S | N) ;;
+      W | Z | H | F | R | P | G | E | S | N | Y) ;;
       *) reply_err "unknown request '$op'"; exit 1 ;;
     esac
     if ! is_uint "${len:-}"; then
@@ -497,6 +528,9 @@ serve() {
       if is_uint "${off:-}" && [ -z "${extra:-}" ]; then do_gzpart "$off" "$len" "${algo:-}"; else reply_err "bad request header"; exit 1; fi
       continue
     fi
+    if [ "${extra:-}" = defer ]; then
+      case $op in W | Z) DEFER=1 extra='' ;; esac
+    fi
     if ! is_uint "${off:-}" || [ -n "${extra:-}" ]; then
       case $op in W | P) dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null ;; esac
       reply_err "bad request header"
@@ -511,6 +545,7 @@ serve() {
       E) do_zeropart "$off" "$len" ;;
       S) do_sync "$off" "$len" "${algo:-}" ;;
       N) printf 'OK\n' ;;
+      Y) do_flush ;;
     esac
   done
   # Nothing is removed here: err.PID (the last dd diagnostics) stays for --keep-logs;

@@ -4,6 +4,7 @@ import { SourceReadError, SshError, messageOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { HashAhead } from './hash-ahead.js';
+import type { OpenedBlock } from '../source/block-reader.js';
 import type { BlockRef, SourceReader, TargetHasher, TargetWriter } from './types.js';
 
 export interface PipelineOptions {
@@ -85,8 +86,57 @@ export async function runPipeline(
     return true;
   }
 
-  async function attempt(block: BlockRef, first: boolean): Promise<boolean> {
-    if (first && (await alreadyThere(block))) return true;
+  /** A verified block: journal, counters, progress. */
+  async function proven(block: BlockRef, opened: OpenedBlock, src: string, tgt: string, zero: boolean): Promise<void> {
+    recordBad(block, await opened.badRanges);
+    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data' });
+    counters.verified++;
+    if (zero) counters.zeroBlocks++;
+    emit({ type: 'block', index: block.index, state: zero ? 'zero' : 'verified', bytes: block.length });
+  }
+
+  /**
+   * A block whose read-back matched but whose flush is still to come (a writer with
+   * `durable`): proven once the flush is done, off the queue, so its slot takes the next block
+   * meanwhile. A failed flush is a failed attempt: re-queued while retries last.
+   */
+  const settling = new Set<Promise<void>>();
+  function settleLater(block: BlockRef, n: number, opened: OpenedBlock, src: string, tgt: string, zero: boolean): void {
+    const p = writer
+      .durable!(block, runSignal)
+      .then(
+        () => proven(block, opened, src, tgt, zero),
+        (err: unknown) => {
+          if (runSignal.aborted) return;
+          failedAttempt(block, err, 'flush failed');
+          if (runSignal.aborted) return;
+          if (n < opts.retries) void queue.add(() => processBlock(block, n + 1));
+          else gaveUp(block);
+        },
+      )
+      .finally(() => settling.delete(p));
+    settling.add(p);
+  }
+
+  /** Journal a failed attempt; a failure that will not go away by retrying stops the run. */
+  function failedAttempt(block: BlockRef, err: unknown, what?: string): void {
+    const reason = what ? `${what}: ${messageOf(err)}` : messageOf(err);
+    journal.block({ block: block.index, state: 'failed', reason });
+    if (decideFailure(err) === 'abort') {
+      counters.fatal ??= err;
+      stop.abort();
+      return;
+    }
+    counters.lastError = `block ${block.index}: ${reason}`;
+  }
+
+  function gaveUp(block: BlockRef): void {
+    counters.failed++;
+    emit({ type: 'block', index: block.index, state: 'failed', bytes: block.length });
+  }
+
+  async function attempt(block: BlockRef, n: number): Promise<boolean> {
+    if (n === 0 && (await alreadyThere(block))) return true;
     const opened = await reader.openBlock(block, opts.algo);
     emit({ type: 'block', index: block.index, state: 'read', bytes: block.length });
     const zero = opened.payload.kind === 'zero';
@@ -115,37 +165,28 @@ export async function runPipeline(
       counters.lastError = `block ${block.index}: target checksum ${tgt} != source ${src}`;
       return false;
     }
-    recordBad(block, await opened.badRanges);
-    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data' });
-    counters.verified++;
-    if (zero) counters.zeroBlocks++;
-    emit({ type: 'block', index: block.index, state: zero ? 'zero' : 'verified', bytes: block.length });
+    if (writer.durable) settleLater(block, n, opened, src, tgt, zero);
+    else await proven(block, opened, src, tgt, zero);
     return true;
   }
 
-  async function processBlock(block: BlockRef): Promise<void> {
-    for (let n = 0; n <= opts.retries; n++) {
+  /** Attempts `from`..retries of a block (a re-queued block continues its count). */
+  async function processBlock(block: BlockRef, from = 0): Promise<void> {
+    for (let n = from; n <= opts.retries; n++) {
       if (runSignal.aborted) return;
       if (n > 0) {
         counters.retransmitted++;
         emit({ type: 'block', index: block.index, state: 'retry', bytes: block.length });
       }
       try {
-        if (await attempt(block, n === 0)) return;
+        if (await attempt(block, n)) return;
       } catch (err) {
         if (runSignal.aborted) return;
-        if (decideFailure(err) === 'abort') {
-          journal.block({ block: block.index, state: 'failed', reason: messageOf(err) });
-          counters.fatal ??= err;
-          stop.abort();
-          return;
-        }
-        counters.lastError = `block ${block.index}: ${messageOf(err)}`;
-        journal.block({ block: block.index, state: 'failed', reason: messageOf(err) });
+        failedAttempt(block, err);
+        if (runSignal.aborted) return;
       }
     }
-    counters.failed++;
-    emit({ type: 'block', index: block.index, state: 'failed', bytes: block.length });
+    gaveUp(block);
   }
 
   const queue = new PQueue({ concurrency: Math.max(1, opts.concurrency) });
@@ -157,6 +198,11 @@ export async function runPipeline(
     void queue.add(() => processBlock(block));
   }
   await queue.onIdle();
+  // Blocks waiting for their flush; a failed one is re-queued, so go round until both are empty.
+  while (settling.size) {
+    await Promise.all([...settling]);
+    await queue.onIdle();
+  }
   counters.interrupted = signal.aborted;
   return counters;
 }

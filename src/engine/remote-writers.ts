@@ -35,7 +35,13 @@ export async function openRemoteWriter(
   switch (header.via ?? 'stream') {
     case 'stream':
     case 'openssh': // the same helper requests; the helper's workers run over OpenSSH sessions
-      return RemoteTargetWriter.open(session.helper, header.target.path, { workers: o.channels, signal: o.signal, ...linkShaping(header) });
+      // openssh leaves the ssh2 connection idle: its flusher lets blocks skip an fsync each.
+      return RemoteTargetWriter.open(session.helper, header.target.path, {
+        workers: o.channels,
+        signal: o.signal,
+        ...linkShaping(header),
+        deferFlush: session.helper.openSshMasters.length > 0,
+      });
     case 'sftp':
       // Staged files hold the block as it is: no --compress on this path, --bwlimit applies.
       return openSftpWriter(header, session.helper, { ...o, bucket: linkShaping(header).bucket });

@@ -24,8 +24,13 @@ export type BlockPayload =
  * was flushed, so a remote target proves a block in one round trip.
  */
 export interface TargetWriter {
-  /** Write `payload` at `block.offset`, flush, re-read the range and return its checksum. */
+  /** Write `payload` at `block.offset`, flush (or see `durable`), re-read the range and return its checksum. */
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
+  /**
+   * A writer that may answer before its flush (group commit) has this: it resolves once the
+   * block's last write is durable. The journal records a block verified only after it.
+   */
+  durable?(block: BlockRef, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
   abort(): Promise<void>;
 }

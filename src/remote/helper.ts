@@ -127,11 +127,24 @@ export class RemoteHelper {
 
   /** A block worker on its own channel. `wait: false`: fail instead of waiting for a free slot. */
   async openWorker(target: string, opts: { signal?: AbortSignal; wait?: boolean } = {}): Promise<HelperWorker> {
-    validateRemotePath(target, 'remote target');
-    const cmd = shCommand('sh', this.scriptPath, 'serve', target, this.workDir);
+    const cmd = this.serveCommand(target);
     if (this.muxes.length) return this.openMuxWorker(cmd, opts.signal);
     const ch = await this.pool.exec(cmd, opts);
     return new HelperWorker<ClientChannel>(this.pool, ch, `worker ${++this.workerCount}`);
+  }
+
+  /**
+   * A worker on the ssh2 connection even when block workers run over OpenSSH (`--via openssh`
+   * leaves that connection idle during the transfer): the flusher of deferred writes.
+   */
+  async openControlWorker(target: string, opts: { signal?: AbortSignal; wait?: boolean } = {}): Promise<HelperWorker> {
+    const ch = await this.pool.exec(this.serveCommand(target), opts);
+    return new HelperWorker<ClientChannel>(this.pool, ch, 'flusher');
+  }
+
+  private serveCommand(target: string): string {
+    validateRemotePath(target, 'remote target');
+    return shCommand('sh', this.scriptPath, 'serve', target, this.workDir);
   }
 
   /** Carry block workers over these OpenSSH masters from now on, up to `sessions` on each. */

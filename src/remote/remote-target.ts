@@ -12,6 +12,7 @@ import type { CompressionPolicy } from '../engine/compress.js';
 import { throttled, type TokenBucket } from '../transport/bwlimit.js';
 import type { HelperWorker } from './worker.js';
 import { WorkerPool } from './worker-pool.js';
+import { GroupFlush } from './group-flush.js';
 
 export interface RemoteTargetOptions {
   /** Upper bound on workers; default: every channel the pool has. */
@@ -21,6 +22,13 @@ export interface RemoteTargetOptions {
   compress?: CompressionPolicy;
   /** `--bwlimit`: one bucket for every channel. */
   bucket?: TokenBucket;
+  /**
+   * Defer flushes (group commit): whole blocks are written without an fsync each where the
+   * helper writes and reads back with O_DIRECT, and `durable()` waits for a shared flush run by
+   * a flusher worker on a spare channel of the ssh2 connection (`--via openssh` leaves it idle);
+   * without one, every block is flushed as it is written.
+   */
+  deferFlush?: boolean;
 }
 
 export class RemoteTargetWriter implements TargetWriter, TargetHasher {
@@ -29,6 +37,10 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   private bucket?: TokenBucket;
   private inFlight = 0;
   private drained: Array<() => void> = [];
+  /** Deferred flushes: the flusher's worker (reopened when it dies), the shared flush, and
+   * the blocks answered `deferred` since their last write (on the device, not yet durable). */
+  private flusher?: { worker?: HelperWorker; group: GroupFlush };
+  private readonly unflushed = new Set<number>();
 
   private constructor(
     private readonly pool: WorkerPool<HelperWorker>,
@@ -40,6 +52,11 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
    * limit (MaxSessions) before the transfer starts. At least one must come up.
    */
   static async open(helper: RemoteHelper, target: string, opts: RemoteTargetOptions = {}): Promise<RemoteTargetWriter> {
+    // The flusher takes a spare channel of the ssh2 connection: opened with the workers when
+    // they run over OpenSSH, after them when they share that connection. No spare channel:
+    // every block is flushed as it is written, as without deferFlush.
+    const openFlusher = () => helper.openControlWorker(target, { signal: opts.signal, wait: false }).catch(() => undefined);
+    const early = opts.deferFlush && helper.openSshMasters.length > 0 ? openFlusher() : undefined;
     const pool = await WorkerPool.start<HelperWorker>(
       opts.workers ?? Infinity,
       {
@@ -52,7 +69,34 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
     const w = new RemoteTargetWriter(pool, target);
     w.compress = opts.compress?.mode === 'none' ? undefined : opts.compress;
     w.bucket = opts.bucket;
+    const first = opts.deferFlush ? await (early ?? openFlusher()) : undefined;
+    if (first) {
+      const f: { worker?: HelperWorker; group: GroupFlush } = {
+        worker: first,
+        group: new GroupFlush(async () => {
+          if (!f.worker?.alive) f.worker = await helper.openControlWorker(target, { signal: opts.signal });
+          const worker = f.worker;
+          try {
+            await worker.flush(opts.signal ?? new AbortController().signal);
+          } catch (err) {
+            worker.destroy('flush failed');
+            throw err;
+          }
+        }),
+      };
+      w.flusher = f;
+    }
     return w;
+  }
+
+  /** Blocks answered `deferred` and not yet covered by a flush. */
+  get unflushedBlocks(): number {
+    return this.unflushed.size;
+  }
+
+  /** Whether whole blocks may skip their own flush (a flusher is up; see deferFlush). */
+  get defersFlush(): boolean {
+    return this.flusher !== undefined;
   }
 
   /** Workers currently alive (≤ channels the server allows). */
@@ -61,7 +105,8 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   }
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    if (payload.kind === 'zero') return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
+    this.unflushed.delete(block.index);
+    if (payload.kind === 'zero') return this.writeWhole(block, payload, algo, signal);
     const policy = this.compress;
     if (policy?.wantsParts()) {
       const parts = throttled(policy.parts(block.offset, payload.chunks), this.bucket, (p) => (p.kind === 'zero' ? 0 : p.data.length), signal);
@@ -73,10 +118,32 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
       );
     }
     const chunks = throttled(policy ? policy.sampled(payload.chunks) : payload.chunks, this.bucket, (c) => c.length, signal);
-    const sum = await this.withWorker(signal, (w) => w.write(block, { kind: 'data', chunks }, algo, signal));
+    const sum = await this.writeWhole(block, { kind: 'data', chunks }, algo, signal);
     policy?.noteWire(block.length);
     payload.onWire?.(block.length);
     return sum;
+  }
+
+  /**
+   * Resolves once the block's last write is durable: at once where it was flushed as it was
+   * written, else after a shared flush that began after its answer (see deferFlush).
+   */
+  async durable(block: BlockRef, signal: AbortSignal): Promise<void> {
+    if (!this.unflushed.has(block.index) || !this.flusher) return;
+    signal.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.flusher!.group.request().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+    this.unflushed.delete(block.index);
+  }
+
+  private async writeWhole(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    if (!this.flusher) return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
+    const r = await this.withWorker(signal, (w) => w.writeDeferrable(block, payload, algo, signal));
+    if (r.deferred) this.unflushed.add(block.index);
+    return r.checksum;
   }
 
   /** `--skip-identical`: one worker hashes the blocks in order, requests pipelined. */
@@ -103,13 +170,14 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
     this.closed = true;
     this.pool.drain();
     while (this.inFlight > 0) await new Promise<void>((r) => this.drained.push(r));
-    await this.pool.close();
+    await Promise.all([this.pool.close(), this.flusher?.worker?.close()]);
   }
 
   /** Drop every channel now; remote helpers see EOF and exit (a partial block stays unproven). */
   async abort(): Promise<void> {
     this.closed = true;
     this.pool.abort();
+    this.flusher?.worker?.destroy('aborted');
   }
 
   // ---------------------------------------------------------------------------------------

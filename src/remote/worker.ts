@@ -43,8 +43,29 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
 
   /** Write a block (data streamed, zeros as a `Z` command), get the read-back checksum. */
   async write(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    if (payload.kind === 'zero') return this.request(`Z ${block.offset} ${block.length} ${algo}\n`, algo, signal);
-    return this.request(`W ${block.offset} ${block.length} ${algo}\n`, algo, signal, block.length, payload.chunks);
+    return (await this.writeBlock(block, payload, algo, signal, false)).checksum;
+  }
+
+  /**
+   * The same, but the helper may leave the flush to a later `flush()`: where the write and the
+   * read-back both bypass the page cache (O_DIRECT), `deferred` says the checksum is of bytes
+   * the device holds, not yet durable.
+   */
+  async writeDeferrable(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<{ checksum: string; deferred: boolean }> {
+    return this.writeBlock(block, payload, algo, signal, true);
+  }
+
+  /** `Y`: flush the target; every write answered before this request is then durable. */
+  async flush(signal: AbortSignal): Promise<void> {
+    this.partAnswer(await this.requestLine('Y 0 0\n', signal));
+  }
+
+  private async writeBlock(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal, defer: boolean): Promise<{ checksum: string; deferred: boolean }> {
+    const tail = `${block.offset} ${block.length} ${algo}${defer ? ' defer' : ''}\n`;
+    let line = payload.kind === 'zero' ? await this.requestLine(`Z ${tail}`, signal) : await this.requestLine(`W ${tail}`, signal, block.length, payload.chunks);
+    const deferred = defer && line.endsWith(' deferred');
+    if (deferred) line = line.slice(0, -' deferred'.length);
+    return { checksum: this.parseAnswer(line, algo), deferred };
   }
 
   /**
@@ -114,7 +135,12 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
 
   // ---------------------------------------------------------------------------------------
 
-  private async request(header: string, algo: ChecksumAlgo, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>): Promise<string> {
+  private async request(header: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.parseAnswer(await this.requestLine(header, signal), algo);
+  }
+
+  /** One request (header, then `length` payload bytes from `chunks`), its answer line. */
+  private async requestLine(header: string, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>): Promise<string> {
     if (this.dead) throw this.deadError();
     if (this.busy) throw new Error(`${this.label}: one request at a time`);
     signal.throwIfAborted();
@@ -125,8 +151,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
       const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
       if (chunks) await this.sendPayload(chunks, length);
-      const line = await answer;
-      return this.parseAnswer(line, algo);
+      return await answer;
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw err;

@@ -102,11 +102,44 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     });
   }
 
+  it('defer: an O_DIRECT write or zero write skips its flush and says so, a buffered one is flushed; Y flushes', async () => {
+    const target = await tmp('defer.img', randomBytes(8 << 20));
+    const a = randomBytes(1 << 20);
+    const b = randomBytes(5000);
+    const input = Buffer.concat([
+      Buffer.from(`W 0 ${a.length} sha256 defer\n`),
+      a,
+      Buffer.from('Z 2097152 8192 sha256 defer\n'),
+      Buffer.from(`W ${(3 << 20) + 5} ${b.length} sha256 defer\n`), // not 4 KiB-aligned: buffered, so flushed
+      b,
+      frame('W', 4 << 20, 4096, 'sha256', a.subarray(0, 4096)), // no defer asked: flushed
+      Buffer.from('Y 0 0\n'),
+      Buffer.from('H 0 4096 sha256 defer\n'), // only W and Z take it
+      Buffer.from('Q\n'),
+    ]);
+    const { lines, code } = await serve(target, wd, input);
+    assert.equal(code, 0);
+    assert.deepEqual(lines, [
+      `OK ${sha256(a)} deferred`,
+      `OK ${sha256(Buffer.alloc(8192))} deferred`,
+      `OK ${sha256(b)}`,
+      `OK ${sha256(a.subarray(0, 4096))}`,
+      'OK',
+      'ERR bad request header',
+    ]);
+    const t = await readFile(target);
+    assert.ok(t.subarray(0, a.length).equals(a));
+    assert.ok(t.subarray(2 << 20, (2 << 20) + 8192).equals(Buffer.alloc(8192)));
+    assert.ok(t.subarray((3 << 20) + 5, (3 << 20) + 5 + b.length).equals(b));
+  });
+
   it('a failing write still consumes its frame: the next request is read correctly', async () => {
     const a = randomBytes(3_000_000);
     const { lines } = await serve('/dev/full', wd, Buffer.concat([frame('W', 0, a.length, 'xxh64', a), frame('W', 0, 5, 'xxh64', Buffer.from('abcde')), frame('Z', 0, 10, 'xxh64'), Buffer.from('Q\n')]));
     assert.equal(lines.length, 3);
     for (const l of lines) assert.match(l, /^ERR .*No space left on device/);
+    const y = await serve(join(dir, 'no-such-target'), wd, Buffer.from('Y 0 0\nQ\n'));
+    assert.match(y.lines[0] ?? '', /^ERR flush failed: .*No such file/, 'a flush that fails says so');
   });
 
   it('never creates a missing target, reports bad requests, and stops on a header without length', async () => {

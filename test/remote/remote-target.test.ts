@@ -193,4 +193,43 @@ describe('remote/remote-target (real sshd)', function () {
     await helper.cleanup();
     await pool.close();
   });
+
+  it('deferFlush: aligned blocks skip their own fsync until durable(); a lost flusher comes back; without a free channel nothing is deferred', async () => {
+    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 3 });
+    const file = join(dir, 'defer.img');
+    await writeFile(file, randomBytes(8 * MiB));
+    // Two workers and the flusher: the pool's three channels.
+    const w = await RemoteTargetWriter.open(helper, file, { workers: 2, deferFlush: true });
+    assert.equal(w.defersFlush, true);
+    const ac = new AbortController();
+    const a = randomBytes(2 * MiB);
+    const odd = randomBytes(5000);
+    const blocks: BlockRef[] = [
+      { index: 0, offset: 0, length: 2 * MiB },
+      { index: 1, offset: 2 * MiB, length: 2 * MiB },
+      { index: 2, offset: 4 * MiB + 5, length: odd.length },
+    ];
+    const sums = await Promise.all([w.writeAt(blocks[0]!, data(a), 'sha256', ac.signal), w.writeAt(blocks[1]!, ZERO, 'sha256', ac.signal), w.writeAt(blocks[2]!, data(odd), 'sha256', ac.signal)]);
+    assert.equal(w.unflushedBlocks, 2, 'the O_DIRECT data and zero blocks wait for a flush; the unaligned one was flushed as written');
+    for (const [i, b] of blocks.entries()) assert.equal(sums[i], await toolHash(file, b.offset, b.length, 'sha256'), `block ${i}`);
+    await Promise.all(blocks.map((b) => w.durable(b, ac.signal)));
+    assert.equal(w.unflushedBlocks, 0);
+    // The flusher's channel dies (as with a dropped connection): the next flush opens a new one.
+    for (const pid of sshd.connectionPids()) process.kill(pid, 'SIGKILL');
+    const b2 = randomBytes(MiB);
+    const sum = await w.writeAt({ index: 3, offset: 6 * MiB, length: MiB }, data(b2), 'xxh64', ac.signal).catch(() => w.writeAt({ index: 3, offset: 6 * MiB, length: MiB }, data(b2), 'xxh64', ac.signal));
+    assert.equal(sum, await toolHash(file, 6 * MiB, MiB, 'xxh64'));
+    assert.equal(w.unflushedBlocks, 1);
+    await w.durable({ index: 3, offset: 6 * MiB, length: MiB }, ac.signal);
+    assert.equal(w.unflushedBlocks, 0);
+    await w.close();
+    // Every channel taken by workers: no flusher, every block flushed as it is written.
+    const full = await RemoteTargetWriter.open(helper, file, { deferFlush: true });
+    assert.equal(full.defersFlush, false);
+    await full.writeAt({ index: 0, offset: 0, length: MiB }, data(randomBytes(MiB)), 'xxh64', ac.signal);
+    assert.equal(full.unflushedBlocks, 0);
+    await full.close();
+    await helper.cleanup();
+    await pool.close();
+  });
 });

@@ -1,0 +1,101 @@
+// The pipeline with a writer that answers before its flush (group commit, `durable`): the
+// journal records a block verified only once it is durable, and a failed flush is retried.
+// Real parts: a BlockReader over a file, a LocalTarget, a journal on disk; the writer only adds
+// a gate in front of durable() so the test decides when each flush ends.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initChecksums } from '../../src/checksum/hasher.js';
+import type { ChecksumAlgo } from '../../src/checksum/types.js';
+import { runPipeline } from '../../src/engine/pipeline.js';
+import type { BlockPayload, BlockRef, TargetHasher, TargetWriter } from '../../src/engine/types.js';
+import { LocalTarget } from '../../src/engine/local-target.js';
+import { JournalWriter } from '../../src/journal/journal.js';
+import { JOURNAL_VERSION } from '../../src/journal/records.js';
+import { planBlocks } from '../../src/plan/block-plan.js';
+import { BlockReader } from '../../src/source/block-reader.js';
+import { makeTempDir } from '../harness/loop.js';
+
+const BLOCK = 256 * 1024;
+
+class GatedDurable implements TargetWriter, TargetHasher {
+  readonly waiting: Array<{ block: BlockRef; resolve(): void; reject(err: Error): void }> = [];
+  private onWait?: () => void;
+  constructor(private readonly inner: LocalTarget) {}
+  writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.inner.writeAt(block, payload, algo, signal);
+  }
+  durable(block: BlockRef): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ block, resolve, reject });
+      this.onWait?.();
+    });
+  }
+  /** Resolves once `n` blocks wait for their flush. */
+  async untilWaiting(n: number): Promise<void> {
+    while (this.waiting.length < n) await new Promise<void>((r) => (this.onWait = r));
+  }
+  hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.inner.hashAt(block, algo, signal);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  async abort(): Promise<void> {}
+}
+
+describe('engine/pipeline: writers that flush later (durable)', () => {
+  it('journals a block verified only once durable; a failed flush is a failed attempt, re-sent', async () => {
+    await initChecksums();
+    const dir = await makeTempDir('ddt-durable-');
+    const src = join(dir, 'src.img');
+    const dst = join(dir, 'dst.img');
+    const data = Buffer.concat([randomBytes(2 * BLOCK), Buffer.alloc(BLOCK), randomBytes(BLOCK)]);
+    await writeFile(src, data);
+    await writeFile(dst, Buffer.alloc(data.length));
+    const blocks = planBlocks(data.length, BLOCK);
+    const journalPath = join(dir, 'job.journal');
+    const journal = JournalWriter.create(journalPath, {
+      type: 'job',
+      version: JOURNAL_VERSION,
+      command: 'copy',
+      options: {},
+      source: { path: src, size: data.length, identity: { kind: 'file', size: data.length } },
+      target: { path: dst, size: data.length },
+      blockSize: BLOCK,
+      blocks: blocks.length,
+      checksum: 'xxh64',
+      engine: 'native',
+      startedAt: new Date().toISOString(),
+    });
+    const reader = await BlockReader.open(src);
+    const writer = new GatedDurable(await LocalTarget.open(dst));
+    const verifiedInJournal = async () => (await readFile(journalPath, 'utf8')).split('\n').filter((l) => l.includes('"verified"')).length;
+    const run = runPipeline(blocks, { reader, writer, hasher: writer, journal, emit: () => {} }, { algo: 'xxh64', retries: 2, concurrency: 2, targetZeroed: false }, new AbortController().signal);
+
+    // Two slots, four blocks: every block gets written while no flush has ended (slots do not wait).
+    await writer.untilWaiting(4);
+    assert.equal(await verifiedInJournal(), 0, 'nothing is verified before its flush');
+    const byIndex = (i: number) => writer.waiting.find((w) => w.block.index === i)!;
+    byIndex(1).reject(new Error('fsync: EIO'));
+    for (const i of [0, 2, 3]) byIndex(i).resolve();
+    await writer.untilWaiting(5); // block 1 written again
+    assert.equal(writer.waiting[4]!.block.index, 1);
+    assert.equal(await verifiedInJournal(), 3);
+    writer.waiting[4]!.resolve();
+    const counters = await run;
+    journal.close();
+    await reader.close();
+    await writer.close();
+    assert.equal(counters.verified, 4);
+    assert.equal(counters.retransmitted, 1);
+    assert.equal(counters.failed, 0);
+    assert.equal(counters.zeroBlocks, 1);
+    const lines = (await readFile(journalPath, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { block?: number; state?: string; reason?: string });
+    const one = lines.filter((l) => l.block === 1).map((l) => l.state);
+    assert.deepEqual(one, ['failed', 'verified'], 'block 1: the failed flush, then its verified re-send');
+    assert.match(lines.find((l) => l.block === 1 && l.state === 'failed')!.reason!, /flush failed: fsync: EIO/);
+    assert.ok((await readFile(dst)).equals(data));
+  });
+});
