@@ -115,6 +115,7 @@ export async function runPipeline(
         },
       )
       .finally(() => settling.delete(p));
+    p.catch(() => undefined); // observed by the Promise.all at the end, not an unhandled rejection meanwhile
     settling.add(p);
   }
 
