@@ -249,6 +249,25 @@ frame_failed() {
   reply_err "$3 failed: $(first_err "dd exit $2")"
 }
 
+# Pipes hold 64 KiB unless told otherwise (F_SETPIPE_SZ, 1031 on Linux), and there is no shell
+# or coreutils way to tell them: where perl runs (PERL=1; Debian and Ubuntu always have it),
+# the pipes the blocks go through are raised to 1 MiB. Reading 16 × 64 MiB back from a loop
+# device into xxhsum: 0.92–1.69 s through 64 KiB, 0.49–0.51 s through 1 MiB, and less CPU.
+# Without perl everything works the same, with the small pipes.
+PERL=0
+big_stdio() {
+  [ "$PERL" = 1 ] && perl -e 'fcntl(STDIN, 1031, 1048576); fcntl(STDOUT, 1031, 1048576)' 2>/dev/null
+  return 0
+}
+# Run "$@" (never through a shell) with its stdout pipe raised to 1 MiB where perl can.
+bigout() {
+  if [ "$PERL" = 1 ]; then
+    perl -e 'fcntl(STDOUT, 1031, 1048576); exec { $ARGV[0] } @ARGV or die "cannot run $ARGV[0]: $!\n"' "$@"
+  else
+    "$@"
+  fi
+}
+
 # Hash TARGET[off, off+len) -> stdout "hex". dd's status travels on fd 3 because POSIX sh has
 # no pipefail, and a read error must not pass as the hash of the bytes that were read.
 hash_range() {
@@ -263,7 +282,7 @@ hash_range() {
     sha256) ;;
     *) reply_err "unknown algo $algo"; return 1 ;;
   esac
-  res=$({ { dd if="$TARGET" bs=$BS iflag=$iflags skip="$off" count="$len" 2>"$ERRF"; echo "rc=$?" >&3; } |
+  res=$({ { bigout dd if="$TARGET" bs=$BS iflag=$iflags skip="$off" count="$len" 2>"$ERRF"; echo "rc=$?" >&3; } |
     case $algo in
       xxh64) xxhsum -H1 ;;
       *) if [ -n "$OPENSSL" ]; then openssl dgst -sha256; else sha256sum; fi ;;
@@ -497,6 +516,11 @@ serve() {
   have cmp && CMP=1
   # openssl ≈ 1.1 GB/s vs sha256sum ≈ 0.4 GB/s here (FACTS).
   have openssl && openssl dgst -sha256 </dev/null >/dev/null 2>&1 && OPENSSL=1
+  # DDT_HELPER_NO_PERL: the small-pipe path on a host that has perl (tests, comparisons).
+  [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1 && PERL=1
+  # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
+  # an O_DIRECT write) and, for pull, leave on stdout through another.
+  big_stdio
   dd if="$TARGET" of=/dev/null bs=4096 count=1 iflag=direct >/dev/null 2>&1 && DIRECT=1
   # Writes with O_DIRECT where reads take it and the target opens with it (count=0: nothing is
   # written): on a block device they skip its page cache; a loop device took 2 GiB in 1.9 s

@@ -15,9 +15,9 @@ const SCRIPT = fileURLToPath(new URL('../../native/ddt-helper.sh', import.meta.u
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Feed `input` to `dash ddt-helper.sh serve target workdir`, return its answer lines. */
-function serve(target: string, workdir: string, input: Buffer, shell = 'dash'): Promise<{ lines: string[]; code: number | null; stderr: string }> {
+function serve(target: string, workdir: string, input: Buffer, shell = 'dash', env: NodeJS.ProcessEnv = process.env): Promise<{ lines: string[]; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(shell, [SCRIPT, 'serve', target, workdir]);
+    const child = spawn(shell, [SCRIPT, 'serve', target, workdir], { env });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -66,9 +66,10 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     return p;
   }
 
-  // dash is Debian's sh; bash is sh on other distributions. Both must keep the framing.
-  for (const shell of ['dash', 'bash']) {
-    it(`${shell}: answers W, Z and H in order; checksums are what xxhsum -H64 / sha256sum print`, async () => {
+  // dash is Debian's sh; bash is sh on other distributions. Both must keep the framing, with
+  // perl raising the pipes to 1 MiB and without.
+  for (const [shell, perl] of [['dash', true], ['bash', true], ['dash', false]] as const) {
+    it(`${shell}${perl ? '' : ' without perl'}: answers W, Z and H in order; checksums are what xxhsum -H64 / sha256sum print`, async () => {
       const target = await tmp('t.img', randomBytes(8 << 20));
       const a = randomBytes(3_000_000);
       const b = randomBytes(20480);
@@ -82,7 +83,7 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
         Buffer.from('Q\n'),
         frame('W', 0, 3, 'xxh64', Buffer.from('zzz')), // after Q: never executed
       ]);
-      const { lines, code } = await serve(target, wd, input, shell);
+      const { lines, code } = await serve(target, wd, input, shell, perl ? process.env : { ...process.env, DDT_HELPER_NO_PERL: '1' });
       assert.equal(code, 0);
       const xxh = async (buf: Buffer) => (await run('sh', ['-c', 'xxhsum -H64 < "$1"', 'sh', await tmp('h', buf)])).stdout.split(' ')[0];
       assert.deepEqual(lines, [
