@@ -67,12 +67,18 @@ export class CompressionPolicy {
   }
 
   /**
-   * `auto`, a block sent whole: the chunks as they are, but one block in SAMPLE_BLOCKS (the
+   * `auto`, a block sent whole: its chunks as they are, but one block in SAMPLE_BLOCKS (the
    * first one too) lends a copy of its first non-zero chunk to gzip in zlib's thread pool, off
    * the data path, so gzip's speed and the data's ratio are known when the link turns slow.
+   * The other blocks' chunks pass untouched (no extra step per chunk).
    */
-  async *sampled(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    let sample = this.mode === 'auto' && this.wholeBlocks++ % SAMPLE_BLOCKS === 0;
+  sampled(chunks: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+    if (this.mode !== 'auto' || this.wholeBlocks++ % SAMPLE_BLOCKS !== 0) return chunks;
+    return this.lendSample(chunks);
+  }
+
+  private async *lendSample(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let sample = true;
     for await (const chunk of chunks) {
       if (sample && !chunk.equals(zeroChunk(chunk.length))) {
         sample = false;
