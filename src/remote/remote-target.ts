@@ -37,9 +37,11 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
   private bucket?: TokenBucket;
   private inFlight = 0;
   private drained: Array<() => void> = [];
-  /** Deferred flushes: the flusher's worker (reopened when it dies), the shared flush, and
-   * the blocks answered `deferred` since their last write (on the device, not yet durable). */
-  private flusher?: { worker?: HelperWorker; group: GroupFlush };
+  /** Deferred flushes (deferFlush): the flusher's worker, reopened when it died, the shared
+   * flush, and the blocks answered `deferred` since their last write (on the device, not yet
+   * durable). */
+  private flushWorker?: HelperWorker;
+  private flushGroup?: GroupFlush;
   private readonly unflushed = new Set<number>();
 
   private constructor(
@@ -70,23 +72,22 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
     w.compress = opts.compress?.mode === 'none' ? undefined : opts.compress;
     w.bucket = opts.bucket;
     const first = opts.deferFlush ? await (early ?? openFlusher()) : undefined;
-    if (first) {
-      const f: { worker?: HelperWorker; group: GroupFlush } = {
-        worker: first,
-        group: new GroupFlush(async () => {
-          if (!f.worker?.alive) f.worker = await helper.openControlWorker(target, { signal: opts.signal });
-          const worker = f.worker;
-          try {
-            await worker.flush(opts.signal ?? new AbortController().signal);
-          } catch (err) {
-            worker.destroy('flush failed');
-            throw err;
-          }
-        }),
-      };
-      w.flusher = f;
-    }
+    if (first) w.deferFlushes(first, () => helper.openControlWorker(target, { signal: opts.signal }), opts.signal);
     return w;
+  }
+
+  private deferFlushes(first: HelperWorker, reopen: () => Promise<HelperWorker>, signal = new AbortController().signal): void {
+    this.flushWorker = first;
+    this.flushGroup = new GroupFlush(async () => {
+      if (!this.flushWorker?.alive) this.flushWorker = await reopen();
+      const worker = this.flushWorker;
+      try {
+        await worker.flush(signal);
+      } catch (err) {
+        worker.destroy('flush failed');
+        throw err;
+      }
+    });
   }
 
   /** Blocks answered `deferred` and not yet covered by a flush. */
@@ -96,7 +97,7 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
 
   /** Whether whole blocks may skip their own flush (a flusher is up; see deferFlush). */
   get defersFlush(): boolean {
-    return this.flusher !== undefined;
+    return this.flushGroup !== undefined;
   }
 
   /** Workers currently alive (≤ channels the server allows). */
@@ -129,18 +130,19 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
    * written, else after a shared flush that began after its answer (see deferFlush).
    */
   async durable(block: BlockRef, signal: AbortSignal): Promise<void> {
-    if (!this.unflushed.has(block.index) || !this.flusher) return;
+    const group = this.flushGroup;
+    if (!this.unflushed.has(block.index) || !group) return;
     signal.throwIfAborted();
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal.reason);
       signal.addEventListener('abort', onAbort, { once: true });
-      this.flusher!.group.request().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      group.request().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     });
     this.unflushed.delete(block.index);
   }
 
   private async writeWhole(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    if (!this.flusher) return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
+    if (!this.flushGroup) return this.withWorker(signal, (w) => w.write(block, payload, algo, signal));
     const r = await this.withWorker(signal, (w) => w.writeDeferrable(block, payload, algo, signal));
     if (r.deferred) this.unflushed.add(block.index);
     return r.checksum;
@@ -170,14 +172,14 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
     this.closed = true;
     this.pool.drain();
     while (this.inFlight > 0) await new Promise<void>((r) => this.drained.push(r));
-    await Promise.all([this.pool.close(), this.flusher?.worker?.close()]);
+    await Promise.all([this.pool.close(), this.flushWorker?.close()]);
   }
 
   /** Drop every channel now; remote helpers see EOF and exit (a partial block stays unproven). */
   async abort(): Promise<void> {
     this.closed = true;
     this.pool.abort();
-    this.flusher?.worker?.destroy('aborted');
+    this.flushWorker?.destroy('aborted');
   }
 
   // ---------------------------------------------------------------------------------------
