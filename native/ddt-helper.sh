@@ -484,10 +484,15 @@ do_zeropart() {
   fi
 }
 
-# Y: flush the target; every write that finished before is then durable (fsync works on the
+# fsync of the target: every write that finished before is then durable (fsync works on the
 # device or file, whichever process wrote).
+flush_target() {
+  dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"
+}
+
+# Y: flush the target.
 do_flush() {
-  if dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"; then
+  if flush_target; then
     printf 'OK\n'
   else
     reply_err "flush failed: $(first_err '?')"
@@ -497,7 +502,7 @@ do_flush() {
 # S: the parts of a block are all written: flush (fsync of the target), then prove the range.
 do_sync() {
   off=$1 len=$2 algo=$3
-  if ! dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"; then
+  if ! flush_target; then
     reply_err "flush failed: $(first_err '?')"
     return
   fi
