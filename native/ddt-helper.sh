@@ -509,13 +509,10 @@ do_sync() {
   hash_range "$off" "$len" "$algo"
 }
 
-serve() {
-  TARGET=$1 WORKDIR=$2
-  valid_path "$TARGET" || usage "target must be an absolute path on one line"
-  valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
-  # The PID lets a later run end this worker (kill-stale) by PID, never by name.
-  echo "$$" >>"$WORKDIR/pids"
-  ERRF=$WORKDIR/err.$$
+# What a worker finds out once, at its first request other than N (so a new session answers
+# its N at once, and the tests below overlap the first block's bytes arriving in the pipe).
+serve_setup() {
+  SET_UP=1
   XXH='' OPENSSL='' DIRECT=0 OFLAGS=seek_bytes CMP=''
   have xxhsum && XXH=1
   have cmp && CMP=1
@@ -536,6 +533,16 @@ serve() {
   # nocache drops the written pages after fsync: cheaper than keeping them (measured) and
   # the read-back then comes from the device where O_DIRECT is not usable.
   dd_supports oflag=nocache && OFLAGS=seek_bytes,nocache
+}
+
+serve() {
+  TARGET=$1 WORKDIR=$2
+  valid_path "$TARGET" || usage "target must be an absolute path on one line"
+  valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
+  # The PID lets a later run end this worker (kill-stale) by PID, never by name.
+  echo "$$" >>"$WORKDIR/pids"
+  ERRF=$WORKDIR/err.$$
+  SET_UP=0
   while IFS=' ' read -r op off len algo extra; do
     DEFER=0 NOTE=''
     case $op in
@@ -549,6 +556,7 @@ serve() {
       reply_err "bad request header"
       exit 1
     fi
+    [ "$op" = N ] || [ "$SET_UP" = 1 ] || serve_setup
     if [ "$op" = F ]; then
       if is_uint "${off:-}"; then do_file "$off" "$len" "${algo:-}" "${extra:-}"; else reply_err "bad request header"; fi
       continue
