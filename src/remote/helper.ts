@@ -16,7 +16,7 @@ import { shCommand, validateRemotePath } from './quote.js';
 import { RemoteHelperError } from './remote-error.js';
 import { lastLine, runRemote } from './run.js';
 import { HelperWorker } from './worker.js';
-import type { OpenSshMux } from '../transport/openssh-mux.js';
+import { sessionRefusal, type OpenSshMux } from '../transport/openssh-mux.js';
 import type { MuxChannel } from '../transport/mux-channel.js';
 
 /** Works from src/remote (tsx) and from the bundle, dist/cli/main.js: both are two levels below the repo. */
@@ -190,16 +190,14 @@ export class RemoteHelper {
           worker.destroy('not ready');
           // The client's diagnostics are complete once it has exited.
           await Promise.race([session.closed, new Promise((r) => setTimeout(r, 2000))]);
-          // A refused mux client then tries a connection of its own (ProxyCommand=false ends it),
-          // so the refusal is not necessarily its last line.
-          const why = worker.stderrTail.split('\n').find((l) => /refused|prohibited|session request failed/i.test(l));
+          const why = sessionRefusal(worker.stderrTail);
           if (why) {
             m.capacity = Math.max(1, load(m) - 1);
             if (!m.warned) {
               m.warned = true;
               this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
             }
-            throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why.trim()}`, { cause: err });
+            throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why}`, { cause: err });
           }
           // The master may be gone with its connection: a dead one is ended here and brought
           // back (with backoff, up to --reconnect-timeout) by ensure() on the next attempt.

@@ -70,6 +70,19 @@ function rsyncWord(w: string): string {
   throw new UsageError('BAD_PATH', `cannot pass ${w} to rsync -e`);
 }
 
+/**
+ * The line of a mux client's stderr that says the server refused its session (MaxSessions),
+ * or undefined. OpenSSH 9.2 prints `mux_client_request_session: session request failed:
+ * Session open refused by peer`, then, trying a connection of its own, a ProxyCommand=false
+ * line. Not a refusal: `Control socket connect(…): Connection refused`, a master that is gone.
+ */
+export function sessionRefusal(stderr: string): string | undefined {
+  return stderr
+    .split(/\r?\n/)
+    .find((l) => !/^Control socket connect/i.test(l) && /session request failed|open refused by peer|administratively prohibited/i.test(l))
+    ?.trim();
+}
+
 /** Name prefix of a job's socket dirs (short: the socket path must fit sockaddr_un). */
 export function muxDirPrefix(jobId: string): string {
   return `ddt-ssh-${jobId.slice(0, 40)}-`;
