@@ -7,6 +7,7 @@
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef, TargetHasher, TargetWriter } from '../engine/types.js';
 import { SshError } from '../errors.js';
+import { untilAborted } from '../abort.js';
 import type { RemoteHelper } from './helper.js';
 import type { CompressionPolicy } from '../engine/compress.js';
 import { throttled, type TokenBucket } from '../transport/bwlimit.js';
@@ -130,14 +131,9 @@ export class RemoteTargetWriter implements TargetWriter, TargetHasher {
    * written, else after a shared flush that began after its answer (see deferFlush).
    */
   async durable(block: BlockRef, signal: AbortSignal): Promise<void> {
-    const group = this.flushGroup;
-    if (!this.unflushed.has(block.index) || !group) return;
+    if (!this.unflushed.has(block.index) || !this.flushGroup) return;
     signal.throwIfAborted();
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-      group.request().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
+    await untilAborted(this.flushGroup.request(), signal);
     this.unflushed.delete(block.index);
   }
 

@@ -19,6 +19,7 @@ import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SshError, UsageError } from '../errors.js';
+import { untilAborted } from '../abort.js';
 import { knownHostsFilesOf, type Endpoint } from './endpoint.js';
 import { findOnPath, lastLineOf, runProcess } from './local-process.js';
 import { MuxChannel } from './mux-channel.js';
@@ -161,12 +162,7 @@ export class OpenSshMux {
     if (this.child) return;
     this.connecting ??= this.reconnect().finally(() => (this.connecting = undefined));
     if (!signal) return this.connecting;
-    signal.throwIfAborted();
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.connecting!.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
+    await untilAborted(this.connecting, signal);
   }
 
   /** `ssh -O exit`, then wait for the master to go; removes the private socket dir. Idempotent. */
