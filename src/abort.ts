@@ -14,3 +14,39 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> 
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
+
+/**
+ * Callers waiting their turn, first come first served: `wait` joins the line (and leaves it
+ * when the signal aborts), `wakeOne` hands a value to the longest waiter, `wakeAll` to all.
+ */
+export class WaitLine<T> {
+  private waiting: Array<(x: T) => void> = [];
+
+  wait(signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        this.waiting = this.waiting.filter((f) => f !== take);
+        reject(signal.reason);
+      };
+      const take = (x: T) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(x);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(take);
+    });
+  }
+
+  /** Give `x` to the longest waiter; false when nobody waits. */
+  wakeOne(x: T): boolean {
+    const next = this.waiting.shift();
+    next?.(x);
+    return next !== undefined;
+  }
+
+  wakeAll(x: T): void {
+    const all = this.waiting;
+    this.waiting = [];
+    for (const f of all) f(x);
+  }
+}

@@ -9,6 +9,7 @@
  */
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
+import { WaitLine } from '../abort.js';
 import { DdtError, ExitCode, UsageError } from '../errors.js';
 import { formatBytes } from '../progress/format.js';
 import type { RemoteHelper } from '../remote/helper.js';
@@ -115,31 +116,20 @@ export async function removeRsyncLeftovers(jobId: string, localDir: string | und
 /** A counting semaphore whose limit can shrink (the server refused a session). */
 class Slots {
   private active = 0;
-  private queue: Array<() => void> = [];
+  private readonly queue = new WaitLine<void>();
   constructor(public limit: number) {}
 
   async acquire(signal: AbortSignal): Promise<void> {
     while (this.active >= this.limit) {
       signal.throwIfAborted();
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          this.queue = this.queue.filter((f) => f !== go);
-          reject(signal.reason);
-        };
-        const go = () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.queue.push(go);
-      });
+      await this.queue.wait(signal);
     }
     this.active++;
   }
 
   release(): void {
     this.active--;
-    this.queue.shift()?.();
+    this.queue.wakeOne();
   }
 
   get inUse(): number {

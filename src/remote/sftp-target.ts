@@ -12,6 +12,7 @@
  */
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockPayload, BlockRef, TargetHasher, TargetWriter } from '../engine/types.js';
+import { WaitLine } from '../abort.js';
 import { SshError, UsageError } from '../errors.js';
 import { formatBytes } from '../progress/format.js';
 import type { TokenBucket } from '../transport/bwlimit.js';
@@ -248,7 +249,7 @@ export function stagingSpaceMessage(dir: string, space: StagingSpace, blockLengt
 class SessionSet {
   private readonly all = new Set<SftpSession>();
   private idle: SftpSession[] = [];
-  private waiters: Array<(s: SftpSession | undefined) => void> = [];
+  private readonly waiters = new WaitLine<SftpSession | undefined>();
   private opening = 0;
   private count = 0;
   private closed = false;
@@ -296,18 +297,7 @@ class SessionSet {
         }
         continue;
       }
-      const got = await new Promise<SftpSession | undefined>((resolve, reject) => {
-        const onAbort = () => {
-          this.waiters = this.waiters.filter((f) => f !== take);
-          reject(signal.reason);
-        };
-        const take = (x: SftpSession | undefined) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(x);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.waiters.push(take);
-      });
+      const got = await this.waiters.wait(signal);
       if (got) return got;
     }
   }
@@ -315,17 +305,15 @@ class SessionSet {
   giveBack(s: SftpSession): void {
     if (!s.alive) {
       this.drop(s);
-      this.waiters.shift()?.(undefined); // a waiter may open the replacement
+      this.waiters.wakeOne(undefined); // a waiter may open the replacement
       return;
     }
-    const next = this.waiters.shift();
-    if (next) next(s);
-    else this.idle.push(s);
+    if (!this.waiters.wakeOne(s)) this.idle.push(s);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.wakeAll();
+    this.waiters.wakeAll(undefined);
     const all = [...this.all];
     this.all.clear();
     this.idle = [];
@@ -334,7 +322,7 @@ class SessionSet {
 
   destroy(): void {
     this.closed = true;
-    this.wakeAll();
+    this.waiters.wakeAll(undefined);
     for (const s of this.all) {
       s.kill('aborted');
       void this.pool.release(s.sftp);
@@ -362,11 +350,5 @@ class SessionSet {
   private drop(s: SftpSession): void {
     if (!this.all.delete(s)) return;
     void this.pool.release(s.sftp);
-  }
-
-  private wakeAll(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f(undefined);
   }
 }

@@ -5,6 +5,7 @@
  * call (with none alive, the replacement waits for a reconnect); when the server refuses a
  * channel (OpenSSH MaxSessions) the pool goes on with the workers it has.
  */
+import { WaitLine } from '../abort.js';
 import { SshError } from '../errors.js';
 
 export interface PoolWorker {
@@ -27,7 +28,7 @@ export interface WorkerPoolOptions<W> {
 export class WorkerPool<W extends PoolWorker> {
   private readonly idle: W[] = [];
   private readonly all = new Set<W>();
-  private waiters: Array<(w: W | undefined) => void> = [];
+  private readonly waiters = new WaitLine<W | undefined>();
   private opening = 0;
   private closed = false;
   private draining = false;
@@ -77,7 +78,7 @@ export class WorkerPool<W extends PoolWorker> {
         }
         continue;
       }
-      const got = await this.waitIdle(signal);
+      const got = await this.waiters.wait(signal);
       if (got) return got;
     }
   }
@@ -87,24 +88,22 @@ export class WorkerPool<W extends PoolWorker> {
     if (this.closed) return;
     if (!w.alive) {
       this.all.delete(w);
-      this.waiters.shift()?.(undefined); // someone waiting may open a replacement now
+      this.waiters.wakeOne(undefined); // someone waiting may open a replacement now
       return;
     }
-    const next = this.waiters.shift();
-    if (next) next(w);
-    else this.idle.push(w);
+    if (!this.waiters.wakeOne(w)) this.idle.push(w);
   }
 
   /** Take no more calls (they fail, also the ones waiting); workers still come back as idle. */
   drain(): void {
     this.draining = true;
-    this.wakeAll();
+    this.waiters.wakeAll(undefined);
   }
 
   /** Quit idle workers politely, drop busy ones (their blocks stay unproven). Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    this.wakeAll();
+    this.waiters.wakeAll(undefined);
     const workers = [...this.all];
     const idle = new Set(this.idle.splice(0));
     this.all.clear();
@@ -114,7 +113,7 @@ export class WorkerPool<W extends PoolWorker> {
   /** Drop every channel now; remote helpers see EOF and exit. */
   abort(): void {
     this.closed = true;
-    this.wakeAll();
+    this.waiters.wakeAll(undefined);
     for (const w of this.all) w.destroy('aborted');
     this.all.clear();
     this.idle.length = 0;
@@ -140,26 +139,5 @@ export class WorkerPool<W extends PoolWorker> {
     } finally {
       this.opening--;
     }
-  }
-
-  private waitIdle(signal: AbortSignal): Promise<W | undefined> {
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.waiters = this.waiters.filter((f) => f !== take);
-        reject(signal.reason);
-      };
-      const take = (w: W | undefined) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(w);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(take);
-    });
-  }
-
-  private wakeAll(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f(undefined);
   }
 }
