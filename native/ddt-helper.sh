@@ -18,6 +18,11 @@
 #                                                is left to a later Y and the answer is
 #                                                `OK <hex> deferred`: the bytes read back came
 #                                                from the device, they are not yet durable
+#   X <offset> <length> <algo> [defer]\n<frames>   like W, the block's bytes as frames, each a
+#                                                16-byte header `D` or `Z`, spaces, the frame
+#                                                length, `\n`: `D` is followed by that many bytes,
+#                                                `Z` stands for that many zeros (none on the wire);
+#                                                the frames add up to exactly <length>
 #   Y 0 0\n                                      flush the target (fsync), answered `OK`: every
 #                                                write answered before Y was sent is durable
 #   H <offset> <length> <algo>\n                 hash the range as it is
@@ -161,11 +166,14 @@ probe() {
   nocache=0
   dd_supports oflag=nocache && nocache=1
   cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+  # X (sparse whole blocks) runs one perl per block where perl runs; without it, one dd per frame.
+  perl=0
+  [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1 && perl=1
   b() { if have "$1"; then echo 1; else echo 0; fi; }
   printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
     "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
     "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
-    "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "pid=$$"
+    "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$"
 }
 
 # --- serve ---------------------------------------------------------------------------------
@@ -322,6 +330,93 @@ do_write() {
     return
   fi
   frame_failed "$len" "$rc" write
+}
+
+# X's frames → the block's bytes on stdout, zeros made here. Exits 0 when every frame was taken
+# and passed on, 2 when every frame was taken but the writer stopped reading (its dd failed: the
+# framing holds, the caller reports dd's error), 1 when the framing is lost (a bad header, EOF).
+# Perl where it runs: one process for the whole block, 1 MiB pipe to dd.
+SPARSE_PL='use strict; $SIG{PIPE} = "IGNORE"; fcntl(STDOUT, 1031, 1048576);
+my ($left, $ok, $M, $b) = ($ARGV[0], 1, 1048576, "");
+my $z = "\0" x $M;
+sub put { my ($o, $l) = (0, length $_[0]);
+  while ($ok && $o < $l) { my $w = syswrite(STDOUT, $_[0], $l - $o, $o); if (defined $w) { $o += $w } else { $ok = 0 } } }
+while ($left > 0) {
+  my $h = "";
+  while (length($h) < 16) { my $r = sysread(STDIN, $h, 16 - length($h), length($h)); exit 1 unless $r; }
+  $h =~ /\A([DZ]) +([0-9]{1,13})\n\z/ or exit 1;
+  my ($k, $n) = ($1, $2 + 0);
+  exit 1 if $n == 0 || $n > $left;
+  $left -= $n;
+  if ($k eq "D") {
+    while ($n > 0) { my $r = sysread(STDIN, $b, $n < $M ? $n : $M); exit 1 unless $r; $n -= $r; put($b); }
+  } else {
+    while ($ok && $n > 0) { my $c = $n < $M ? $n : $M; put($c == $M ? $z : substr($z, 0, $c)); $n -= $c; }
+  }
+}
+exit($ok ? 0 : 2);'
+
+# The same without perl: one dd per frame (slower; the client sends X only where perl runs).
+# A dd that cannot write (EPIPE: SIGPIPE is ignored here) has taken part of its frame: the
+# rest is swallowed, like frame_failed does, and the remaining frames are taken, not passed on.
+sparse_frames_sh() {
+  trap '' PIPE
+  ERRF=$ERRF.x
+  left=$1 out=1
+  while [ "$left" -gt 0 ]; do
+    IFS=' ' read -r k n || exit 1
+    is_uint "$n" && [ "$n" -gt 0 ] && [ "$n" -le "$left" ] || exit 1
+    case $n in 0*) exit 1 ;; esac # no octal in $((...))
+    left=$((left - n))
+    case $k in
+      D)
+        if [ "$out" = 1 ]; then
+          dd bs=$BS iflag=fullblock,count_bytes count="$n" 2>"$ERRF" && continue
+          [ $? -gt 128 ] && exit 1
+          out=0
+          got=$(consumed_bytes "$n") || exit 1
+          n=$((n - got))
+        fi
+        [ "$n" -gt 0 ] && { dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$n" 2>/dev/null || exit 1; }
+        ;;
+      Z) [ "$out" = 1 ] && { dd if=/dev/zero bs=$BS iflag=count_bytes count="$n" 2>/dev/null || out=0; } ;;
+      *) exit 1 ;;
+    esac
+  done
+  [ "$out" = 1 ] || exit 2
+  exit 0
+}
+
+# X: W with the block as frames, so zero runs inside a block cost no bytes on the wire. One dd
+# writes the whole block (as W), fed by the frame decoder; the decoder's status says whether the
+# framing still holds after a failed write.
+do_sparse() {
+  off=$1 len=$2 algo=$3
+  wflags "$off" "$len" "$OFLAGS"
+  flush_conv
+  res=$({ { if [ "$PERL" = 1 ]; then perl -e "$SPARSE_PL" "$len"; else (sparse_frames_sh "$len"); fi
+      echo "frames=$?" >&3; } |
+    { dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
+        oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
+      echo "rc=$?" >&3; }; } 3>&1)
+  frames='' rc=''
+  for w in $res; do
+    case $w in frames=*) frames=${w#frames=} ;; rc=*) rc=${w#rc=} ;; esac
+  done
+  case $frames in
+    0 | 2) ;;
+    *) reply_err "sparse write: frames unreadable (decoder exit ${frames:-?}, dd exit ${rc:-?})"; exit 1 ;;
+  esac
+  if [ "$rc" != 0 ]; then
+    direct_failed
+    reply_err "write failed: $(first_err "dd exit ${rc:-?}")"
+    return
+  fi
+  if [ "$frames" != 0 ] || [ "$(copied_bytes)" != "$len" ]; then
+    reply_err "short frame: $(copied_bytes) of $len bytes"
+    return
+  fi
+  hash_range "$off" "$len" "$algo"
 }
 
 # F: the block arrived as a file in a staging dir (SFTP or rsync); it must hold exactly LEN bytes.
@@ -548,7 +643,7 @@ serve() {
     case $op in
       Q) break ;;
       '') continue ;;
-      W | Z | H | F | R | P | G | E | S | N | Y) ;;
+      W | X | Z | H | F | R | P | G | E | S | N | Y) ;;
       *) reply_err "unknown request '$op'"; exit 1 ;;
     esac
     if ! is_uint "${len:-}"; then
@@ -566,15 +661,18 @@ serve() {
       continue
     fi
     if [ "${extra:-}" = defer ]; then
-      case $op in W | Z) DEFER=1 extra='' ;; esac
+      case $op in W | X | Z) DEFER=1 extra='' ;; esac
     fi
     if ! is_uint "${off:-}" || [ -n "${extra:-}" ]; then
       case $op in W | P) dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null ;; esac
       reply_err "bad request header"
+      # X's frames cannot be skipped without reading their headers: stop.
+      [ "$op" = X ] && exit 1
       continue
     fi
     case $op in
       W) do_write "$off" "$len" "${algo:-}" ;;
+      X) do_sparse "$off" "$len" "${algo:-}" ;;
       Z) do_zero "$off" "$len" "${algo:-}" ;;
       H) hash_range "$off" "$len" "${algo:-}" ;;
       R) do_read "$off" "$len" "${algo:-}" ;;

@@ -41,6 +41,7 @@ export async function openRemoteWriter(
         signal: o.signal,
         ...linkShaping(header),
         deferFlush: session.helper.openSshMasters.length > 0,
+        sparse: session.helper.sparseWrites,
       });
     case 'sftp':
       // Staged files hold the block as it is: no --compress on this path, --bwlimit applies.

@@ -69,6 +69,8 @@ export class RemoteHelper {
   private onMuxWarning?: (msg: string) => void;
   /** The install's probe (InstallOptions.probe): its arguments and what it gave. */
   private installProbe?: { target: string; remoteDir?: string; result: RemoteProbe | Error };
+  /** The host runs perl (from the latest probe): whole blocks go as `X`, zero runs without their bytes. */
+  private perl = false;
 
   private constructor(
     readonly pool: SshPool,
@@ -113,9 +115,21 @@ export class RemoteHelper {
     if (early && early.target === target && early.remoteDir === remoteDir) {
       this.installProbe = undefined;
       if (early.result instanceof Error) throw early.result;
+      this.perl = early.result.perl;
       return early.result;
     }
-    return parseProbe(await this.run(['probe', ...probeArgsOf(target, remoteDir)], signal));
+    const result = parseProbe(await this.run(['probe', ...probeArgsOf(target, remoteDir)], signal));
+    this.perl = result.perl;
+    return result;
+  }
+
+  /**
+   * Whole blocks may go as `X` (frames: zero runs inside a block are sent as a length, not as
+   * bytes): the probed host runs perl, which decodes a block's frames in one process.
+   * Without perl `X` still works, one dd per frame: too slow to choose.
+   */
+  get sparseWrites(): boolean {
+    return this.perl;
   }
 
   /** Create a sparse regular file of `size` bytes if `target` does not exist. True if created. */

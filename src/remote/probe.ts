@@ -31,6 +31,8 @@ export interface RemoteProbe {
   /** `dd iflag=direct` works on the target: read-back bypasses the page cache. */
   direct: boolean;
   cores: number;
+  /** perl runs there: `X` (zero runs inside a block sent as no bytes) costs one process per block. */
+  perl: boolean;
   pid: number;
 }
 
@@ -70,6 +72,7 @@ export function parseProbe(text: string): RemoteProbe {
     nocache: flag('nocache'),
     direct: flag('direct'),
     cores: Math.max(1, num('cores')),
+    perl: flag('perl'),
     pid: num('pid'),
   };
 }

@@ -12,8 +12,41 @@ import { RemoteHelperError } from './remote-error.js';
 import { DeathWatch } from './death-watch.js';
 import { ChannelWorker, type ChannelOwner, type HelperChannel } from './channel-worker.js';
 import type { BlockPart } from '../engine/compress.js';
+import { zeroChunk } from '../source/block-reader.js';
 
 const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
+
+/** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
+function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
+  return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');
+}
+
+/** What a whole-block write gave: the read-back checksum, whether its flush is deferred, bytes sent. */
+export interface WriteResult {
+  checksum: string;
+  deferred: boolean;
+  /** payload bytes put on the channel (zero runs sent as `X` frames count nothing) */
+  wire: number;
+  /** bytes of the block in all-zero chunks (sent or not) */
+  zeroBytes: number;
+}
+
+type PayloadForm = 'raw' | 'counted' | 'frames';
+interface PayloadSent {
+  wire: number;
+  zeroBytes: number;
+}
+
+export interface WriteOptions {
+  /**
+   * the helper may leave the flush to a later `flush()`: where the write and the read-back both
+   * bypass the page cache (O_DIRECT), `deferred` says the checksum is of bytes the device
+   * holds, not yet durable
+   */
+  defer?: boolean;
+  /** send the block as `X` frames: zero chunks as a length only */
+  sparse?: boolean;
+}
 
 interface Pending {
   resolve(line: string): void;
@@ -43,29 +76,31 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
 
   /** Write a block (data streamed, zeros as a `Z` command), get the read-back checksum. */
   async write(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    return (await this.writeBlock(block, payload, algo, signal, false)).checksum;
+    return (await this.writeBlock(block, payload, algo, signal)).checksum;
   }
 
-  /**
-   * The same, but the helper may leave the flush to a later `flush()`: where the write and the
-   * read-back both bypass the page cache (O_DIRECT), `deferred` says the checksum is of bytes
-   * the device holds, not yet durable.
-   */
-  async writeDeferrable(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<{ checksum: string; deferred: boolean }> {
-    return this.writeBlock(block, payload, algo, signal, true);
-  }
 
   /** `Y`: flush the target; every write answered before this request is then durable. */
   async flush(signal: AbortSignal): Promise<void> {
     this.partAnswer(await this.requestLine('Y 0 0\n', signal));
   }
 
-  private async writeBlock(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal, defer: boolean): Promise<{ checksum: string; deferred: boolean }> {
-    const tail = `${block.offset} ${block.length} ${algo}${defer ? ' defer' : ''}\n`;
-    let line = payload.kind === 'zero' ? await this.requestLine(`Z ${tail}`, signal) : await this.requestLine(`W ${tail}`, signal, block.length, payload.chunks);
-    const deferred = defer && line.endsWith(' deferred');
+  /**
+   * A whole block: `Z` for a zero block, else `W` (every byte on the channel) or, `sparse`, `X`
+   * (zero chunks as a frame length only: a disk's empty stretches inside a block cost no bytes
+   * on the wire, and no SSH encryption on either side).
+   */
+  async writeBlock(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal, o: WriteOptions = {}): Promise<WriteResult> {
+    const tail = `${block.offset} ${block.length} ${algo}${o.defer ? ' defer' : ''}\n`;
+    const sent = { wire: 0, zeroBytes: 0 };
+    let line: string;
+    if (payload.kind === 'zero') {
+      line = await this.requestLine(`Z ${tail}`, signal);
+      sent.zeroBytes = block.length;
+    } else line = await this.requestLine(`${o.sparse ? 'X' : 'W'} ${tail}`, signal, block.length, payload.chunks, o.sparse ? 'frames' : 'counted', sent);
+    const deferred = o.defer === true && line.endsWith(' deferred');
     if (deferred) line = line.slice(0, -' deferred'.length);
-    return { checksum: this.parseAnswer(line, algo), deferred };
+    return { checksum: this.parseAnswer(line, algo), deferred, ...sent };
   }
 
   /**
@@ -139,8 +174,11 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     return this.parseAnswer(await this.requestLine(header, signal), algo);
   }
 
-  /** One request (header, then `length` payload bytes from `chunks`), its answer line. */
-  private async requestLine(header: string, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>): Promise<string> {
+  /**
+   * One request (header, then `length` payload bytes from `chunks`), its answer line. See
+   * sendPayload for `how` and `sent`.
+   */
+  private async requestLine(header: string, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>, how: PayloadForm = 'raw', sent?: PayloadSent): Promise<string> {
     if (this.dead) throw this.deadError();
     if (this.busy) throw new Error(`${this.label}: one request at a time`);
     signal.throwIfAborted();
@@ -150,7 +188,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     try {
       const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
-      if (chunks) await this.sendPayload(chunks, length);
+      if (chunks) await this.sendPayload(chunks, length, how, sent);
       return await answer;
     } catch (err) {
       if (signal.aborted) throw signal.reason;
@@ -214,9 +252,16 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     }
   }
 
-  private async sendPayload(chunks: AsyncIterable<Buffer>, length: number): Promise<void> {
+  /**
+   * The payload: as it is (`raw`, `counted`), or as `X` frames (`frames`: a run of zero chunks
+   * becomes one `Z` frame, any other chunk a `D` frame with its bytes). Except for `raw`, `sent`
+   * learns the bytes put on the channel and the bytes in all-zero chunks; the zero test stops at
+   * a chunk's first non-zero byte, so data costs next to nothing to test.
+   */
+  private async sendPayload(chunks: AsyncIterable<Buffer>, length: number, how: PayloadForm, out?: PayloadSent): Promise<void> {
     const it = chunks[Symbol.asyncIterator]();
     let sent = 0;
+    let zeros = 0;
     try {
       for (;;) {
         // Race the source too: a stalled read must not keep an aborted request alive.
@@ -227,9 +272,27 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
           this.destroy('payload longer than its header');
           throw new RemoteHelperError('PAYLOAD_LENGTH', `${this.label}: block payload exceeds ${length} bytes`);
         }
-        await this.send(chunk);
         sent += chunk.length;
+        if (chunk.length === 0) continue;
+        const zero = how !== 'raw' && (chunk === zeroChunk(chunk.length) || chunk.equals(zeroChunk(chunk.length)));
+        if (zero && out) out.zeroBytes += chunk.length;
+        if (how !== 'frames') {
+          await this.send(chunk);
+          if (out) out.wire += chunk.length;
+          continue;
+        }
+        if (zero) {
+          zeros += chunk.length;
+          continue;
+        }
+        if (zeros > 0) void this.send(frameHeader('Z', zeros)).catch(() => undefined);
+        zeros = 0;
+        // Header and bytes queued together; the header's failure is the bytes' failure too.
+        void this.send(frameHeader('D', chunk.length)).catch(() => undefined);
+        await this.send(chunk);
+        if (out) out.wire += chunk.length;
       }
+      if (zeros > 0 && sent === length) await this.send(frameHeader('Z', zeros));
     } catch (err) {
       void it.return?.()?.catch(() => undefined); // let the source release its buffers
       throw err;

@@ -55,6 +55,33 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
     }
   });
 
+  it('zero runs inside blocks stop crossing the wire once they are common (X frames), bytes still equal', async function () {
+    requireReal(this, 'loop devices (root)', loopAvailable());
+    // 16 blocks of 4 MiB, each half random, half zeros: no block is all zeros.
+    const img = join(dir, 'half-zero.img');
+    await fileOfSize(img, 32 * MiB, 'random', 104);
+    const random = readFileSync(img);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 16; i++) parts.push(i % 2 ? Buffer.alloc(2 * MiB) : Buffer.from(random.subarray(i * 2 * MiB, (i + 1) * 2 * MiB)), i % 2 ? Buffer.from(random.subarray(i * 2 * MiB, (i + 1) * 2 * MiB)) : Buffer.alloc(2 * MiB));
+    await fs.writeFile(img, Buffer.concat(parts));
+    const backing = join(dir, 'half-zero-target.img');
+    await fileOfSize(backing, 64 * MiB, 'random', 103);
+    const loop = await attachLoop(backing);
+    try {
+      const r = await runCli(['send', img, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '-b', '4M', '--compress', 'none', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'half-zero.journal')]);
+      assert.equal(r.code, 0, r.stderr);
+      const s = jsonOf(r);
+      assert.equal(s.verified, 16);
+      assert.equal(s.zeroBlocks, 0);
+      // The first blocks go whole (W) until the zero share is known; after that 2 MiB per block.
+      assert.ok((s.bytesOnWire as number) <= 48 * MiB, `${s.bytesOnWire} bytes on the wire of 64 MiB`);
+      assert.ok((s.bytesOnWire as number) >= 32 * MiB, 'the data itself was sent');
+      assert.equal(await sha256File(loop.dev, 64 * MiB), await sha256File(img));
+    } finally {
+      await loop.detach();
+    }
+  });
+
   it('sends to a file target with sha256 checksums and leaves no work dir behind', async () => {
     const target = join(dir, 'file-target.img');
     await fileOfSize(target, 41 * MiB, 'zero');

@@ -103,6 +103,52 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     });
   }
 
+  /** `X` frames of a block: `D` + bytes, or `Z` (a length only); header as the client sends it. */
+  const xframes = (parts: Array<Buffer | number>) =>
+    Buffer.concat(parts.flatMap((p) => (typeof p === 'number' ? [Buffer.from(`Z${String(p).padStart(14)}\n`)] : [Buffer.from(`D${String(p.length).padStart(14)}\n`), p])));
+
+  for (const perl of [true, false]) {
+    it(`X${perl ? '' : ' without perl'}: frames make the block (zeros from their length), over old data; then the next request`, async () => {
+      const target = await tmp('x.img', randomBytes(8 << 20));
+      const a = randomBytes(1 << 20);
+      const b = randomBytes(300_000);
+      const block = Buffer.concat([Buffer.alloc(2 << 20), a, Buffer.alloc(1 << 20), b, Buffer.alloc(4096)]);
+      const input = Buffer.concat([
+        Buffer.from(`X 4096 ${block.length} sha256\n`),
+        xframes([2 << 20, a, 1 << 20, b, 4096]),
+        Buffer.from(`X 0 4096 xxh64 defer\n`),
+        xframes([4096]),
+        frame('H', 4096, block.length, 'sha256'),
+        Buffer.from('Q\n'),
+      ]);
+      const { lines, code } = await serve(target, wd, input, 'dash', perl ? process.env : { ...process.env, DDT_HELPER_NO_PERL: '1' });
+      assert.equal(code, 0);
+      const xxhZero = (await run('sh', ['-c', 'head -c 4096 /dev/zero | xxhsum -H64'])).stdout.split(' ')[0];
+      assert.deepEqual(lines, [`OK ${sha256(block)}`, `OK ${xxhZero} deferred`, `OK ${sha256(block)}`]);
+      const t = await readFile(target);
+      assert.ok(t.subarray(4096, 4096 + block.length).equals(block));
+      assert.ok(t.subarray(0, 4096).equals(Buffer.alloc(4096)));
+    });
+
+    it(`X${perl ? '' : ' without perl'}: a failing write still takes every frame; a bad frame header ends the worker`, async () => {
+      const a = randomBytes(3_000_000);
+      const env = perl ? process.env : { ...process.env, DDT_HELPER_NO_PERL: '1' };
+      const full = await serve('/dev/full', wd, Buffer.concat([Buffer.from(`X 0 ${a.length + 8192} xxh64\n`), xframes([a, 8192]), frame('Z', 0, 10, 'xxh64'), Buffer.from('N 0 0\nQ\n')]), 'dash', env);
+      assert.equal(full.lines.length, 3, full.lines.join('|'));
+      assert.match(full.lines[0]!, /^ERR write failed: .*No space left on device/);
+      assert.match(full.lines[1]!, /^ERR .*No space left on device/);
+      assert.equal(full.lines[2], 'OK');
+      const target = await tmp('xbad.img', Buffer.alloc(8192));
+      for (const bad of [Buffer.from('D 12x\n'), Buffer.from(`D${'9000'.padStart(14)}\n`), Buffer.from(`Q${'10'.padStart(14)}\n`)]) {
+        const r = await serve(target, wd, Buffer.concat([Buffer.from('X 0 4096 xxh64\n'), bad, randomBytes(4096), Buffer.from('N 0 0\n')]), 'dash', env);
+        assert.equal(r.lines.length, 1, r.lines.join('|'));
+        assert.match(r.lines[0]!, /^ERR sparse write: frames unreadable/);
+        assert.equal(r.code, 1);
+      }
+      assert.ok((await readFile(target)).subarray(4096).equals(Buffer.alloc(4096)), 'nothing written past the block');
+    });
+  }
+
   it('defer: an O_DIRECT write or zero write skips its flush and says so, a buffered one is flushed; Y flushes', async () => {
     const target = await tmp('defer.img', randomBytes(8 << 20));
     const a = randomBytes(1 << 20);

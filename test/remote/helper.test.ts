@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { createHash, randomBytes } from 'node:crypto';
+import { zeroChunk } from '../../src/source/block-reader.js';
 import { UsageError } from '../../src/errors.js';
 import { RemoteHelper } from '../../src/remote/helper.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
@@ -156,6 +158,29 @@ describe('remote/helper (real sshd)', function () {
       assert.equal(existsSync(join(sshd.home, m)), false, m);
       assert.equal(existsSync(join(dir, m)), false, m);
     }
+    await helper.cleanup();
+  });
+
+  it('X: a block with zero chunks goes as frames, zeros as a length only; W counts them but sends them', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'sparse', probe: { target: join(dir, 'x.img') } });
+    assert.equal(helper.sparseWrites, false, 'known only once the probe has been read');
+    assert.equal((await helper.probe(join(dir, 'x.img'))).perl, true);
+    assert.equal(helper.sparseWrites, true, 'this host runs perl');
+    const file = join(dir, 'x.img');
+    await writeFile(file, randomBytes(8 * MiB));
+    const a = randomBytes(MiB);
+    const parts = [zeroChunk(MiB), a, Buffer.alloc(MiB), Buffer.alloc(MiB), a.subarray(0, 4096)];
+    const block = { index: 0, offset: MiB, length: 3 * MiB + MiB + 4096 };
+    const expected = createHash('sha256').update(Buffer.concat(parts)).digest('hex');
+    const w = await helper.openWorker(file);
+    const ac = new AbortController();
+    const payload = () => ({ kind: 'data' as const, chunks: (async function* () { yield* parts; })() });
+    const x = await w.writeBlock(block, payload(), 'sha256', ac.signal, { sparse: true });
+    assert.deepEqual(x, { checksum: expected, deferred: false, wire: MiB + 4096, zeroBytes: 3 * MiB });
+    assert.ok((await readFile(file)).subarray(MiB, MiB + block.length).equals(Buffer.concat(parts)));
+    const wr = await w.writeBlock({ ...block, offset: 0 }, payload(), 'sha256', ac.signal);
+    assert.deepEqual(wr, { checksum: expected, deferred: false, wire: block.length, zeroBytes: 3 * MiB });
+    await w.close();
     await helper.cleanup();
   });
 
