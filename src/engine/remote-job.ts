@@ -310,9 +310,15 @@ async function openSshOrStream(
 }
 
 export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
-  await stopOpenSshPath(s.helper);
-  await s.rsync?.close().catch(() => {});
-  if (removeWorkDir) await s.helper.cleanup().catch(() => {});
+  // The masters and the work dir's removal (over the ssh2 connection) do not wait for each
+  // other: the block workers on the masters have quit already (the target writer's close).
+  await Promise.all([
+    stopOpenSshPath(s.helper),
+    (async () => {
+      await s.rsync?.close().catch(() => {});
+      if (removeWorkDir) await s.helper.cleanup().catch(() => {});
+    })(),
+  ]);
   await s.pool.close();
 }
 
