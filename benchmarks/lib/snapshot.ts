@@ -7,12 +7,15 @@ import { registerCleanup } from '../../test/harness/hooks.js';
 
 /**
  * Build `root`'s src/ the way `npm run build` does (tsc, then package.json's `bundle` script
- * run inside the snapshot), or copy its dist/ with `noBuild`, plus native/ and package.json.
+ * run inside the snapshot), or copy its dist/ with `noBuild`; native/ and package.json first.
  * Returns the CLI's path.
  */
 export function snapshotCli(root: string, dir: string, o: { noBuild?: boolean; log?: (msg: string) => void } = {}): string {
   registerCleanup(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(dir, { recursive: true });
+  // First: the bundle script runs the built CLI once (ddt --version reads package.json).
+  cpSync(join(root, 'native'), join(dir, 'native'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
   if (o.noBuild) {
     if (!existsSync(join(root, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run npm run build, or drop --no-build');
     cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
@@ -27,7 +30,5 @@ export function snapshotCli(root: string, dir: string, o: { noBuild?: boolean; l
       throw new Error(`build failed:\n${String((err as { stdout?: Buffer }).stdout ?? '')}${String((err as { stderr?: Buffer }).stderr ?? err)}`);
     }
   }
-  cpSync(join(root, 'native'), join(dir, 'native'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(dir, 'package.json')); // ddt --version reads it
   return join(dir, 'dist/cli/main.js');
 }

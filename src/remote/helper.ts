@@ -19,7 +19,7 @@ import { HelperWorker } from './worker.js';
 import { sessionRefusal, type OpenSshMux } from '../transport/openssh-mux.js';
 import type { MuxChannel } from '../transport/mux-channel.js';
 
-/** Works from src/remote (tsx) and from the bundle, dist/cli/main.js: both are two levels below the repo. */
+/** Works from src/remote (tsx) and from the bundle, dist/cli/ddt.cjs: both are two levels below the repo. */
 export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
