@@ -79,7 +79,6 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     return (await this.writeBlock(block, payload, algo, signal)).checksum;
   }
 
-
   /** `Y`: flush the target; every write answered before this request is then durable. */
   async flush(signal: AbortSignal): Promise<void> {
     this.partAnswer(await this.requestLine('Y 0 0\n', signal));
