@@ -9,11 +9,9 @@
 //
 // A = that other build, B = this tree's dist/ (`npm run build` first). EXTRA_B='--args …' adds
 // arguments to B's command line only.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { runCleanups } from '../test/harness/hooks.js';
-import { attachLoop, fileOfSize, makeTempDir, removeTempDir, type Fill } from '../test/harness/loop.js';
-import { startSshd } from '../test/harness/sshd.js';
+import { removeTempDir, type Fill } from '../test/harness/loop.js';
+import { alternate, loopback, median, verifiedWire, type Loopback } from './lib/alternate.js';
 
 const [other, runsArg = '3', sizeArg = '1024', fill = 'mixed'] = process.argv.slice(2);
 if (!other) {
@@ -22,51 +20,22 @@ if (!other) {
 }
 const runs = Number(runsArg);
 const size = Number(sizeArg) * 1024 * 1024;
-const clis: Record<string, string> = { A: other, B: new URL('../dist/cli/main.js', import.meta.url).pathname };
+const mine = new URL('../dist/cli/main.js', import.meta.url).pathname;
 const extraB = (process.env.EXTRA_B ?? '').split(' ').filter(Boolean);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
-const work = await makeTempDir('ddt-ab-');
+let lb: Loopback | undefined;
 try {
-  const sshd = await startSshd();
-  const img = join(work, `${fill}.img`);
-  await fileOfSize(img, size, fill as Fill, 1);
-  const target = join(work, 'target.img');
-  await fileOfSize(target, size, 'zero');
-  const loop = await attachLoop(target);
-  const ssh = ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '-o', `UserKnownHostsFile=${sshd.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'];
+  lb = await loopback(size, fill as Fill);
+  const l = lb;
   const methods: Record<string, (round: number) => string[]> = {};
-  if (!process.env.NO_DD) {
-    methods['dd-ssh'] = () => ['bash', '-o', 'pipefail', '-c', `dd if=${img} bs=4M status=none | ssh -c aes128-gcm@openssh.com ${ssh.join(' ')} root@127.0.0.1 'dd of=${loop.dev} bs=4M conv=notrunc,fdatasync status=none'`];
-  }
-  for (const k of ['A', 'B']) {
-    methods[k] = (round) => [process.execPath, clis[k]!, 'send', img, `root@127.0.0.1:${loop.dev}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none', '--journal', join(work, `${k}-${round}.journal`), ...(k === 'B' ? extraB : [])];
-  }
-  const names = Object.keys(methods);
-  const times: Record<string, number[]> = {};
-  for (let round = 0; round < runs; round++) {
-    for (let i = 0; i < names.length; i++) {
-      const name = names[(i + round) % names.length]!;
-      execFileSync('sh', ['-c', `sync; echo 3 > /proc/sys/vm/drop_caches; cat ${img} > /dev/null`]);
-      const argv = methods[name]!(round);
-      const t0 = performance.now();
-      const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
-      const s = (performance.now() - t0) / 1000;
-      if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
-      let wire = '';
-      if (name !== 'dd-ssh') {
-        const summary = JSON.parse(r.stdout) as { verified: number; blocks: number; bytesOnWire: number };
-        if (summary.verified !== summary.blocks) throw new Error(`${name} did not verify every block`);
-        wire = `  wire ${(summary.bytesOnWire / 1e6).toFixed(1)} MB`;
-      }
-      (times[name] ??= []).push(s);
-      console.log(`round ${round + 1} ${name.padEnd(6)} ${s.toFixed(2)} s${wire}`);
-    }
-  }
-  console.log(`${fill} ${sizeArg} MiB, ${runs} rounds, medians: ${names.map((n) => `${n} ${median(times[n]!).toFixed(2)} s`).join(', ')}`);
-  await loop.detach();
-  await sshd.stop();
+  if (!process.env.NO_DD) methods['dd-ssh'] = () => l.ddSsh();
+  methods.A = (round) => l.ddtSend(other, `A-${round}.journal`);
+  methods.B = (round) => l.ddtSend(mine, `B-${round}.journal`, extraB);
+  const times = alternate(l, methods, runs, (name, stdout) => (name === 'dd-ssh' ? '' : `  wire ${(verifiedWire(name, stdout) / 1e6).toFixed(1)} MB`));
+  console.log(`${fill} ${sizeArg} MiB, ${runs} rounds, medians: ${Object.keys(times).map((n) => `${n} ${median(times[n]!).toFixed(2)} s`).join(', ')}`);
+  await l.loop.detach();
+  await l.sshd.stop();
 } finally {
   await runCleanups();
-  await removeTempDir(work);
+  if (lb) await removeTempDir(lb.work);
 }

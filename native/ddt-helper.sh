@@ -80,6 +80,12 @@ valid_path() {
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# perl runs here (used for 1 MiB pipes and X's frame decoder; all optional).
+# DDT_HELPER_NO_PERL: the paths without perl on a host that has it (tests, comparisons).
+have_perl() {
+  [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1
+}
+
 # "MAJ:MIN" (decimal) of a block device node, or nothing.
 majmin_of() {
   [ -b "$1" ] || return 1
@@ -168,7 +174,7 @@ probe() {
   cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
   # X (sparse whole blocks) runs one perl per block where perl runs; without it, one dd per frame.
   perl=0
-  [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1 && perl=1
+  have_perl && perl=1
   b() { if have "$1"; then echo 1; else echo 0; fi; }
   printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
     "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
@@ -617,8 +623,7 @@ serve_setup() {
   have cmp && CMP=1
   # openssl ≈ 1.1 GB/s vs sha256sum ≈ 0.4 GB/s here (FACTS).
   have openssl && openssl dgst -sha256 </dev/null >/dev/null 2>&1 && OPENSSL=1
-  # DDT_HELPER_NO_PERL: the small-pipe path on a host that has perl (tests, comparisons).
-  [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1 && PERL=1
+  have_perl && PERL=1
   # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
   # an O_DIRECT write) and, for pull, leave on stdout through another.
   big_stdio

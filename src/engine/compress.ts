@@ -1,6 +1,6 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants } from 'node:zlib';
-import { zeroChunk } from '../source/block-reader.js';
+import { isZero } from '../source/block-reader.js';
 
 const gzip = promisify(gzipCb);
 
@@ -80,7 +80,7 @@ export class CompressionPolicy {
   private async *lendSample(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     let sample = true;
     for await (const chunk of chunks) {
-      if (sample && !chunk.equals(zeroChunk(chunk.length))) {
+      if (sample && !isZero(chunk)) {
         sample = false;
         // A copy: the reader reuses the chunk's buffer once the next one is asked for.
         this.measured = this.measure(Buffer.from(chunk)).catch(() => undefined);
@@ -106,7 +106,7 @@ export class CompressionPolicy {
 
   /** Turn a chunk of a block into a part: zeros as a command, else raw or gzip. */
   async part(offset: number, chunk: Buffer): Promise<BlockPart> {
-    if (chunk.equals(zeroChunk(chunk.length))) return { kind: 'zero', offset, length: chunk.length };
+    if (isZero(chunk)) return { kind: 'zero', offset, length: chunk.length };
     if (!this.shouldTry()) return { kind: 'raw', offset, length: chunk.length, data: chunk };
     const t0 = performance.now();
     const packed = await gzip(chunk, { level: constants.Z_BEST_SPEED });

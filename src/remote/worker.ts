@@ -12,7 +12,7 @@ import { RemoteHelperError } from './remote-error.js';
 import { DeathWatch } from './death-watch.js';
 import { ChannelWorker, type ChannelOwner, type HelperChannel } from './channel-worker.js';
 import type { BlockPart } from '../engine/compress.js';
-import { zeroChunk } from '../source/block-reader.js';
+import { isZero } from '../source/block-reader.js';
 
 const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
 
@@ -31,10 +31,13 @@ export interface WriteResult {
   zeroBytes: number;
 }
 
-type PayloadForm = 'raw' | 'counted' | 'frames';
-interface PayloadSent {
-  wire: number;
-  zeroBytes: number;
+/** A request's payload: `length` bytes from `chunks`, as they are or `framed` (X). */
+interface Payload {
+  length: number;
+  chunks: AsyncIterable<Buffer>;
+  framed: boolean;
+  /** filled in as the bytes go: bytes put on the channel, bytes in all-zero chunks */
+  sent: { wire: number; zeroBytes: number };
 }
 
 export interface WriteOptions {
@@ -96,7 +99,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     if (payload.kind === 'zero') {
       line = await this.requestLine(`Z ${tail}`, signal);
       sent.zeroBytes = block.length;
-    } else line = await this.requestLine(`${o.sparse ? 'X' : 'W'} ${tail}`, signal, block.length, payload.chunks, o.sparse ? 'frames' : 'counted', sent);
+    } else line = await this.requestLine(`${o.sparse ? 'X' : 'W'} ${tail}`, signal, { length: block.length, chunks: payload.chunks, framed: o.sparse === true, sent });
     const deferred = o.defer === true && line.endsWith(' deferred');
     if (deferred) line = line.slice(0, -' deferred'.length);
     return { checksum: this.parseAnswer(line, algo), deferred, ...sent };
@@ -173,11 +176,8 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     return this.parseAnswer(await this.requestLine(header, signal), algo);
   }
 
-  /**
-   * One request (header, then `length` payload bytes from `chunks`), its answer line. See
-   * sendPayload for `how` and `sent`.
-   */
-  private async requestLine(header: string, signal: AbortSignal, length = 0, chunks?: AsyncIterable<Buffer>, how: PayloadForm = 'raw', sent?: PayloadSent): Promise<string> {
+  /** One request (header, then the payload if any: see sendPayload), its answer line. */
+  private async requestLine(header: string, signal: AbortSignal, payload?: Payload): Promise<string> {
     if (this.dead) throw this.deadError();
     if (this.busy) throw new Error(`${this.label}: one request at a time`);
     signal.throwIfAborted();
@@ -187,7 +187,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
     try {
       const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
-      if (chunks) await this.sendPayload(chunks, length, how, sent);
+      if (payload) await this.sendPayload(payload);
       return await answer;
     } catch (err) {
       if (signal.aborted) throw signal.reason;
@@ -252,12 +252,11 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
   }
 
   /**
-   * The payload: as it is (`raw`, `counted`), or as `X` frames (`frames`: a run of zero chunks
-   * becomes one `Z` frame, any other chunk a `D` frame with its bytes). Except for `raw`, `sent`
-   * learns the bytes put on the channel and the bytes in all-zero chunks; the zero test stops at
-   * a chunk's first non-zero byte, so data costs next to nothing to test.
+   * `length` bytes from `chunks`: as they are, or `framed` as `X` frames (a run of zero chunks
+   * becomes one `Z` frame, any other chunk a `D` frame with its bytes). `sent` learns the bytes
+   * put on the channel and the bytes in all-zero chunks.
    */
-  private async sendPayload(chunks: AsyncIterable<Buffer>, length: number, how: PayloadForm, out?: PayloadSent): Promise<void> {
+  private async sendPayload({ chunks, length, framed, sent: out }: Payload): Promise<void> {
     const it = chunks[Symbol.asyncIterator]();
     let sent = 0;
     let zeros = 0;
@@ -273,11 +272,11 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
         }
         sent += chunk.length;
         if (chunk.length === 0) continue;
-        const zero = how !== 'raw' && (chunk === zeroChunk(chunk.length) || chunk.equals(zeroChunk(chunk.length)));
-        if (zero && out) out.zeroBytes += chunk.length;
-        if (how !== 'frames') {
+        const zero = isZero(chunk);
+        if (zero) out.zeroBytes += chunk.length;
+        if (!framed) {
           await this.send(chunk);
-          if (out) out.wire += chunk.length;
+          out.wire += chunk.length;
           continue;
         }
         if (zero) {
@@ -289,7 +288,7 @@ export class HelperWorker<C extends WorkerChannel = WorkerChannel> extends Chann
         // Header and bytes queued together; the header's failure is the bytes' failure too.
         void this.send(frameHeader('D', chunk.length)).catch(() => undefined);
         await this.send(chunk);
-        if (out) out.wire += chunk.length;
+        out.wire += chunk.length;
       }
       if (zeros > 0 && sent === length) await this.send(frameHeader('Z', zeros));
     } catch (err) {

@@ -66,9 +66,14 @@ export function zeroChunk(length: number): Buffer {
 /** Spare chunk buffers kept for reuse (beyond that, finished blocks' buffers go to the GC). */
 const SPARE_MAX = 64;
 
-function isZero(buf: Buffer): boolean {
-  // Compare against a zero buffer: memcmp speed, no per-byte JS loop.
-  return buf.equals(zeroChunk(buf.length));
+/**
+ * All zeros? Compared against a zero buffer: memcmp speed, no per-byte JS loop, and it stops at
+ * the first non-zero byte, so data costs next to nothing to test. The shared zero chunks (a
+ * block's zero prefix replayed) are known without a look.
+ */
+export function isZero(buf: Buffer): boolean {
+  const zero = zeroChunk(buf.length);
+  return buf === zero || buf.equals(zero);
 }
 
 /**

@@ -1,0 +1,76 @@
+// The small side-by-side benchmarks (send-vs-ddssh.ts, ab.ts): one image onto a loop device over
+// a private loopback sshd, `dd | ssh dd` and ddt command lines for it, and rounds in which every
+// method runs once (order rotating), the page cache dropped and the image read back in first.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { attachLoop, fileOfSize, makeTempDir, type Fill, type LoopDevice } from '../../test/harness/loop.js';
+import { startSshd, type TestSshd } from '../../test/harness/sshd.js';
+
+export interface Loopback {
+  work: string;
+  sshd: TestSshd;
+  img: string;
+  loop: LoopDevice;
+  /** (a) of DESIGN §6: `dd bs=4M | ssh -c aes128-gcm@openssh.com … 'dd of=DEV … conv=notrunc,fdatasync'` */
+  ddSsh(): string[];
+  /** `ddt send` of the image onto the loop device with its defaults, a journal of its own, `extra` appended */
+  ddtSend(cli: string, journalName: string, extra?: string[]): string[];
+}
+
+export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback> {
+  const work = await makeTempDir('ddt-bench-alt-');
+  const sshd = await startSshd();
+  const img = join(work, `${fill}.img`);
+  await fileOfSize(img, sizeBytes, fill, 1);
+  const target = join(work, 'target.img');
+  await fileOfSize(target, sizeBytes, 'zero');
+  const loop = await attachLoop(target);
+  const ssh = ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '-o', `UserKnownHostsFile=${sshd.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'];
+  return {
+    work,
+    sshd,
+    img,
+    loop,
+    ddSsh: () => ['bash', '-o', 'pipefail', '-c', `dd if=${img} bs=4M status=none | ssh -c aes128-gcm@openssh.com ${ssh.join(' ')} root@127.0.0.1 'dd of=${loop.dev} bs=4M conv=notrunc,fdatasync status=none'`],
+    ddtSend: (cli, journalName, extra = []) => [process.execPath, cli, 'send', img, `root@127.0.0.1:${loop.dev}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none', '--journal', join(work, journalName), ...extra],
+  };
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+
+/**
+ * `runs` rounds, every method once per round, the order rotating by one each round. `check`
+ * sees each run's stdout (throw to stop: e.g. a block not verified) and returns what to print
+ * after its time. Returns the wall times per method.
+ */
+export function alternate(
+  lb: Loopback,
+  methods: Record<string, (round: number) => string[]>,
+  runs: number,
+  check: (name: string, stdout: string) => string = () => '',
+): Record<string, number[]> {
+  const names = Object.keys(methods);
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let round = 0; round < runs; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + round) % names.length]!;
+      execFileSync('sh', ['-c', `sync; echo 3 > /proc/sys/vm/drop_caches; cat ${lb.img} > /dev/null`]);
+      const argv = methods[name]!(round + 1);
+      const t0 = performance.now();
+      const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const s = (performance.now() - t0) / 1000;
+      if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
+      const note = check(name, r.stdout);
+      times[name]!.push(s);
+      console.log(`round ${round + 1} ${name.padEnd(6)} ${s.toFixed(2)} s${note}`);
+    }
+  }
+  return times;
+}
+
+/** A ddt `--json` summary: every block verified, or throw; its bytes on the wire. */
+export function verifiedWire(name: string, stdout: string): number {
+  const s = JSON.parse(stdout) as { verified: number; blocks: number; bytesOnWire: number };
+  if (s.verified !== s.blocks) throw new Error(`${name} did not verify every block`);
+  return s.bytesOnWire;
+}
