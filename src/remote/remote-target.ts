@@ -21,7 +21,7 @@ import { GroupFlush } from './group-flush.js';
  * zero chunks (1 and 2 GiB mixed images); it saves the link and both SSH ends the zero bytes.
  * So whole blocks go as `X` while recent blocks had at least this share in zero chunks.
  */
-export const SPARSE_FROM = 0.25;
+const SPARSE_FROM = 0.25;
 
 export interface RemoteTargetOptions {
   /** Upper bound on workers; default: every channel the pool has. */

@@ -232,4 +232,28 @@ describe('remote/remote-target (real sshd)', function () {
     await helper.cleanup();
     await pool.close();
   });
+  it('sparse: blocks go whole (W) while zero chunks are rare, as X frames once recent blocks are ≥ 25 % zeros', async () => {
+    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 2 });
+    const file = join(dir, 'sparse.img');
+    await writeFile(file, randomBytes(24 * MiB));
+    const w = await RemoteTargetWriter.open(helper, file, { workers: 1, sparse: true });
+    const ac = new AbortController();
+    const halfZero = () => Buffer.concat([randomBytes(2 * MiB), Buffer.alloc(2 * MiB)]);
+    const contents = [randomBytes(4 * MiB), randomBytes(4 * MiB), halfZero(), halfZero(), halfZero(), halfZero()];
+    const wire: number[] = [];
+    for (const [i, buf] of contents.entries()) {
+      const payload = data(buf, MiB);
+      let sent = 0;
+      if (payload.kind === 'data') payload.onWire = (n) => (sent += n);
+      const sum = await w.writeAt({ index: i, offset: i * 4 * MiB, length: 4 * MiB }, payload, 'xxh64', ac.signal);
+      assert.equal(sum, await toolHash(file, i * 4 * MiB, 4 * MiB, 'xxh64'), `block ${i}`);
+      wire.push(sent / MiB);
+    }
+    // Zero share after each block: 0, 0, 0.25 (first half-zero block still whole), then X.
+    assert.deepEqual(wire, [4, 4, 4, 2, 2, 2]);
+    assert.ok((await readFile(file)).subarray(0, 24 * MiB).equals(Buffer.concat(contents)));
+    await w.close();
+    await helper.cleanup();
+    await pool.close();
+  });
 });
