@@ -36,6 +36,8 @@ interface Conn {
   channels: Set<Channel>;
   releasing: Set<Channel>;
   opening: number;
+  /** When a channel of this connection last closed (Date.now()). */
+  freedAt: number;
   connecting?: Promise<void>;
   lostAt?: number;
 }
@@ -43,6 +45,14 @@ interface Conn {
 const BACKOFF_START_MS = 250;
 const BACKOFF_MAX_MS = 8_000;
 const CLOSE_WAIT_MS = 5_000;
+/**
+ * sshd frees a session's slot a moment after the channel's close: an open that closely follows
+ * the close of a finished command is now and then refused (4 callers on 2 slots hit it within
+ * ~6 commands). A refusal within this long of a close is tried again (25, 50, 100, 200 ms later)
+ * before the pool takes it as the server's limit.
+ */
+const RECENT_CLOSE_MS = 1_000;
+const RACE_RETRIES = 4;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function isExecChannel(ch: Channel): ch is ClientChannel {
@@ -75,6 +85,7 @@ export class SshPool {
       channels: new Set<Channel>(),
       releasing: new Set<Channel>(),
       opening: 0,
+      freedAt: 0,
     }));
   }
 
@@ -170,12 +181,13 @@ export class SshPool {
   // ---------------------------------------------------------------------------------------
 
   private async openChannel(open: (client: Client, cb: (err: Error | undefined, ch: Channel) => void) => void, opts: ExecOptions): Promise<Channel> {
+    const attempt = { raced: 0 };
     for (;;) {
       if (this.closed) throw new SshError('SSH_CLOSED', 'the SSH connection pool is closed');
       opts.signal?.throwIfAborted();
       const conn = this.pickLive();
       if (conn) {
-        const result = await this.tryOpen(conn, open);
+        const result = await this.tryOpen(conn, open, attempt);
         if (result.ch) return result.ch;
         if (result.retry) continue;
         throw result.error;
@@ -197,6 +209,7 @@ export class SshPool {
   private async tryOpen(
     conn: Conn,
     open: (client: Client, cb: (err: Error | undefined, ch: Channel) => void) => void,
+    attempt: { raced: number },
   ): Promise<{ ch?: Channel; retry?: boolean; error?: unknown }> {
     const client = conn.client!;
     conn.opening++;
@@ -216,6 +229,10 @@ export class SshPool {
       if (conn.releasing.size > 0) {
         // A slot we just gave back may not be free on the server yet: wait, don't shrink.
         await this.waitForChange();
+        return { retry: true };
+      }
+      if (Date.now() - conn.freedAt < RECENT_CLOSE_MS && attempt.raced < RACE_RETRIES) {
+        await sleep(25 * 2 ** attempt.raced++); // probably raced a slot sshd is still freeing
         return { retry: true };
       }
       this.shrink(conn, conn.channels.size + conn.opening - 1);
@@ -263,6 +280,7 @@ export class SshPool {
     const conn = this.owner.get(ch);
     if (!conn) return;
     this.owner.delete(ch);
+    conn.freedAt = Date.now();
     conn.channels.delete(ch);
     conn.releasing.delete(ch);
     this.wake();

@@ -195,6 +195,29 @@ describe('transport/ssh-pool (real sshd)', function () {
     }
   });
 
+  it('MaxSessions 2: an open racing the close of a finished command is tried again, not taken as the limit', async () => {
+    const small = await startSshd({ maxSessions: 2 });
+    const warnings: string[] = [];
+    const pool = await SshPool.open(poolOptions(small, { connections: 1, channelsPerConnection: 2, onWarning: (m) => warnings.push(m) }));
+    try {
+      // Four callers on two slots: each open follows the close of a command that has just ended
+      // (sshd refuses some of them for a moment; believing it shrank the pool within ~6 runs).
+      const outs = await Promise.all(
+        [0, 1, 2, 3].map(async (k) => {
+          const got: string[] = [];
+          for (let i = 0; i < 25; i++) got.push((await output(pool, `echo ${k}.${i}`)).trim());
+          return got;
+        }),
+      );
+      assert.deepEqual(outs, [0, 1, 2, 3].map((k) => Array.from({ length: 25 }, (_, i) => `${k}.${i}`)));
+      assert.equal(pool.capacity(), 2);
+      assert.deepEqual(warnings, []);
+    } finally {
+      await pool.close();
+      await small.stop();
+    }
+  });
+
   it('a dropped connection fails its channels and reconnects on the next demand', async () => {
     const warnings: string[] = [];
     const pool = await SshPool.open(poolOptions(sshd, { connections: 1, onWarning: (m) => warnings.push(m) }));
