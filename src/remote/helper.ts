@@ -238,7 +238,12 @@ export class RemoteHelper {
   }
 
   private async run(args: string[], signal?: AbortSignal): Promise<string> {
-    return checkedOutput(args[0]!, await runRemote(this.pool, shCommand('sh', this.scriptPath, ...args), { signal }));
+    const cmd = shCommand('sh', this.scriptPath, ...args);
+    let res = await runRemote(this.pool, cmd, { signal });
+    // A channel that ended without the command's exit status (its connection dropped): the
+    // subcommands that may run twice (all but create-file, whose answer says what it did) do.
+    if (res.code === null && !res.signal && args[0] !== 'create-file') res = await runRemote(this.pool, cmd, { signal });
+    return checkedOutput(args[0]!, res);
   }
 }
 
@@ -250,7 +255,8 @@ function probeArgsOf(target: string, remoteDir?: string): string[] {
 function checkedOutput(sub: string, res: { code: number | null; signal?: string | null; stdout: string; stderr: string }): string {
   if (res.code === 2) throw new UsageError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${sub}: bad arguments`);
   if (res.code !== 0) {
-    throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || `exit ${res.code ?? res.signal}`}`);
+    const how = res.code !== null ? `exit ${res.code}` : res.signal ? `killed by ${res.signal}` : 'the channel closed without an exit status';
+    throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || how}`);
   }
   return res.stdout;
 }

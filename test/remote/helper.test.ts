@@ -208,6 +208,40 @@ describe('remote/helper (real sshd)', function () {
     await resumed.cleanup();
   });
 
+  it('a housekeeping command whose connection drops before its exit status runs again on a new connection', async () => {
+    const warnings: string[] = [];
+    const own = await SshPool.open(poolOptions(sshd, { connections: 1, channelsPerConnection: 2, onWarning: (m) => warnings.push(m) }));
+    const { spawn } = await import('node:child_process');
+    let stale: ReturnType<typeof spawn> | undefined;
+    try {
+      const helper = await RemoteHelper.install(own, { jobId: 'drop-job' });
+      // A stale helper of this job that notes every TERM and lives on: kill-stale waits ~2 s
+      // for it before KILL, a window in which the connection is killed.
+      const marks = join(dir, 'drop-job.terms');
+      stale = spawn('sh', ['-c', `trap 'echo term >>"$3"' TERM; while :; do sleep 0.05; done`, 'ddt-helper', helper.workDir, 'drop-job', marks], { stdio: 'ignore' });
+      await writeFile(join(helper.workDir, 'pids'), `${stale.pid}\n`);
+      const killed = helper.killStale();
+      const termsSeen = async (n: number) => {
+        for (let i = 0; i < 400; i++) {
+          if (existsSync(marks) && (await readFile(marks, 'utf8')).split('\n').filter(Boolean).length >= n) return;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.fail(`${n} TERM(s) never reached the stale helper`);
+      };
+      await termsSeen(1);
+      for (const pid of sshd.connectionPids()) process.kill(pid, 'SIGKILL');
+      assert.ok((await killed) >= 1);
+      assert.ok((await readFile(marks, 'utf8')).split('\n').filter(Boolean).length >= 2, 'kill-stale ran a second time');
+      assert.ok(warnings.some((w) => /lost/.test(w)), warnings.join('\n'));
+      await new Promise((r) => (stale!.exitCode !== null || stale!.signalCode !== null ? r(undefined) : stale!.once('exit', r)));
+      assert.equal(stale.signalCode, 'SIGKILL');
+      await helper.cleanup();
+    } finally {
+      stale?.kill('SIGKILL');
+      await own.close();
+    }
+  });
+
   it('kill-stale also ends the dd a helper was running (no stale writer survives a resume)', async () => {
     const first = await RemoteHelper.install(pool, { jobId: 'stale-dd' });
     const file = join(dir, 'stale-dd.img');
