@@ -11,6 +11,7 @@
 type Cleanup = () => void;
 
 const cleanups = new Map<number, Cleanup>();
+const diagnostics = new Map<number, () => string>();
 let nextId = 0;
 let installed = false;
 
@@ -21,6 +22,18 @@ export function registerCleanup(fn: Cleanup): () => void {
   cleanups.set(id, fn);
   return () => {
     cleanups.delete(id);
+  };
+}
+
+/**
+ * Register what to print when a test fails while the resource lives (a private sshd's log
+ * tail: CI keeps nothing else of it). Returns a function that unregisters it.
+ */
+export function registerDiagnostic(fn: () => string): () => void {
+  const id = nextId++;
+  diagnostics.set(id, fn);
+  return () => {
+    diagnostics.delete(id);
   };
 }
 
@@ -60,8 +73,18 @@ function installHandlers(): void {
   }
 }
 
-/** Mocha root hooks (optional: `require: ['test/harness/hooks.ts']`). */
+/** Mocha root hooks (.mocharc.json requires this file): diagnostics of a failed test. */
 export const mochaHooks = {
+  afterEach(this: Mocha.Context): void {
+    if (this.currentTest?.state !== 'failed') return;
+    for (const fn of diagnostics.values()) {
+      try {
+        process.stderr.write(`${fn()}\n`);
+      } catch {
+        // A diagnostic must never fail the run.
+      }
+    }
+  },
   afterAll(): void {
     runCleanups();
   },

@@ -5,15 +5,28 @@
 
 import { startPrivateSshd, type PrivateSshd, type SshdOptions } from '../../src/demo/private-sshd.js';
 import type { SshPoolOptions } from '../../src/transport/ssh-pool.js';
-import { registerCleanup } from './hooks.js';
+import { readFileSync } from 'node:fs';
+import { registerCleanup, registerDiagnostic } from './hooks.js';
 import { makeTempDir, removeTempDir } from './loop.js';
 
 export { childPids, sshdAvailable, type SshdOptions } from '../../src/demo/private-sshd.js';
 
 export type TestSshd = PrivateSshd;
 
-export function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
-  return startPrivateSshd(opts, { registerCleanup, makeTempDir, removeTempDir });
+export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
+  const sshd = await startPrivateSshd(opts, { registerCleanup, makeTempDir, removeTempDir });
+  const unregister = registerDiagnostic(() => {
+    const lines = readFileSync(sshd.logPath, 'utf8').trimEnd().split('\n').slice(-40);
+    return `--- private sshd on port ${sshd.port}, last ${lines.length} log lines:\n${lines.join('\n')}`;
+  });
+  const stop = sshd.stop;
+  return {
+    ...sshd,
+    stop: async () => {
+      unregister();
+      await stop();
+    },
+  };
 }
 
 /** ssh2 pool options that reach a harness sshd with its throwaway key and known_hosts [1 × 4]. */
