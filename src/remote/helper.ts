@@ -136,7 +136,8 @@ export class RemoteHelper {
   async createFile(target: string, size: number, signal?: AbortSignal): Promise<boolean> {
     validateRemotePath(target, 'remote target');
     if (!Number.isSafeInteger(size) || size < 0) throw new UsageError('BAD_SIZE', `bad size ${size}`);
-    return (await this.run(['create-file', target, String(size)], signal)).includes('created=1');
+    // Not run twice: a second run would answer created=0 for the file the first one made.
+    return (await this.run(['create-file', target, String(size)], signal, { once: true })).includes('created=1');
   }
 
   /** A block worker on its own channel. `wait: false`: fail instead of waiting for a free slot. */
@@ -237,12 +238,14 @@ export class RemoteHelper {
     await this.run(['cleanup', this.workDir], signal);
   }
 
-  private async run(args: string[], signal?: AbortSignal): Promise<string> {
+  /**
+   * A helper subcommand. One whose channel ended without an exit status (its connection
+   * dropped) runs once more on the reconnected pool, unless `once`.
+   */
+  private async run(args: string[], signal?: AbortSignal, o: { once?: boolean } = {}): Promise<string> {
     const cmd = shCommand('sh', this.scriptPath, ...args);
     let res = await runRemote(this.pool, cmd, { signal });
-    // A channel that ended without the command's exit status (its connection dropped): the
-    // subcommands that may run twice (all but create-file, whose answer says what it did) do.
-    if (res.code === null && !res.signal && args[0] !== 'create-file') res = await runRemote(this.pool, cmd, { signal });
+    if (res.code === null && !res.signal && !o.once) res = await runRemote(this.pool, cmd, { signal });
     return checkedOutput(args[0]!, res);
   }
 }
