@@ -7,18 +7,14 @@ import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd } from '../harness/sshd.js';
+import { until } from '../harness/until.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { verifiedCount } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
 
-async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Polled often: a block's dd lives for a few ms. */
+const waitFor = (what: string, cond: () => boolean) => until(what, cond, 60_000, 5);
 
 /** PIDs of dd processes writing to `target` (the helper's write step), from /proc. */
 function ddWriting(target: string): number[] {
@@ -51,7 +47,7 @@ describe('e2e: transport faults during ddt send', function () {
       await fileOfSize(dst, 64 * MiB, 'zero');
       const run = startCli(['send', src, `root@127.0.0.1:${dst}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '-b', '4M', '--channels', '2', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'dd.journal')]);
       // A block's dd may finish between finding and killing it: try the next one then.
-      await until(() => {
+      await waitFor('a remote dd writing the target, killed', () => {
         for (const pid of ddWriting(dst)) {
           try {
             process.kill(pid, 'SIGKILL');
@@ -61,7 +57,7 @@ describe('e2e: transport faults during ddt send', function () {
           }
         }
         return false;
-      }, 'a remote dd writing the target, killed');
+      });
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       const s = jsonOf(r);
@@ -83,7 +79,7 @@ describe('e2e: transport faults during ddt send', function () {
     try {
       const knownHosts = join(dir, 'gone_known_hosts');
       const run = startCli(['send', src, `root@127.0.0.1:${dst}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '-b', '1M', '--yes', '--json', '--progress', 'none', '--reconnect-timeout', '3s', '--journal', journal]);
-      await until(() => verifiedCount(journal) >= 3, 'three verified blocks');
+      await waitFor('three verified blocks', () => verifiedCount(journal) >= 3);
       const started = Date.now();
       await sshd.stop(); // listener and every connection: the host is gone
       const r = await run.done;

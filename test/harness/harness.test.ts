@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, removeTempDir, sha256File } from './loop.js';
 import { requireReal } from './real.js';
 import { sshdAvailable, startSshd, type TestSshd } from './sshd.js';
+import { until } from './until.js';
 
 const execFileP = promisify(execFile);
 const MiB = 1 << 20;
@@ -43,12 +44,6 @@ function gone(pid: number): boolean {
 
 const exitOf = (child: ChildProcess) =>
   new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  for (const deadline = Date.now() + ms; !(await check()); await new Promise((r) => setTimeout(r, 25))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
 
 describe('test harness', () => {
   // Only this file's dirs: removeTempDirs() would also take other suites'.

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
 import { childPids, poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { until } from '../harness/until.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -221,17 +222,11 @@ describe('remote/helper (real sshd)', function () {
       stale = spawn('sh', ['-c', `trap 'echo term >>"$3"' TERM; while :; do sleep 0.05; done`, 'ddt-helper', helper.workDir, 'drop-job', marks], { stdio: 'ignore' });
       await writeFile(join(helper.workDir, 'pids'), `${stale.pid}\n`);
       const killed = helper.killStale();
-      const termsSeen = async (n: number) => {
-        for (let i = 0; i < 400; i++) {
-          if (existsSync(marks) && (await readFile(marks, 'utf8')).split('\n').filter(Boolean).length >= n) return;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        assert.fail(`${n} TERM(s) never reached the stale helper`);
-      };
-      await termsSeen(1);
+      const terms = async () => (existsSync(marks) ? (await readFile(marks, 'utf8')).split('\n').filter(Boolean).length : 0);
+      await until('a TERM at the stale helper', async () => (await terms()) >= 1);
       for (const pid of sshd.connectionPids()) process.kill(pid, 'SIGKILL');
       assert.ok((await killed) >= 1);
-      assert.ok((await readFile(marks, 'utf8')).split('\n').filter(Boolean).length >= 2, 'kill-stale ran a second time');
+      assert.ok((await terms()) >= 2, 'kill-stale ran a second time');
       assert.ok(warnings.some((w) => /lost/.test(w)), warnings.join('\n'));
       await new Promise((r) => (stale!.exitCode !== null || stale!.signalCode !== null ? r(undefined) : stale!.once('exit', r)));
       assert.equal(stale.signalCode, 'SIGKILL');
