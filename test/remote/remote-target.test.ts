@@ -52,15 +52,29 @@ describe('remote/remote-target (real sshd)', function () {
     await sshd?.stop();
   });
 
+  /** A pool and an installed helper; afterEach removes the helper's work dir and closes the pool. */
+  const opened: Array<{ pool: SshPool; helper: RemoteHelper }> = [];
   async function setup(over: Partial<SshPoolOptions> = {}, jobId = `job-${Date.now()}`) {
     const warnings: string[] = [];
     const pool = await SshPool.open(options(sshd, { onWarning: (m) => warnings.push(m), ...over }));
     const helper = await RemoteHelper.install(pool, { jobId });
+    opened.push({ pool, helper });
     return { pool, helper, warnings };
   }
+  afterEach(async function () {
+    for (const { pool, helper } of opened.splice(0)) {
+      try {
+        await helper.cleanup();
+      } catch (err) {
+        if (this.currentTest?.state !== 'failed') throw err; // else the test's own failure is the news
+      } finally {
+        await pool.close();
+      }
+    }
+  });
 
   it('writes data and zero blocks concurrently; bytes and checksums match xxhsum -H64 / sha256sum', async () => {
-    const { pool, helper } = await setup();
+    const { helper } = await setup();
     const file = join(dir, 'target.img');
     await writeFile(file, randomBytes(16 * MiB)); // zero blocks must really overwrite
     const expected = await readFile(file);
@@ -87,13 +101,11 @@ describe('remote/remote-target (real sshd)', function () {
     // A 16-hex xxh64 that starts with 0 keeps its leading zeros; sha256 is 64 hex.
     assert.ok(sums.every((s, i) => s.length === (blocks[i].algo === 'xxh64' ? 16 : 64)));
     await w.close();
-    await helper.cleanup();
-    await pool.close();
   });
 
   it('a remote error rejects that block only; the worker keeps its framing', async function () {
     requireReal(this, 'loop devices', loopAvailable());
-    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 1 });
+    const { helper } = await setup({ connections: 1, channelsPerConnection: 1 });
     const img = join(dir, 'small.img');
     await writeFile(img, Buffer.alloc(MiB));
     const loop = await attachLoop(img);
@@ -111,13 +123,11 @@ describe('remote/remote-target (real sshd)', function () {
       await w.close();
     } finally {
       await loop.detach();
-      await helper.cleanup();
-      await pool.close();
     }
   });
 
   it('a short payload or an abort mid-block kills that worker; a new one takes over', async () => {
-    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 1 });
+    const { helper } = await setup({ connections: 1, channelsPerConnection: 1 });
     const file = join(dir, 'abort.img');
     await writeFile(file, Buffer.alloc(4 * MiB));
     const w = await RemoteTargetWriter.open(helper, file);
@@ -140,8 +150,6 @@ describe('remote/remote-target (real sshd)', function () {
     assert.equal(await w.writeAt({ index: 2, offset: MiB, length: MiB }, data(buf), 'xxh64', ac.signal), await toolHash(file, MiB, MiB, 'xxh64'));
     assert.equal(w.workers, 1);
     await w.close();
-    await helper.cleanup();
-    await pool.close();
   });
 
   it('MaxSessions 2 with 4 channels requested: 2 workers, one warning, all blocks written', async () => {
@@ -190,12 +198,10 @@ describe('remote/remote-target (real sshd)', function () {
     assert.ok(warnings.some((m) => /lost/.test(m)));
     assert.equal(pool.liveConnections(), 1);
     await w.close();
-    await helper.cleanup();
-    await pool.close();
   });
 
   it('deferFlush: aligned blocks skip their own fsync until durable(); a lost flusher comes back; without a free channel nothing is deferred', async () => {
-    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 3 });
+    const { helper } = await setup({ connections: 1, channelsPerConnection: 3 });
     const file = join(dir, 'defer.img');
     await writeFile(file, randomBytes(8 * MiB));
     // Two workers and the flusher: the pool's three channels.
@@ -229,11 +235,9 @@ describe('remote/remote-target (real sshd)', function () {
     await full.writeAt({ index: 0, offset: 0, length: MiB }, data(randomBytes(MiB)), 'xxh64', ac.signal);
     assert.equal(full.unflushedBlocks, 0);
     await full.close();
-    await helper.cleanup();
-    await pool.close();
   });
   it('sparse: blocks go whole (W) while zero chunks are rare, as X frames once recent blocks are ≥ 25 % zeros', async () => {
-    const { pool, helper } = await setup({ connections: 1, channelsPerConnection: 2 });
+    const { helper } = await setup({ connections: 1, channelsPerConnection: 2 });
     const file = join(dir, 'sparse.img');
     await writeFile(file, randomBytes(24 * MiB));
     const w = await RemoteTargetWriter.open(helper, file, { workers: 1, sparse: true });
@@ -253,7 +257,5 @@ describe('remote/remote-target (real sshd)', function () {
     assert.deepEqual(wire, [4, 4, 4, 2, 2, 2]);
     assert.ok((await readFile(file)).subarray(0, 24 * MiB).equals(Buffer.concat(contents)));
     await w.close();
-    await helper.cleanup();
-    await pool.close();
   });
 });
