@@ -101,6 +101,12 @@ export async function runPipeline(
    * meanwhile. A failed flush is a failed attempt: re-queued while retries last.
    */
   const settling = new Set<Promise<void>>();
+  /**
+   * Blocks being written now. With those waiting for a flush, at most two per slot are unproven
+   * at any moment: what a kill can cost stays bounded however slow the flushes are.
+   */
+  let writing = 0;
+  const unprovenMax = 2 * Math.max(1, opts.concurrency);
   function settleLater(block: BlockRef, n: number, opened: OpenedBlock, src: string, tgt: string, zero: boolean): void {
     const p = writer
       .durable!(block, runSignal)
@@ -171,8 +177,21 @@ export async function runPipeline(
     return true;
   }
 
-  /** Attempts `from`..retries of a block (a re-queued block continues its count). */
+  /**
+   * Attempts `from`..retries of a block (a re-queued block continues its count), begun once
+   * fewer than `unprovenMax` blocks are unproven.
+   */
   async function processBlock(block: BlockRef, from = 0): Promise<void> {
+    while (writing + settling.size >= unprovenMax) await Promise.race(settling).catch(() => undefined);
+    writing++;
+    try {
+      await attempts(block, from);
+    } finally {
+      writing--;
+    }
+  }
+
+  async function attempts(block: BlockRef, from: number): Promise<void> {
     for (let n = from; n <= opts.retries; n++) {
       if (runSignal.aborted) return;
       if (n > 0) {
