@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { exitCodeOf, messageOf, ExitCode } from '../errors.js';
 import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { sendCommand } from './commands/send.js';
@@ -10,6 +9,8 @@ import { resumeCommand } from './commands/resume.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
 import { rewriteLegacyArgv } from './legacy.js';
+import { clean } from './terminal.js';
+import { ExitCode, messageOf, exitCodeOf } from '../errors.js';
 
 /** The only place that maps errors to exit codes and touches process.exit. */
 async function main(argv: string[]): Promise<void> {
@@ -60,7 +61,7 @@ function skipHelpCache(cli: unknown): void {
 
 main(hideBin(process.argv)).catch((err: unknown) => {
   const code = exitCodeOf(err);
-  process.stderr.write(`ddt: error: ${messageOf(err)}\n`);
+  process.stderr.write(`ddt: error: ${clean(messageOf(err))}\n`);
   if (code === ExitCode.internal && process.env.DDT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
   process.exitCode = code;
 });

@@ -1,3 +1,4 @@
+import { DdtError } from '../errors.js';
 /**
  * The original dd-transfer script's command line (DESIGN §2), turned into ddt's before yargs
  * sees it (yargs cannot make a command out of options):
@@ -9,7 +10,6 @@
  * `--remote_transfer_dir`, `--ssh_port` and `--keep_logs` are also accepted after `ddt send`.
  * Both `--opt VALUE` and `--opt=VALUE` work. Anything else passes through unchanged.
  */
-import { UsageError } from '../errors.js';
 
 /** Old name → ddt option; `value`: takes an argument. */
 const RENAMED: Record<string, { to: string; value: boolean }> = {
@@ -43,9 +43,9 @@ function parse(argv: string[]): Parsed {
     const renamed = RENAMED[name];
     if (BARE.includes(name) || renamed?.value) {
       const value = inline ?? argv[++i];
-      if (value === undefined || (inline === undefined && value.startsWith('--'))) throw new UsageError('BAD_OPTION', `${name} needs a value`);
+      if (value === undefined || (inline === undefined && value.startsWith('--'))) throw new DdtError('BAD_OPTION', `${name} needs a value`);
       if (renamed) rest.push(renamed.to, value);
-      else if (bare.has(name)) throw new UsageError('BAD_OPTION', `${name} given twice`);
+      else if (bare.has(name)) throw new DdtError('BAD_OPTION', `${name} given twice`);
       else bare.set(name, value);
     } else if (renamed) {
       rest.push(inline === undefined ? renamed.to : `${renamed.to}=${inline}`);
@@ -64,17 +64,17 @@ export function remoteTarget(host: string, path: string): string {
   return `${user}${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${path}`;
 }
 
-/** The original script's argv → ddt's. Throws a UsageError (exit 2) for an incomplete old form. */
+/** The original script's argv → ddt's. Throws exit 2 for an incomplete old form. */
 export function rewriteLegacyArgv(argv: string[]): string[] {
   const { bare, rest } = parse(argv);
   if (bare.size === 0) return rest;
   if (argv[0] !== undefined && !argv[0].startsWith('-')) {
-    throw new UsageError('BAD_OPTION', `${[...bare.keys()].join(', ')}: options of the original script's command line, which has no command word: use them without '${argv[0]}'`);
+    throw new DdtError('BAD_OPTION', `${[...bare.keys()].join(', ')}: options of the original script's command line, which has no command word: use them without '${argv[0]}'`);
   }
   const restart = bare.get('--restart');
   if (restart !== undefined) {
     if (bare.size > 1 || rest.some((a) => ['--remote-dir', '--port', '--keep-logs'].includes(split(a)[0]))) {
-      throw new UsageError('BAD_OPTION', '--restart continues with the settings its report (journal) recorded: give no device, host, port or directory with it');
+      throw new DdtError('BAD_OPTION', '--restart continues with the settings its report (journal) recorded: give no device, host, port or directory with it');
     }
     return ['resume', restart, ...rest];
   }
@@ -82,6 +82,6 @@ export function rewriteLegacyArgv(argv: string[]): string[] {
   const dev = bare.get('--remote_device');
   const host = bare.get('--TargetHost');
   const missing = [src === undefined && '--local_device', dev === undefined && '--remote_device', host === undefined && '--TargetHost'].filter(Boolean);
-  if (missing.length) throw new UsageError('BAD_OPTION', `the original script's form needs --local_device, --remote_device and --TargetHost: ${missing.join(', ')} missing`);
+  if (missing.length) throw new DdtError('BAD_OPTION', `the original script's form needs --local_device, --remote_device and --TargetHost: ${missing.join(', ')} missing`);
   return ['send', src!, remoteTarget(host!, dev!), ...rest];
 }

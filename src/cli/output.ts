@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration, formatRate } from '../progress/format.js';
+import { formatBytes, formatDuration, formatRate } from '../format.js';
 import type { JobSummary } from '../engine/summary.js';
 
 /** stdout carries results (human lines or one JSON object); stderr carries progress and errors. */

@@ -1,4 +1,4 @@
-import type { JobOutcome, JobUi } from '../engine/local-job.js';
+import type { JobOutcome, JobUi } from '../engine/ui.js';
 import { printSummary } from './output.js';
 import { RunUi, type ProgressMode } from './ui.js';
 

@@ -4,8 +4,9 @@ import { createRenderer } from '../progress/select.js';
 import type { ProgressRenderer } from '../progress/renderer.js';
 import type { ProgressListener } from '../progress/events.js';
 import { progressLine } from '../progress/plain.js';
-import { UsageError } from '../errors.js';
-import type { JobUi } from '../engine/local-job.js';
+import type { JobUi } from '../engine/ui.js';
+import { DdtError } from '../errors.js';
+import { clean } from './terminal.js';
 
 export type { ProgressMode } from '../progress/select.js';
 import type { ProgressMode } from '../progress/select.js';
@@ -17,7 +18,7 @@ export function canAsk(): boolean {
 /** Ask on the terminal; refuse (exit 2) when there is none, since nobody can say yes. */
 export async function confirmOnTty(question: string): Promise<boolean> {
   if (!canAsk()) {
-    throw new UsageError('NO_CONFIRMATION', `refusing to overwrite without confirmation and there is no terminal to ask on: ${question} Pass --yes to proceed`);
+    throw new DdtError('NOT_CONFIRMED', `refusing to overwrite without confirmation and there is no terminal to ask on: ${question} Pass --yes to proceed`);
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -69,7 +70,7 @@ export class RunUi {
     if (event.type === 'start') this.bytesBefore = event.bytesDone;
     this.aggregator.handle(event);
     // With no display, warnings still reach the user: they are never silent.
-    if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${event.message}\n`);
+    if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
   };
 
   /** Bytes proven by this run (zero and identical blocks included), for throughput and savings. */
@@ -80,7 +81,6 @@ export class RunUi {
   jobUi(yes: boolean): JobUi {
     return {
       confirm: (q) => (yes ? Promise.resolve(true) : confirmOnTty(q)),
-      info: (line) => process.stderr.write(`ddt: ${line}\n`),
       emit: this.emit,
       signal: this.signal,
     };

@@ -8,13 +8,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
-import type { RemoteVerifyRequest } from '../engine/remote-verify.js';
-import type { SendRequest } from '../engine/remote-job.js';
-import { formatBytes } from '../progress/format.js';
+import type { NewJob } from '../engine/job-setup.js';
+import type { VerifyRequest } from '../engine/verify.js';
+import { formatBytes } from '../format.js';
 import { writeImage } from './image.js';
 import { attachLoopDevice, loopAvailable, type LoopDevice } from './loop-device.js';
 import { sshdMissing, startPrivateSshd, type PrivateSshd } from './private-sshd.js';
+import { DdtError } from '../errors.js';
 
 export interface DemoOptions {
   /** bytes of the generated image (and the target) */
@@ -53,14 +53,14 @@ export class DemoEnvironment {
   /** Refusals before anything is created: exit 2 with what to do. */
   static async check(opts: DemoOptions): Promise<void> {
     const missing = sshdMissing();
-    if (missing) throw new UsageError('NO_SSHD', `ddt demo runs a private sshd on 127.0.0.1, but ${missing}`);
-    if (opts.size < 1 << 20 || opts.size % 512 !== 0) throw new UsageError('BAD_SIZE', `--size must be at least 1M and a multiple of 512 bytes, got ${opts.size}`);
+    if (missing) throw new DdtError('TOOL_MISSING', `ddt demo runs a private sshd on 127.0.0.1, but ${missing}`);
+    if (opts.size < 1 << 20 || opts.size % 512 !== 0) throw new DdtError('BAD_SIZE', `--size must be at least 1M and a multiple of 512 bytes, got ${opts.size}`);
     const parent = opts.parentDir ?? tmpdir();
     const fs = await statfs(parent);
     const free = fs.bavail * fs.bsize;
     if (free < spaceNeeded(opts.size)) {
-      throw new UsageError(
-        'NO_SPACE',
+      throw new DdtError(
+      'STAGING_SPACE',
         `${parent} has ${formatBytes(free)} free, the demo needs about ${formatBytes(spaceNeeded(opts.size))}: pass a smaller --size (e.g. --size 256M) or set TMPDIR to a bigger filesystem`,
       );
     }
@@ -134,40 +134,43 @@ export class DemoEnvironment {
     return `ddt send ${this.source} ${this.remoteTarget} -p ${s.port} -i ${s.identity[0]} --known-hosts ${s.knownHosts} -b ${this.opts.blockSizeText} --yes`;
   }
 
-  sendRequest(): SendRequest {
+  sendRequest(): NewJob {
     return {
-      ...this.ssh(),
+      kind: 'new',
+      command: 'send',
       source: this.source,
       target: this.remoteTarget,
       blockSize: this.opts.blockSize,
       checksum: 'auto',
-      retries: 3,
-      connections: this.opts.connections,
-      channels: this.opts.channels,
-      targetZeroed: false,
-      force: false,
+      options: {
+        retries: 3,
+        connections: this.opts.connections,
+        channels: this.opts.channels,
+        targetZeroed: false,
+        skipIdentical: false,
+        force: false,
+        keepLogs: false,
+        reconnectTimeoutMs: 60_000,
+        noerror: false,
+        compress: 'auto',
+        sparse: true,
+      },
+      ssh: { ...this.ssh(), acceptNewHostKey: false },
+      journal: this.journal,
       yes: true, // it touches only what it created
       dryRun: false,
-      journal: this.journal,
-      noerror: false,
-      skipIdentical: false,
-      compress: 'auto',
-      acceptNewHostKey: false,
-      keepLogs: false,
-      reconnectTimeoutMs: 60_000,
     };
   }
 
-  verifyRequest(): RemoteVerifyRequest {
+  verifyRequest(): VerifyRequest {
     return {
-      ...this.ssh(),
       source: this.source,
       target: this.remoteTarget,
       blockSize: this.opts.blockSize,
       checksum: 'auto',
       connections: this.opts.connections,
       channels: this.opts.channels,
-      acceptNewHostKey: false,
+      ssh: { ...this.ssh(), acceptNewHostKey: false },
       reconnectTimeoutMs: 60_000,
     };
   }

@@ -1,5 +1,5 @@
+import type { BlockHasher, BlockRef } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import type { BlockRef, TargetHasher } from './types.js';
 
 const LOOKAHEAD = 256;
 
@@ -16,7 +16,7 @@ export class HashAhead {
   private room?: () => void;
   private finished = false;
 
-  constructor(blocks: BlockRef[], hasher: TargetHasher, algo: ChecksumAlgo, signal: AbortSignal) {
+  constructor(blocks: BlockRef[], hasher: BlockHasher, algo: ChecksumAlgo, signal: AbortSignal) {
     const stream = hasher.hashStream?.(blocks, algo, signal) ?? sequential(blocks, hasher, algo, signal);
     void this.consume(stream);
   }
@@ -55,6 +55,6 @@ export class HashAhead {
   }
 }
 
-async function* sequential(blocks: BlockRef[], hasher: TargetHasher, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
+async function* sequential(blocks: BlockRef[], hasher: BlockHasher, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
   for (const block of blocks) yield { block, checksum: await hasher.hashAt(block, algo, signal) };
 }

@@ -1,107 +1,140 @@
-import { isProven, type JournalWriter, type JournalState } from '../journal/journal.js';
+/**
+ * The one skeleton every run of every job goes through (send, pull and copy; new or resumed):
+ * open the ends → check them → choose and prepare the data path → confirm → journal → execute
+ * the pipeline → close. Pull is send with the remote end at the other side.
+ */
+import type { BlockSink, BlockSource } from '../block/types.js';
+import { initChecksums } from '../checksum/hasher.js';
+import { DdtError, messageOf } from '../errors.js';
+import { JournalWriter } from '../journal/journal.js';
 import type { JobHeader } from '../journal/records.js';
+import { BlockReader } from '../local/block-reader.js';
+import { probeDevice } from '../local/device.js';
+import { LocalTarget } from '../local/local-target.js';
+import { planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
-import { mergeRanges, planBlocks } from '../plan/block-plan.js';
-import { ExitCode } from '../errors.js';
-import { runPipeline } from './pipeline.js';
-import { errorText, exitCodeFor, type JobSummary } from './summary.js';
-import type { SourceReader, TargetHasher, TargetWriter } from './types.js';
+import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
+import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
+import { removeStagingDir } from '../remote/sftp-target.js';
+import { findOnPath } from '../transport/local-process.js';
+import { executeJob } from './execute.js';
+import { checkEnds } from './job-checks.js';
+import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
+import { closeRemote, openRemote } from './remote-end.js';
+import { shapeSink } from './shaping.js';
+import { warn, type JobOutcome, type JobUi } from './ui.js';
 
-export interface RunSettings {
-  concurrency: number;
-  retries: number;
-  targetZeroed: boolean;
-  skipIdentical?: boolean;
-}
+export type { JobRequest } from './job-setup.js';
 
-/** The per-run settings a job's header records (resume reuses them). */
-export function runSettingsOf(header: JobHeader, concurrency: number): RunSettings {
-  const o = header.options;
-  return { concurrency, retries: Number(o.retries ?? 3), targetZeroed: Boolean(o.targetZeroed), skipIdentical: Boolean(o.skipIdentical) };
+export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
+  const s = await setUp(req);
+  await initChecksums();
+  const remote = s.source.endpoint ? s.source : s.target.endpoint ? s.target : undefined;
+  const query: PathQuery = {
+    command: s.command,
+    connections: s.options.connections,
+    channels: s.options.channels,
+    compress: s.options.compress,
+    ssh: findOnPath('ssh'),
+    rsync: findOnPath('rsync'),
+    blockLength: Math.min(s.blockSize, s.previous?.header.source.size ?? Infinity),
+    ...s.staging,
+  };
+  // The path decides the ssh2 pool's share of the connections, so it is chosen before connecting,
+  // and again once the remote host is probed (staging space, tools).
+  const first = choosePath(query, { asked: s.asked, recorded: s.recordedPath });
+  // What killed runs of this job left here (staged blocks, socket dirs), whatever path they took.
+  if (s.previous) for (const p of Object.values(PATHS)) await p.sweep?.(s.jobId, query);
+  let early: EarlyStart | undefined;
+  let session: RemoteSession | undefined;
+  if (remote?.endpoint) {
+    // Known host keys: the OpenSSH masters connect while ssh2 does (OpenSSH checks the same
+    // files, strictly). With --accept-new-host-key they wait until ssh2 has recorded the key.
+    const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m) };
+    early = s.acceptNewHostKey ? undefined : first.path.begin?.(remote.endpoint, o);
+    try {
+      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo }, ui);
+    } catch (err) {
+      await early?.discard();
+      throw err;
+    }
+  }
+  let prepared: PreparedPath | undefined;
+  let started = false;
+  let ok = false;
+  try {
+    if (session && s.previous) await session.helper.killStale(ui.signal);
+    const ends = await checkEnds(s, session, ui);
+    query.blockLength = Math.min(s.blockSize, ends.source.size);
+    const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
+    if (choice.path !== first.path) await early?.discard();
+    for (const w of choice.warnings) warn(ui, w);
+    const ctx: PathContext = { session, query: { ...query, probe: session?.probe }, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, signal: ui.signal, warn: (m) => warn(ui, m), early };
+    prepared = await prepare(choice, ctx);
+    const blocks = planBlocks(ends.source.size, s.blockSize).length;
+    if (s.dryRun) return { kind: 'dry-run', plan: [...ends.describe, `blocks: ${blocks} × ${s.blockSize} bytes, checksum ${ends.checksum}, journal ${s.journalPath}`, ...prepared.describe] };
+    if (!s.yes && ends.overwrites) {
+      if (!(await ui.confirm(ends.overwrites))) throw new DdtError('NOT_CONFIRMED', 'not confirmed: nothing was written');
+    }
+    // A target that did not exist is created only now; what identifies it goes into the header.
+    const target = (await ends.createTarget?.()) ?? ends.target;
+    const recorded = s.previous?.header;
+    const header: JobHeader = recorded
+      ? { ...recorded, options: s.options, path: prepared.record }
+      : newHeader(s, { source: ends.source, target, checksum: ends.checksum, path: prepared.record, blocks });
+    const journal = recorded ? JournalWriter.append(s.journalPath) : JournalWriter.create(s.journalPath, header);
+    started = true;
+    const summary = await transfer(header, journal, s, prepared, ui);
+    ok = summary.ok;
+    return { kind: 'done', summary };
+  } finally {
+    await prepared?.close(ok).catch(() => undefined);
+    await early?.discard();
+    if (session) {
+      // A job that staged blocks in an earlier run (now on another path) leaves no staging dir behind.
+      if (ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp') await removeStagingDir(session.pool, s.staging.remoteDir, s.jobId);
+      await closeRemote(session, !started || (ok && !s.options.keepLogs));
+    }
+  }
 }
 
 /**
- * Run (or continue) a job whose header is settled: plan the blocks, skip the ones the journal
- * proves, push the rest through the pipeline, and summarise the whole job.
+ * Prepare the chosen path. The default OpenSSH path falls back to ssh2 exec channels with a
+ * warning when the local ssh cannot connect; asked for explicitly, that is the run's error.
  */
-export async function executeJob(
-  header: JobHeader,
-  journal: JournalWriter,
-  previous: JournalState | undefined,
-  io: { reader: SourceReader; target: TargetWriter & TargetHasher },
-  settings: RunSettings,
-  emit: ProgressListener,
-  signal: AbortSignal,
-): Promise<JobSummary> {
-  const started = Date.now();
-  const blocks = planBlocks(header.source.size, header.blockSize);
-  const provenBefore = blocks.filter((b) => isProven(previous?.blocks.get(b.index)));
-  const todo = blocks.filter((b) => !isProven(previous?.blocks.get(b.index)));
-  const journalPath = journal.path;
-  journal.run({ event: 'start', pid: process.pid });
-  emit({
-    type: 'start',
-    command: header.command,
-    blocks: blocks.length,
-    blockSize: header.blockSize,
-    bytesTotal: header.source.size,
-    blocksDone: provenBefore.length,
-    bytesDone: provenBefore.reduce((n, b) => n + b.length, 0),
-    engine: header.engine,
-    source: describeEnd(header.source),
-    target: describeEnd(header.target),
-  });
-  let counters;
+async function prepare(choice: PathChoice, ctx: PathContext): Promise<PreparedPath> {
   try {
-    counters = await runPipeline(
-      todo,
-      { reader: io.reader, writer: io.target, hasher: io.target, journal, emit },
-      { algo: header.checksum, retries: settings.retries, concurrency: settings.concurrency, targetZeroed: settings.targetZeroed, skipIdentical: settings.skipIdentical },
-      signal,
-    );
+    return await choice.path.prepare(ctx);
   } catch (err) {
-    journal.run({ event: 'end', exitCode: ExitCode.internal, error: (err as Error).message });
-    journal.close();
-    throw err;
+    if (choice.explicit || choice.path.name !== 'openssh' || !(err instanceof DdtError) || err.exitCode !== 3) throw err;
+    ctx.warn(`sending with --via stream, the OpenSSH client could not connect: ${messageOf(err)}`);
+    return PATHS.stream.prepare({ ...ctx, early: undefined });
   }
-  const verified = provenBefore.length + counters.verified;
-  const pending = blocks.length - verified - counters.failed;
-  const badRanges = mergeRanges([...provenBefore.flatMap((b) => previous?.blocks.get(b.index)?.ranges ?? []), ...counters.badRanges]);
-  const exitCode = exitCodeFor(counters, pending, badRanges.length);
-  const error =
-    errorText(counters, journalPath) ??
-    (badRanges.length ? `finished, but ${badRanges.length} unreadable source range(s) were zero-filled on the target: see ddt status ${journalPath}` : undefined);
-  journal.run({ event: 'end', exitCode, error, bytesOnWire: counters.bytesOnWire });
-  journal.close();
-  const summary: JobSummary = {
-    ok: exitCode === ExitCode.ok,
-    exitCode,
-    command: header.command,
-    source: describeEnd(header.source),
-    target: describeEnd(header.target),
-    blocks: blocks.length,
-    verified,
-    sent: counters.sent,
-    zeroBlocks: counters.zeroBlocks + provenBefore.filter((b) => /zero/.test(previous?.blocks.get(b.index)?.how ?? '')).length,
-    identicalBlocks: counters.identicalBlocks,
-    retransmitted: counters.retransmitted,
-    failed: counters.failed,
-    pending: Math.max(0, pending),
-    badRanges,
-    bytesTotal: header.source.size,
-    bytesOnWire: counters.bytesOnWire,
-    seconds: (Date.now() - started) / 1000,
-    checksum: header.checksum,
-    engine: header.engine,
-    journal: journalPath,
-  };
-  if (error) summary.error = error;
-  emit({ type: 'done', ok: summary.ok, exitCode, summary: summary as unknown as Record<string, unknown> });
-  return summary;
 }
 
-export function describeEnd(end: { path: string; host?: string; user?: string }): string {
-  if (!end.host) return end.path;
-  const host = end.host.includes(':') ? `[${end.host}]` : end.host;
-  return `${end.user ? end.user + '@' : ''}${host}:${end.path}`;
+/** Open both ends of this run, shape the sink, run the pipeline, close the ends. */
+async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, prepared: PreparedPath, ui: JobUi) {
+  let source: BlockSource | undefined;
+  let sink: BlockSink | undefined;
+  try {
+    source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
+    sink = header.target.remote ? await prepared.openSink() : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
+    const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts });
+    const from = source;
+    // The pipeline does not know connections; a remote source knows which one carried a block.
+    const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'block' && e.state === 'sent' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
+    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: `${s.jobId}.${Date.now()}`, emit, signal: ui.signal });
+  } catch (err) {
+    journal.close();
+    throw err;
+  } finally {
+    await source?.close().catch(() => undefined);
+    await sink?.close().catch(() => undefined);
+  }
+}
+
+/** The job's local source, read as its header says (`--noerror`, the device's sector size). */
+async function openLocalSource(header: JobHeader): Promise<BlockReader> {
+  const info = await probeDevice(header.source.path);
+  return BlockReader.open(header.source.path, undefined, { noerror: header.options.noerror, sectorSize: info?.sectorSize ?? 512 });
 }

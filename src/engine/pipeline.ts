@@ -1,11 +1,10 @@
 import PQueue from 'p-queue';
+import type { BlockRef, BlockSink, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import { SourceReadError, SshError, messageOf } from '../errors.js';
+import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { HashAhead } from './hash-ahead.js';
-import type { OpenedBlock } from '../source/block-reader.js';
-import type { BlockRef, SourceReader, TargetHasher, TargetWriter } from './types.js';
 
 export interface PipelineOptions {
   algo: ChecksumAlgo;
@@ -33,18 +32,17 @@ export interface PipelineCounters {
   /** the caller's signal stopped the run */
   interrupted: boolean;
   /** unreadable source ranges zero-filled this run (`--noerror`) */
-  badRanges: { offset: number; length: number }[];
+  badRanges: ByteRange[];
 }
 
 /** What to do after a block attempt failed: the one place that decides retry, record or abort. */
 export type FailureDecision = 'retry' | 'abort';
 
 export function decideFailure(err: unknown): FailureDecision {
-  // A source that cannot be read will not read better on the next try, and a host that stayed
-  // unreachable past --reconnect-timeout (or refused us) will not come back for the next
-  // block either: stop, resumable, instead of failing every remaining block in turn.
-  if (err instanceof SourceReadError || (err instanceof SshError && err.code !== 'SSH_CHANNEL')) return 'abort';
-  return 'retry';
+  // A source that cannot be read will not read better on the next try, a host that stayed
+  // unreachable past --reconnect-timeout (or refused us) will not come back for the next block,
+  // and a tool the remote host lacks will not appear: stop instead of failing block after block.
+  return retryClassOf(err) === 'block' ? 'retry' : 'abort';
 }
 
 /**
@@ -54,28 +52,29 @@ export function decideFailure(err: unknown): FailureDecision {
  */
 export async function runPipeline(
   blocks: BlockRef[],
-  deps: { reader: SourceReader; writer: TargetWriter; hasher: TargetHasher; journal: JournalWriter; emit: ProgressListener },
+  deps: { source: BlockSource; sink: BlockSink; journal: JournalWriter; emit: ProgressListener },
   opts: PipelineOptions,
   signal: AbortSignal,
 ): Promise<PipelineCounters> {
-  const { reader, writer, hasher, journal, emit } = deps;
+  const { source: reader, sink: writer, journal, emit } = deps;
+  const hasher = writer;
   const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, interrupted: false, badRanges: [] };
   const stop = new AbortController();
   const runSignal = AbortSignal.any([signal, stop.signal]);
 
   /** Unreadable sectors were zero-filled (`--noerror`): the journal and summary must say where. */
-  function recordBad(block: BlockRef, ranges: { offset: number; length: number }[]): void {
+  function recordBad(block: BlockRef, ranges: ByteRange[]): void {
     if (ranges.length === 0) return;
     journal.block({ block: block.index, state: 'bad', ranges });
     counters.badRanges.push(...ranges);
     emit({ type: 'warning', message: `unreadable source bytes zero-filled in block ${block.index}: ${ranges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}` });
   }
 
-  const ahead = opts.skipIdentical && reader.hashBlock ? new HashAhead(blocks, hasher, opts.algo, runSignal) : undefined;
+  const ahead = opts.skipIdentical ? new HashAhead(blocks, hasher, opts.algo, runSignal) : undefined;
 
   /** `--skip-identical`: a block whose target checksum already equals the source's is proven unsent. */
   async function alreadyThere(block: BlockRef): Promise<boolean> {
-    if (!ahead || !reader.hashBlock) return false;
+    if (!ahead) return false;
     const [src, tgt] = await Promise.all([reader.hashBlock(block, opts.algo), ahead.get(block.index)]);
     if (tgt === undefined || src.checksum !== tgt) return false;
     recordBad(block, src.badRanges);

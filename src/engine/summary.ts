@@ -1,7 +1,7 @@
-import { ExitCode, messageOf, type ExitCodeValue } from '../errors.js';
 import type { PipelineCounters } from './pipeline.js';
+import { ExitCode, messageOf, type ExitCodeValue } from '../errors.js';
 
-/** The `--json` summary (DESIGN §2): whole-job figures, plus this run's wire bytes and time. */
+/** The `--json` summary: whole-job figures, plus this run's wire bytes and time. */
 export interface JobSummary {
   ok: boolean;
   exitCode: ExitCodeValue;
@@ -22,6 +22,8 @@ export interface JobSummary {
   seconds: number;
   checksum: string;
   engine: string;
+  /** the data path of this run */
+  via: string;
   journal: string;
   error?: string;
 }

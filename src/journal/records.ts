@@ -1,54 +1,97 @@
+/**
+ * The journal's records, typed. The first line of every journal is the job header: enough to
+ * continue the job with nothing else given. Then one line per block state change, and a `run`
+ * record at the start and end of every run.
+ */
+import { randomBytes } from 'node:crypto';
+import type { DeviceIdentity } from '../block/identity.js';
+import type { ByteRange } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import type { SourceIdentity } from '../source/device.js';
 
-export const JOURNAL_VERSION = 1;
+export const JOURNAL_VERSION = 2;
 
 export type JobCommand = 'copy' | 'send' | 'pull';
 
-/** Where the target lives; `host` absent for local targets. */
-export interface TargetRecord {
-  path: string;
-  size: number;
-  host?: string;
-  hosts?: string[];
-  port?: number;
-  user?: string;
-  identity?: string[];
+/** How block bytes travel: the data paths. */
+export type PathName = 'local' | 'stream' | 'openssh' | 'sftp' | 'rsync';
+export const PATH_NAMES: readonly PathName[] = ['local', 'stream', 'openssh', 'sftp', 'rsync'];
+
+export type CompressMode = 'none' | 'gzip' | 'auto';
+
+/** How to reach the remote end; resume reconnects with exactly this. */
+export interface RemoteRecord {
+  /** Several addresses of one host: the connections are spread over them. */
+  hosts: string[];
+  port: number;
+  user: string;
+  identityFiles: string[];
+  /** `--known-hosts FILE`, which replaces the default files. */
   knownHosts?: string;
-  /** identity of a local target (copy/pull), to refuse a swapped target on resume */
-  localIdentity?: SourceIdentity;
+  /** `-J`/ProxyJump: the bastion chain, `[user@]host[:port]`, comma-separated. */
+  jump?: string;
+  /** ProxyCommand from the ssh config (tokens expanded). */
+  proxyCommand?: string;
+  /** The helper runs through `sudo -n`. */
+  sudo?: boolean;
 }
 
-export interface SourceRecord {
+/** One end of a job: a device or an image file, here or on a remote host. */
+export interface EndRecord {
   path: string;
   size: number;
-  identity: SourceIdentity;
-  host?: string;
-  hosts?: string[];
-  port?: number;
-  user?: string;
-  identity_files?: string[];
-  knownHosts?: string;
+  /** What identifies it between runs (resume and verify refuse another one). */
+  device?: DeviceIdentity;
+  /** Absent for a local end. */
+  remote?: RemoteRecord;
 }
 
-/** First line of every journal: enough to resume the job with nothing else given. */
+/** Settings that shape the job; resume reuses them. */
+export interface JobOptions {
+  retries: number;
+  connections: number;
+  channels: number;
+  targetZeroed: boolean;
+  skipIdentical: boolean;
+  force: boolean;
+  keepLogs: boolean;
+  reconnectTimeoutMs: number;
+  noerror: boolean;
+  compress: CompressMode;
+  /** `--bwlimit` as typed (a rate or a schedule). */
+  bwlimit?: string;
+  /** Zero ranges of a file target become holes (false: `--no-sparse`, zeros are written). */
+  sparse: boolean;
+}
+
+/** The data path the job began with, and what that path needs to continue. */
+export type PathRecord =
+  | { name: 'local' }
+  | { name: 'stream' }
+  | { name: 'openssh' }
+  | { name: 'sftp'; remoteDir?: string; remoteReserve?: string }
+  | { name: 'rsync'; localDir?: string; remoteDir?: string; remoteReserve?: string };
+
 export interface JobHeader {
   type: 'job';
-  version: number;
+  version: typeof JOURNAL_VERSION;
+  jobId: string;
   command: JobCommand;
-  /** options that shape the data: resume reuses them */
-  options: Record<string, unknown>;
-  source: SourceRecord;
-  target: TargetRecord;
+  options: JobOptions;
+  path: PathRecord;
+  source: EndRecord;
+  target: EndRecord;
   blockSize: number;
   blocks: number;
   checksum: ChecksumAlgo;
-  engine: string;
-  via?: string;
   startedAt: string;
 }
 
 export type BlockState = 'read' | 'sent' | 'verified' | 'failed' | 'bad';
+export const BLOCK_STATES: readonly BlockState[] = ['read', 'sent', 'verified', 'failed', 'bad'];
+
+/** How a block was proven: written data, zero command, already identical, a zero already there. */
+export type ProvenHow = 'data' | 'zero' | 'identical' | 'skipped-zero';
+export const PROVEN_HOW: readonly ProvenHow[] = ['data', 'zero', 'identical', 'skipped-zero'];
 
 export interface BlockRecord {
   type: 'block';
@@ -56,10 +99,9 @@ export interface BlockRecord {
   state: BlockState;
   source?: string;
   target?: string;
-  /** how the block was proven: written data, zero command, already identical on the target */
-  how?: 'data' | 'zero' | 'identical' | 'skipped-zero';
+  how?: ProvenHow;
   reason?: string;
-  ranges?: { offset: number; length: number }[];
+  ranges?: ByteRange[];
   time?: string;
 }
 
@@ -68,6 +110,8 @@ export interface RunRecord {
   type: 'run';
   event: 'start' | 'end';
   time: string;
+  /** Names the run in the target's last-writer record. */
+  run?: string;
   pid?: number;
   exitCode?: number;
   error?: string;
@@ -76,3 +120,15 @@ export interface RunRecord {
 }
 
 export type JournalRecord = JobHeader | BlockRecord | RunRecord;
+
+/** A job's id: its start time and a random suffix (also names its remote work dir). */
+export function newJobId(now = new Date(), random = randomBytes(4).toString('hex')): string {
+  return `${now.toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${random}`;
+}
+
+/** `[user@]host:path` or a local path, for messages and the summary. */
+export function describeEnd(end: { path: string; remote?: Pick<RemoteRecord, 'hosts' | 'user'> }): string {
+  if (!end.remote) return end.path;
+  const h = end.remote.hosts[0] ?? '';
+  return `${end.remote.user ? end.remote.user + '@' : ''}${h.includes(':') ? `[${h}]` : h}:${end.path}`;
+}

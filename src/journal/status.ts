@@ -1,4 +1,6 @@
+import type { ByteRange } from '../block/types.js';
 import { isProven, type JournalState } from './journal.js';
+import { describeEnd } from './records.js';
 
 export interface JournalStatus {
   journal: string;
@@ -10,7 +12,7 @@ export interface JournalStatus {
   pending: number;
   failed: number;
   states: Record<string, number>;
-  badRanges: { offset: number; length: number }[];
+  badRanges: ByteRange[];
   bytesTotal: number;
   bytesVerified: number;
   checksum: string;
@@ -18,41 +20,35 @@ export interface JournalStatus {
   runs: number;
   finished: boolean;
   lastError: string | null;
+  /** the run (1-based) whose record carries `lastError` */
+  lastErrorRun: number | null;
 }
 
-/** Fold a journal into what `ddt status` reports (pure). */
-export function journalStatus(state: JournalState, journal: string, describe: (end: { path: string; host?: string; user?: string }) => string): JournalStatus {
+/** Fold a journal into what `ddt status` reports (pure; looks only at blocks the journal names). */
+export function journalStatus(state: JournalState, journal: string): JournalStatus {
   const h = state.header;
   let verified = 0;
   let failed = 0;
   let bytesVerified = 0;
-  const states: Record<string, number> = { verified: 0, failed: 0, pending: 0 };
-  const badRanges: { offset: number; length: number }[] = [];
-  for (let i = 0; i < h.blocks; i++) {
-    const s = state.blocks.get(i);
-    const length = Math.min(h.blockSize, h.source.size - i * h.blockSize);
+  const badRanges: ByteRange[] = [];
+  for (const [i, s] of state.blocks) {
     if (isProven(s)) {
       verified++;
-      bytesVerified += length;
-      states.verified++;
-      if (s?.ranges) badRanges.push(...s.ranges);
-    } else if (s?.state === 'failed') {
-      failed++;
-      states.failed++;
-    } else {
-      states.pending++;
-    }
+      bytesVerified += Math.min(h.blockSize, h.source.size - i * h.blockSize);
+      if (s.ranges) badRanges.push(...s.ranges);
+    } else if (s.state === 'failed') failed++;
   }
+  const pending = h.blocks - verified;
   return {
     journal,
     command: h.command,
-    source: describe(h.source),
-    target: describe(h.target),
+    source: describeEnd(h.source),
+    target: describeEnd(h.target),
     blocks: h.blocks,
     verified,
-    pending: h.blocks - verified,
+    pending,
     failed,
-    states,
+    states: { verified, failed, pending: pending - failed },
     badRanges,
     bytesTotal: h.source.size,
     bytesVerified,
@@ -61,5 +57,6 @@ export function journalStatus(state: JournalState, journal: string, describe: (e
     runs: state.runs.filter((r) => r.event === 'start').length,
     finished: verified === h.blocks,
     lastError: state.lastError ?? null,
+    lastErrorRun: state.lastErrorRun ?? null,
   };
 }

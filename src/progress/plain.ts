@@ -1,5 +1,5 @@
 import type { ProgressSnapshot } from './aggregator.js';
-import { formatBytes, formatDuration, formatRate } from './format.js';
+import { formatBytes, formatDuration, formatRate } from '../format.js';
 import { LineRenderer, type ProgressSource, type RendererOptions, type RunResult } from './renderer.js';
 
 /**

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { ProgressSnapshot } from './aggregator.js';
-import { formatBytes, formatDuration, formatRate } from './format.js';
+import { formatBytes, formatDuration, formatRate } from '../format.js';
 import {
   WarningCursor,
   every,

@@ -1,34 +1,28 @@
 /**
  * What every helper worker shares, whatever it reads from its channel (answer lines for the
  * write worker, framed block data for the read worker): one `ddt-helper.sh serve` process on
- * one channel, its diagnostics kept for messages, one death (channel error, EOF, close, or a
- * broken framing) after which every call fails, and the two ways to end it.
+ * one channel, its diagnostics kept for messages, one request at a time, one death (channel
+ * error, EOF, close, or a broken framing) after which every call fails, and the two ways to
+ * end it.
  */
-import { RemoteHelperError } from './remote-error.js';
+import type { ExecChannel } from '../transport/channels.js';
+import { DdtError } from '../errors.js';
 
 const STDERR_KEEP = 4096;
 
-/** The events and calls of a channel that a worker needs (ssh2 exec channel, OpenSSH session). */
-export interface HelperChannel {
-  on(event: 'error', fn: (err: Error) => void): unknown;
-  on(event: 'end' | 'close', fn: () => void): unknown;
-  readonly stderr: { on(event: 'data', fn: (b: Buffer) => void): unknown };
-  end(last: string): unknown;
+/** Gives a worker's channel back (a pool slot, or the end of an OpenSSH session). */
+export interface ChannelOwner {
+  release(ch: ExecChannel): Promise<void>;
 }
 
-/** Gives a worker's channel back (an ssh2 pool slot, or the end of a mux session). */
-export interface ChannelOwner<C> {
-  release(ch: C): Promise<void>;
-}
-
-export abstract class ChannelWorker<C extends HelperChannel> {
+export abstract class ChannelWorker {
   private stderr = '';
-  protected busy = false;
+  private busy = false;
   protected dead?: Error;
 
   protected constructor(
-    private readonly owner: ChannelOwner<C>,
-    protected readonly ch: C,
+    private readonly owner: ChannelOwner,
+    protected readonly ch: ExecChannel,
     readonly label: string,
   ) {
     ch.stderr.on('data', (b: Buffer) => {
@@ -67,10 +61,38 @@ export abstract class ChannelWorker<C extends HelperChannel> {
     void this.owner.release(this.ch);
   }
 
-  protected deadError(): RemoteHelperError {
+  /**
+   * Start a request: refuses on a dead or busy worker or an aborted signal; an abort meanwhile
+   * drops the channel (a half-sent frame cannot be taken back). Returns the request's end.
+   */
+  protected begin(signal: AbortSignal): () => void {
+    if (this.dead) throw this.deadError();
+    if (this.busy) throw new Error(`${this.label}: one request at a time`);
+    signal.throwIfAborted();
+    this.busy = true;
+    const onAbort = () => this.destroy('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => {
+      signal.removeEventListener('abort', onAbort);
+      this.busy = false;
+    };
+  }
+
+  /** A failed request's error: the signal's reason when it was aborted. */
+  protected failure(err: unknown, signal: AbortSignal): unknown {
+    return signal.aborted ? signal.reason : err;
+  }
+
+  protected deadError(): DdtError {
     const why = this.dead?.message ?? 'dead';
     const err = this.stderr.trim().split('\n').pop();
-    return new RemoteHelperError('WORKER_DEAD', `${this.label}: remote helper gone (${why})${err ? `: ${err}` : ''}`, { cause: this.dead });
+    return new DdtError('WORKER_DEAD', `${this.label}: remote helper gone (${why})${err ? `: ${err}` : ''}`, { cause: this.dead });
+  }
+
+  /** An answer the protocol does not allow: the framing is lost, so the worker ends. */
+  protected protocolError(what: string, line: string): DdtError {
+    this.destroy('bad answer');
+    return new DdtError('REMOTE_PROTOCOL', `${this.label}: ${what}: ${JSON.stringify(line.slice(0, 200))}`);
   }
 
   /** The worker is dead from now on; `onDeath` fails whatever was waiting on it. */

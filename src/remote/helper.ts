@@ -1,6 +1,6 @@
 /**
- * The remote helper: `native/ddt-helper.sh` uploaded once per run into a private work
- * directory, then used for the probe, the block workers and housekeeping (DESIGN §4).
+ * The remote helper: `ddt-helper.sh` uploaded once per run into a private work directory, then
+ * used for the probe, the block workers and housekeeping.
  *
  * Work directory: `$HOME/.ddt/<jobId>` (mode 700) by default, not /tmp: the user owns $HOME,
  * so a predictable name cannot be pre-created or symlinked by someone else, and tmp cleaners
@@ -8,27 +8,22 @@
  * run or before a resume, which needs that list to end stale helpers.
  */
 import { readFile } from 'node:fs/promises';
-import type { ClientChannel } from 'ssh2';
+import { DdtError } from '../errors.js';
+import type { ChannelSource, ExecChannel } from '../transport/channels.js';
 import type { SshPool } from '../transport/ssh-pool.js';
-import { SshError, UsageError } from '../errors.js';
 import { parseProbe, type RemoteProbe } from './probe.js';
 import { shCommand, validateRemotePath } from './quote.js';
-import { RemoteHelperError } from './remote-error.js';
-import { lastLine, runRemote } from './run.js';
+import { lastLine, runRemote, type RunResult } from './run.js';
 import { HelperWorker } from './worker.js';
-import { sessionRefusal, type OpenSshMux } from '../transport/openssh-mux.js';
-import type { MuxChannel } from '../transport/mux-channel.js';
 
-/** Works from src/remote (tsx) and from the bundle, dist/cli/ddt.cjs: both are two levels below the repo. */
+/** The joined helper script: from src/remote (tsx) and from the bundle in dist/cli, both two levels below the repo. */
 export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** Sessions opened on a master before giving up on a worker (the master may be reconnecting). */
-const MUX_OPEN_ATTEMPTS = 4;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path. Arguments: $1 base dir ('' = ~/.ddt), $2 job id,
-// then optionally the probe's arguments: its answer follows the path.
+// then optionally `sudo` or `-` and the probe's arguments: its answer follows the path.
 const INSTALL_SCRIPT = [
   'set -e',
   'umask 077',
@@ -42,189 +37,125 @@ const INSTALL_SCRIPT = [
   'mv -f "$d/ddt-helper.sh.new" "$d/ddt-helper.sh"',
   'cd "$d"',
   'pwd -P',
-  // $3 [$4]: probe TARGET [REMOTE_DIR] in the same round trip.
   'shift 2',
-  '[ $# -eq 0 ] || exec sh "$d/ddt-helper.sh" probe "$@"',
+  '[ $# -eq 0 ] && exit 0',
+  // The probe in the same round trip, through `sudo -n` where the helper runs as root.
+  'r=$1',
+  'shift',
+  '[ "$r" = sudo ] && exec sudo -n sh "$d/ddt-helper.sh" probe "$@"',
+  'exec sh "$d/ddt-helper.sh" probe "$@"',
 ].join('; '); // one line: also survives csh-family login shells
 
-export interface InstallOptions {
+export interface HelperOptions {
   jobId: string;
   /** Parent of the work dir on the remote host; default `$HOME/.ddt`. */
   workDirBase?: string;
+  /** Run the helper through `sudo -n` (a login user who may write the device only as root). */
+  sudo?: boolean;
   signal?: AbortSignal;
-  /**
-   * Probe this target (and remote dir) in the same round trip as the install: one exec channel
-   * less before the first block. `probe()` with the same arguments then answers from it, once.
-   */
-  probe?: { target: string; remoteDir?: string };
 }
 
 export class RemoteHelper {
-  private workerCount = 0;
-  /**
-   * `--via openssh`: block workers run as sessions over these OpenSSH masters (each carrying up
-   * to `sessionsPerMux`) instead of ssh2 channels; the ssh2 pool keeps the probe and housekeeping.
-   */
-  private muxes: Array<{ mux: OpenSshMux; workers: Set<HelperWorker>; opening: number; capacity: number; warned: boolean }> = [];
-  private onMuxWarning?: (msg: string) => void;
-  /** The install's probe (InstallOptions.probe): its arguments and what it gave. */
-  private installProbe?: { target: string; remoteDir?: string; result: RemoteProbe | Error };
-  /** The host runs perl (from the latest probe): whole blocks go as `X`, zero runs without their bytes. */
-  private perl = false;
+  private workers = 0;
 
   private constructor(
-    readonly pool: SshPool,
+    /** Where setup and housekeeping commands run (the ssh2 pool). */
+    readonly control: SshPool,
     readonly jobId: string,
     /** Absolute remote path of the work dir. */
     readonly workDir: string,
+    private readonly sudo: boolean,
+    /** The install's probe answer, handed out once by `probe()` for the same arguments. */
+    private early?: { args: string[]; result: RemoteProbe | Error },
   ) {}
 
-  static async install(pool: SshPool, opts: InstallOptions): Promise<RemoteHelper> {
-    if (!JOB_ID.test(opts.jobId)) throw new UsageError('BAD_JOB_ID', `job id ${JSON.stringify(opts.jobId)} is not [A-Za-z0-9._-]`);
-    if (opts.workDirBase !== undefined) validateRemotePath(opts.workDirBase, 'remote work dir');
-    const probeArgs = opts.probe ? probeArgsOf(opts.probe.target, opts.probe.remoteDir) : [];
+  /**
+   * Upload the script. With `probe` (a target and maybe a staging dir), probe in the same round
+   * trip: one exec channel less before the first block.
+   */
+  static async install(control: SshPool, o: HelperOptions & { probe?: { target: string; remoteDir?: string } }): Promise<RemoteHelper> {
+    if (!JOB_ID.test(o.jobId)) throw new DdtError('BAD_OPTION', `job id ${JSON.stringify(o.jobId)} is not [A-Za-z0-9._-]`);
+    if (o.workDirBase !== undefined) validateRemotePath(o.workDirBase, 'remote work dir');
+    const probeArgs = o.probe ? probeArgsOf(o.probe.target, o.probe.remoteDir) : [];
     const script = await readFile(HELPER_SCRIPT_URL);
-    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', opts.workDirBase ?? '', opts.jobId, ...probeArgs);
-    const res = await runRemote(pool, cmd, { stdin: script, signal: opts.signal });
+    const probe = o.probe ? [o.sudo ? 'sudo' : '-', ...probeArgs] : [];
+    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, ...probe);
+    const res = await runRemote(control, cmd, { stdin: script, signal: o.signal });
     // The path is printed once the install has worked; with a probe, its answer and exit status follow.
     const newline = res.stdout.indexOf('\n');
-    const dir = opts.probe ? res.stdout.slice(0, Math.max(newline, 0)) : res.stdout.trim();
-    if ((!opts.probe && res.code !== 0) || !dir.startsWith('/') || dir.includes('\n')) {
-      throw new SshError('REMOTE_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || `exit ${res.code}`}`);
+    const dir = o.probe ? res.stdout.slice(0, Math.max(newline, 0)) : res.stdout.trim();
+    if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || dir.includes('\n')) {
+      throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || `exit ${res.code}`}`);
     }
-    const helper = new RemoteHelper(pool, opts.jobId, dir);
-    if (opts.probe) {
+    let early: RemoteHelper['early'];
+    if (o.probe) {
       let result: RemoteProbe | Error;
       try {
-        result = parseProbe(checkedOutput('probe', { ...res, stdout: res.stdout.slice(newline + 1) }));
+        result = parseProbe(checkedOutput('probe', { ...res, stdout: res.stdout.slice(newline + 1) }, o.sudo === true));
       } catch (err) {
         result = err as Error;
       }
-      helper.installProbe = { ...opts.probe, result };
+      early = { args: probeArgs, result };
     }
-    return helper;
+    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, early);
   }
 
   get scriptPath(): string {
     return `${this.workDir}/${SCRIPT_NAME}`;
   }
 
-  /** Facts about `target` and the remote host (size, mounts, tools); `remoteDir` for free space. */
-  async probe(target: string, remoteDir?: string, signal?: AbortSignal): Promise<RemoteProbe> {
-    const early = this.installProbe;
-    if (early && early.target === target && early.remoteDir === remoteDir) {
-      this.installProbe = undefined;
-      if (early.result instanceof Error) throw early.result;
-      this.perl = early.result.perl;
-      return early.result;
-    }
-    const result = parseProbe(await this.run(['probe', ...probeArgsOf(target, remoteDir)], signal));
-    this.perl = result.perl;
-    return result;
+  /** The remote command line of a helper subcommand (through `sudo -n` where asked). */
+  command(...args: string[]): string {
+    return shCommand(...(this.sudo ? ['sudo', '-n'] : []), 'sh', this.scriptPath, ...args);
   }
 
-  /**
-   * Whole blocks may go as `X` (frames: zero runs inside a block are sent as a length, not as
-   * bytes): the probed host runs perl, which decodes a block's frames in one process.
-   * Without perl `X` still works, one dd per frame: too slow to choose.
-   */
-  get sparseWrites(): boolean {
-    return this.perl;
+  /** The command of a block worker serving `target` (written for send, read for pull). */
+  serveCommand(target: string): string {
+    return this.command('serve', validateRemotePath(target, 'remote path'), this.workDir);
+  }
+
+  /** Facts about `target` and the remote host (size, mounts, tools); `remoteDir` for free space. */
+  async probe(target: string, remoteDir?: string, signal?: AbortSignal): Promise<RemoteProbe> {
+    const args = probeArgsOf(target, remoteDir);
+    const early = this.early;
+    if (early && early.args.join('\0') === args.join('\0')) {
+      this.early = undefined;
+      if (early.result instanceof Error) throw early.result;
+      return early.result;
+    }
+    return parseProbe(await this.run(['probe', ...args], signal));
+  }
+
+  /** A block worker on a channel of `channels`. `wait: false`: fail instead of waiting for a free slot. */
+  async openWorker(target: string, channels: ChannelSource, o: { signal?: AbortSignal; wait?: boolean; label?: string } = {}): Promise<HelperWorker> {
+    const label = o.label ?? `worker ${++this.workers}`;
+    let worker: HelperWorker | undefined;
+    const ch = await channels.exec(this.serveCommand(target), {
+      ...o,
+      ready: async (ch: ExecChannel) => {
+        worker = new HelperWorker(channels, ch, label);
+        await worker.ready(o.signal ?? new AbortController().signal);
+      },
+    });
+    return worker ?? new HelperWorker(channels, ch, label);
   }
 
   /** Create a sparse regular file of `size` bytes if `target` does not exist. True if created. */
   async createFile(target: string, size: number, signal?: AbortSignal): Promise<boolean> {
     validateRemotePath(target, 'remote target');
-    if (!Number.isSafeInteger(size) || size < 0) throw new UsageError('BAD_SIZE', `bad size ${size}`);
+    if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('BAD_SIZE', `bad size ${size}`);
     // Not run twice: a second run would answer created=0 for the file the first one made.
     return (await this.run(['create-file', target, String(size)], signal, { once: true })).includes('created=1');
   }
 
-  /** A block worker on its own channel. `wait: false`: fail instead of waiting for a free slot. */
-  async openWorker(target: string, opts: { signal?: AbortSignal; wait?: boolean } = {}): Promise<HelperWorker> {
-    const cmd = this.serveCommand(target);
-    if (this.muxes.length) return this.openMuxWorker(cmd, opts.signal);
-    const ch = await this.pool.exec(cmd, opts);
-    return new HelperWorker<ClientChannel>(this.pool, ch, `worker ${++this.workerCount}`);
-  }
-
-  /**
-   * A worker on the ssh2 connection even when block workers run over OpenSSH (`--via openssh`
-   * leaves that connection idle during the transfer): the flusher of deferred writes.
-   */
-  async openControlWorker(target: string, opts: { signal?: AbortSignal; wait?: boolean } = {}): Promise<HelperWorker> {
-    const ch = await this.pool.exec(this.serveCommand(target), opts);
-    return new HelperWorker<ClientChannel>(this.pool, ch, 'flusher');
-  }
-
-  private serveCommand(target: string): string {
-    validateRemotePath(target, 'remote target');
-    return shCommand('sh', this.scriptPath, 'serve', target, this.workDir);
-  }
-
-  /** Carry block workers over these OpenSSH masters from now on, up to `sessions` on each. */
-  useOpenSsh(muxes: OpenSshMux[], sessions: number, onWarning?: (msg: string) => void): void {
-    this.muxes = muxes.map((mux) => ({ mux, workers: new Set<HelperWorker>(), opening: 0, capacity: Math.max(1, sessions), warned: false }));
-    this.onMuxWarning = onWarning;
-  }
-
-  /** The OpenSSH masters in use (empty: workers use ssh2 channels). */
-  get openSshMasters(): OpenSshMux[] {
-    return this.muxes.map((m) => m.mux);
-  }
-
-  /** How many block workers can run at once: channels of the pool, or sessions of the masters. */
-  workerCapacity(): number {
-    if (!this.muxes.length) return this.pool.capacity();
-    return this.muxes.reduce((n, m) => n + m.capacity, 0);
-  }
-
-  /**
-   * A worker on the least-loaded master. The session must answer a no-op request first: a
-   * server at its MaxSessions refuses the session, and that master then carries fewer.
-   */
-  private async openMuxWorker(cmd: string, signal?: AbortSignal): Promise<HelperWorker> {
-    // A worker counts while it lives: one that died (its master's connection dropped, say)
-    // frees its place at once, before its client process has even exited.
-    const load = (m: (typeof this.muxes)[number]) => {
-      for (const w of m.workers) if (!w.alive) m.workers.delete(w);
-      return m.workers.size + m.opening;
-    };
-    const free = this.muxes.filter((m) => load(m) < m.capacity);
-    if (!free.length) throw new SshError('SSH_NO_CHANNEL', 'every OpenSSH session is busy');
-    const m = free.reduce((a, b) => (load(b) < load(a) ? b : a));
-    m.opening++;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        await m.mux.ensure(signal);
-        const session = m.mux.openSession(cmd);
-        const worker = new HelperWorker<MuxChannel>({ release: (ch) => ch.close() }, session, `worker ${++this.workerCount}`);
-        try {
-          await worker.ready(signal ?? new AbortController().signal);
-        } catch (err) {
-          worker.destroy('not ready');
-          // The client's diagnostics are complete once it has exited.
-          await Promise.race([session.closed, new Promise((r) => setTimeout(r, 2000))]);
-          const why = sessionRefusal(worker.stderrTail);
-          if (why) {
-            m.capacity = Math.max(1, load(m) - 1);
-            if (!m.warned) {
-              m.warned = true;
-              this.onMuxWarning?.(`the server refused an OpenSSH session (MaxSessions?): using ${m.capacity} session(s) on that connection`);
-            }
-            throw new SshError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why}`, { cause: err });
-          }
-          // The master may be gone with its connection: a dead one is ended here and brought
-          // back (with backoff, up to --reconnect-timeout) by ensure() on the next attempt.
-          if (attempt < MUX_OPEN_ATTEMPTS && !(await m.mux.check())) continue;
-          throw err;
-        }
-        m.workers.add(worker);
-        return worker;
-      }
-    } finally {
-      m.opening--;
+  /** `key=value` lines of a helper subcommand that reports facts (identity of a path, say). */
+  async facts(args: string[], signal?: AbortSignal): Promise<Map<string, string>> {
+    const kv = new Map<string, string>();
+    for (const line of (await this.run(args, signal)).split('\n')) {
+      const i = line.indexOf('=');
+      if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1).trim());
     }
+    return kv;
   }
 
   /** End helpers a previous run of this job left behind (by recorded PID). Returns how many. */
@@ -242,11 +173,11 @@ export class RemoteHelper {
    * A helper subcommand. One whose channel ended without an exit status (its connection
    * dropped) runs once more on the reconnected pool, unless `once`.
    */
-  private async run(args: string[], signal?: AbortSignal, o: { once?: boolean } = {}): Promise<string> {
-    const cmd = shCommand('sh', this.scriptPath, ...args);
-    let res = await runRemote(this.pool, cmd, { signal });
-    if (res.code === null && !res.signal && !o.once) res = await runRemote(this.pool, cmd, { signal });
-    return checkedOutput(args[0]!, res);
+  async run(args: string[], signal?: AbortSignal, o: { once?: boolean } = {}): Promise<string> {
+    const cmd = this.command(...args);
+    let res = await runRemote(this.control, cmd, { signal });
+    if (res.code === null && !res.signal && !o.once) res = await runRemote(this.control, cmd, { signal });
+    return checkedOutput(args[0]!, res, this.sudo);
   }
 }
 
@@ -254,12 +185,21 @@ function probeArgsOf(target: string, remoteDir?: string): string[] {
   return [validateRemotePath(target, 'remote target'), ...(remoteDir === undefined ? [] : [validateRemotePath(remoteDir, 'remote dir')])];
 }
 
+/** A sudo that wants a password says so on stderr; nothing else of ours mentions one. */
+const SUDO_PASSWORD = /sudo: (a password is required|a terminal is required)|sudo:.*(not allowed|may not run|not in the sudoers)/i;
+
 /** A helper subcommand's stdout, or its failure: exit 2 is a usage error (exit 2 of ddt too). */
-function checkedOutput(sub: string, res: { code: number | null; signal?: string | null; stdout: string; stderr: string }): string {
-  if (res.code === 2) throw new UsageError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${sub}: bad arguments`);
+function checkedOutput(sub: string, res: RunResult, sudo: boolean): string {
+  if (sudo && res.code !== 0 && SUDO_PASSWORD.test(res.stderr)) {
+    throw new DdtError(
+      'SSH_SUDO',
+      `sudo on the remote host refused to run the ddt helper without a password (${lastLine(res.stderr)}): allow it with NOPASSWD in sudoers for this user, or log in as root`,
+    );
+  }
+  if (res.code === 2) throw new DdtError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${sub}: bad arguments`);
   if (res.code !== 0) {
     const how = res.code !== null ? `exit ${res.code}` : res.signal ? `killed by ${res.signal}` : 'the channel closed without an exit status';
-    throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || how}`);
+    throw new DdtError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || how}`);
   }
   return res.stdout;
 }

@@ -1,5 +1,5 @@
+import { DdtError } from '../errors.js';
 /** The `probe` answer of ddt-helper.sh, typed. One round trip tells everything setup needs. */
-import { RemoteHelperError } from './remote-error.js';
 
 export interface RemoteProbe {
   exists: boolean;
@@ -46,7 +46,7 @@ export function parseProbe(text: string): RemoteProbe {
     const v = kv.get(k);
     const n = Number(v);
     if (v === undefined || v === '' || !Number.isSafeInteger(n) || n < 0) {
-      throw new RemoteHelperError('REMOTE_PROBE', `remote probe gave no valid ${k} (${JSON.stringify(v)})`);
+      throw new DdtError('REMOTE_PROTOCOL', `remote probe gave no valid ${k} (${JSON.stringify(v)})`);
     }
     return n;
   };

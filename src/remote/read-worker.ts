@@ -1,28 +1,23 @@
 /**
  * One long-lived `ddt-helper.sh serve SOURCE` process on one SSH channel, reading blocks of a
- * remote source for `ddt pull` with `R` requests (protocol in native/ddt-helper.sh). Unlike the
+ * remote source for `ddt pull` with `R` requests (protocol in the helper script). Unlike the
  * write worker, answers carry binary data, so the channel is read as bytes, with backpressure:
  * the channel is paused while more than HIGH_WATER bytes wait for the consumer, and the SSH
  * window then stops the sender. Anything that could desynchronise the framing (a payload
  * abandoned half-way, a garbled line) kills the worker; the owner opens a new one.
  */
-import type { ClientChannel } from 'ssh2';
-import type { ChecksumAlgo } from '../checksum/types.js';
-import type { BlockRef } from '../engine/types.js';
-import { SourceReadError } from '../errors.js';
-import type { OpenedBlock } from '../source/block-reader.js';
-import type { SshPool } from '../transport/ssh-pool.js';
-import { RemoteHelperError } from './remote-error.js';
-import { ChannelWorker } from './channel-worker.js';
-
-const HEX = /^[0-9a-f]+$/;
-const HEX_LENGTH: Record<ChecksumAlgo, number> = { xxh64: 16, sha256: 64 };
+import type { BlockRef, OpenedBlock } from '../block/types.js';
+import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
+import { DdtError } from '../errors.js';
+import type { ExecChannel } from '../transport/channels.js';
+import { ChannelWorker, type ChannelOwner } from './channel-worker.js';
+import { helperError } from './worker.js';
 const HIGH_WATER = 4 << 20;
 const MAX_LINE = 64 << 10;
 /** Payload chunks handed on are coalesced to about this size: fewer, larger positioned writes. */
 export const READ_CHUNK = 1 << 20;
 
-export class HelperReadWorker extends ChannelWorker<ClientChannel> {
+export class HelperReadWorker extends ChannelWorker {
   private readonly queue: Buffer[] = [];
   private queued = 0;
   private wake: (() => void) | undefined;
@@ -30,14 +25,15 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
   private failPending: (() => void) | undefined;
 
   constructor(
-    pool: SshPool,
-    ch: ClientChannel,
+    owner: ChannelOwner,
+    ch: ExecChannel,
     label: string,
     /** index of the SSH connection carrying this channel, for per-connection progress */
-    readonly connection: number | undefined,
+    public connection: number | undefined,
   ) {
-    super(pool, ch, label);
-    ch.on('data', (b: Buffer) => {
+    super(owner, ch, label);
+    ch.on('data', (d) => {
+      const b = d as Buffer;
       this.queue.push(b);
       this.queued += b.length;
       if (this.queued > HIGH_WATER) ch.pause();
@@ -53,55 +49,55 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
    * reaches a busy worker through its owner's `destroy` (one listener per reader, not per block).
    */
   async read(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal, onIdle: () => void): Promise<OpenedBlock> {
-    if (this.dead) throw this.deadError();
-    if (this.busy) throw new Error(`${this.label}: one request at a time`);
-    signal.throwIfAborted();
-    this.busy = true;
+    const end = this.begin(signal);
     let handedOver = false;
     const idle = () => {
-      this.busy = false;
+      end();
       onIdle();
     };
     try {
       this.ch.write(`R ${block.offset} ${block.length} ${algo}\n`);
       const line = await this.readLine();
       if (line.startsWith('Z ')) {
-        const hex = this.checkHex(line.slice(2), algo, line);
+        const hex = this.digest(line.slice(2), algo, line);
         return { payload: { kind: 'zero' }, checksum: Promise.resolve(hex), badRanges: Promise.resolve([]) };
       }
-      if (line.startsWith('ERR ')) throw new RemoteHelperError('REMOTE_ERR', `${this.label}: ${line.slice(4)}`);
-      if (line !== `D ${block.length}`) {
-        this.destroy('bad answer');
-        throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer from helper: ${JSON.stringify(line.slice(0, 200))}`);
-      }
+      if (line !== `D ${block.length}`) throw helperError(this.label, line) ?? this.protocolError('unexpected answer from helper', line);
       handedOver = true;
       return this.dataBlock(block, algo, idle);
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      throw err;
+      throw this.failure(err, signal);
     } finally {
       if (!handedOver) idle();
     }
   }
 
+  /** A no-op round trip: the helper runs and answers (proves a new session is up). */
+  async ready(signal: AbortSignal): Promise<void> {
+    const end = this.begin(signal);
+    try {
+      this.ch.write('N 0 0\n');
+      const line = await this.readLine();
+      if (line !== 'OK') throw helperError(this.label, line) ?? this.protocolError('unexpected answer from helper', line);
+    } catch (err) {
+      throw this.failure(err, signal);
+    } finally {
+      end();
+    }
+  }
+
   /** `H`: checksum of the source range as it is now, computed on the source host (`--skip-identical`). */
   async hash(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    if (this.dead) throw this.deadError();
-    if (this.busy) throw new Error(`${this.label}: one request at a time`);
-    signal.throwIfAborted();
-    this.busy = true;
+    const end = this.begin(signal);
     try {
       this.ch.write(`H ${block.offset} ${block.length} ${algo}\n`);
       const line = await this.readLine();
-      if (line.startsWith('OK ')) return this.checkHex(line.slice(3), algo, line);
-      if (line.startsWith('ERR ')) throw new SourceReadError(`remote source ${block.offset}..${block.offset + block.length}: ${line.slice(4)}`);
-      this.destroy('bad answer');
-      throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer from helper: ${JSON.stringify(line.slice(0, 200))}`);
+      if (line.startsWith('OK ')) return this.digest(line.slice(3), algo, line);
+      throw sourceError(block, line) ?? this.protocolError('unexpected answer from helper', line);
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      throw err;
+      throw this.failure(err, signal);
     } finally {
-      this.busy = false;
+      end();
     }
   }
 
@@ -133,14 +129,8 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
       yield* this.readBytes(block.length);
       const line = await this.readLine();
       complete = true;
-      if (line.startsWith('OK ')) settle(undefined, this.checkHex(line.slice(3), algo, line));
-      // The helper read the source and failed (EIO, a shrunk source): a source error, which
-      // will not improve on retry; the run stops resumable.
-      else if (line.startsWith('ERR ')) settle(new SourceReadError(`remote source ${block.offset}..${block.offset + block.length}: ${line.slice(4)}`));
-      else {
-        this.destroy('bad answer');
-        settle(new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: unexpected answer from helper: ${JSON.stringify(line.slice(0, 200))}`));
-      }
+      if (line.startsWith('OK ')) settle(undefined, this.digest(line.slice(3), algo, line));
+      else settle(sourceError(block, line) ?? this.protocolError('unexpected answer from helper', line));
     } catch (err) {
       settle(err);
       throw err;
@@ -148,18 +138,17 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
       if (!complete) {
         // Abandoned half-way: the rest of the frame is still coming; drop the channel.
         this.destroy('payload not consumed');
-        settle(new RemoteHelperError('PAYLOAD_ABANDONED', `${this.label}: block ${block.index} payload was not fully consumed`));
+        settle(new DdtError('PAYLOAD', `${this.label}: block ${block.index} payload was not fully consumed`));
       }
     }
   }
 
   // ---------------------------------------------------------------------------------------
 
-  private checkHex(text: string, algo: ChecksumAlgo, line: string): string {
+  private digest(text: string, algo: ChecksumAlgo, line: string): string {
     const hex = text.trim();
-    if (hex.length === HEX_LENGTH[algo] && HEX.test(hex)) return hex;
-    this.destroy('bad answer');
-    throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: bad checksum from helper: ${JSON.stringify(line)}`);
+    if (isDigest(algo, hex)) return hex;
+    throw this.protocolError('bad checksum from helper', line);
   }
 
   private notify(): void {
@@ -196,10 +185,7 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
         return line.subarray(0, line.length - 1).toString('latin1');
       }
       line = Buffer.concat([line, this.take(head.length)]);
-      if (line.length > MAX_LINE) {
-        this.destroy('answer without line end');
-        throw new RemoteHelperError('REMOTE_PROTOCOL', `${this.label}: helper answer without line end`);
-      }
+      if (line.length > MAX_LINE) throw this.protocolError('helper answer without line end', line.toString('latin1'));
     }
   }
 
@@ -224,4 +210,13 @@ export class HelperReadWorker extends ChannelWorker<ClientChannel> {
     this.notify();
     this.failPending?.();
   }
+}
+
+/**
+ * The helper read the source and failed (EIO, a shrunk source): a source error, which will not
+ * improve on retry, so the run stops resumable; `FATAL` (a missing tool) stops it too.
+ */
+function sourceError(block: BlockRef, line: string): DdtError | undefined {
+  if (line.startsWith('ERR ')) return new DdtError('SOURCE_READ', `remote source ${block.offset}..${block.offset + block.length}: ${line.slice(4)}`);
+  return helperError('remote source', line);
 }

@@ -1,111 +1,111 @@
 /**
- * A remote block device or file as a SourceReader (`ddt pull`): a WorkerPool of
- * HelperReadWorkers, one per SSH channel, each reading one block at a time on the source host and hashing there
- * exactly the bytes it sends. A worker whose channel died is dropped and replaced on the next
- * call; the failed call rejects so the engine can retry the block.
+ * A remote block device or file as a BlockSource (`ddt pull`): a LivePool of read workers, one
+ * per channel, each reading one block at a time on the source host and hashing there exactly
+ * the bytes it sends. A worker whose channel died is replaced on the next call; the failed call
+ * rejects so the pipeline can retry the block.
  */
+import type { DeviceIdentity } from '../block/identity.js';
+import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import type { BlockRef, SourceReader } from '../engine/types.js';
-import { SshError } from '../errors.js';
-import type { OpenedBlock } from '../source/block-reader.js';
-import type { SourceIdentity } from '../source/device.js';
+import { DdtError } from '../errors.js';
+import { LivePool } from '../pool/live-pool.js';
+import type { ChannelSource } from '../transport/channels.js';
 import type { RemoteHelper } from './helper.js';
-import { shCommand, validateRemotePath } from './quote.js';
+import { validateRemotePath } from './quote.js';
 import { HelperReadWorker } from './read-worker.js';
-import { WorkerPool } from './worker-pool.js';
-import { RemoteHelperError } from './remote-error.js';
-import { lastLine, runRemote } from './run.js';
 
-export interface RemoteSourceInfo {
+export interface RemotePathInfo {
   kind: 'file' | 'block' | 'other';
   size: number;
   readable: boolean;
-  identity: SourceIdentity;
-  /** `dev:ino` of a file or `major:minor` of a device on the source host */
-  object?: string;
+  identity: DeviceIdentity;
 }
 
-/** `ddt-helper.sh identity SOURCE`: size and what identifies the source between runs. */
-export async function remoteSourceInfo(helper: RemoteHelper, path: string, signal?: AbortSignal): Promise<RemoteSourceInfo> {
-  validateRemotePath(path, 'remote source');
-  const res = await runRemote(helper.pool, shCommand('sh', helper.scriptPath, 'identity', path), { signal });
-  if (res.code !== 0) throw new RemoteHelperError('REMOTE_COMMAND', `ddt-helper identity failed: ${lastLine(res.stderr) || `exit ${res.code}`}`);
-  const kv = new Map<string, string>();
-  for (const line of res.stdout.split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1).trim());
-  }
+/** `ddt-helper.sh identity PATH`: size and what identifies the path between runs. */
+export async function remotePathInfo(helper: RemoteHelper, path: string, signal?: AbortSignal): Promise<RemotePathInfo> {
+  validateRemotePath(path, 'remote path');
+  const kv = await helper.facts(['identity', path], signal);
   const kindText = kv.get('kind');
   const kind = kindText === 'file' || kindText === 'block' ? kindText : 'other';
   const size = Number(kv.get('size') ?? NaN);
-  if (!Number.isSafeInteger(size) || size < 0) throw new RemoteHelperError('REMOTE_PROBE', `remote identity gave no valid size (${JSON.stringify(kv.get('size'))})`);
-  const identity: SourceIdentity = { kind: kind === 'block' ? 'block' : 'file', size };
-  let object: string | undefined;
+  if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('REMOTE_PROTOCOL', `remote identity gave no valid size (${JSON.stringify(kv.get('size'))})`);
+  const identity: DeviceIdentity = { kind: kind === 'block' ? 'block' : 'file', size };
+  const set = (k: keyof DeviceIdentity, v: string | undefined) => {
+    if (v) (identity as unknown as Record<string, string>)[k] = v;
+  };
   if (kind === 'file') {
-    identity.ino = kv.get('ino') || undefined;
+    set('ino', kv.get('ino'));
+    set('dev', kv.get('dev'));
     const frac = (kv.get('mtime_frac') ?? '').padEnd(3, '0').slice(0, 3);
     identity.mtimeMs = Number(kv.get('mtime') ?? 0) * 1000 + Number(/^\d{3}$/.test(frac) ? frac : 0);
-    if (kv.get('dev') && kv.get('ino')) object = `${kv.get('dev')}:${kv.get('ino')}`;
   } else if (kind === 'block') {
-    identity.serial = kv.get('serial') || undefined;
-    identity.wwid = kv.get('wwid') || undefined;
-    object = kv.get('devno') || undefined;
+    set('devno', kv.get('devno'));
+    set('serial', kv.get('serial'));
+    set('wwid', kv.get('wwid'));
   }
-  return { kind, size, readable: kv.get('readable') === '1', identity, object };
+  return { kind, size, readable: kv.get('readable') === '1', identity };
 }
 
-export class RemoteSourceReader implements SourceReader {
+export class RemoteSource implements BlockSource {
   /** which connection carried the last read of a block (consumed by `connectionOf`) */
   private readonly carriedBy = new Map<number, number>();
 
   private constructor(
-    private readonly pool: WorkerPool<HelperReadWorker>,
+    private readonly pool: LivePool<HelperReadWorker>,
     readonly source: string,
-    private readonly signal: AbortSignal | undefined,
+    private readonly signal: AbortSignal,
   ) {
-    signal?.addEventListener('abort', this.onAbort, { once: true });
+    signal.addEventListener('abort', this.onAbort, { once: true });
   }
 
   /** The run stops: drop every channel now; blocks in flight stay unproven. */
   private readonly onAbort = () => this.pool.destroyAll('aborted');
 
   /** Start the workers up front, in parallel (reveals the server's channel limit); at least one must come up. */
-  static async open(helper: RemoteHelper, source: string, opts: { workers?: number; signal?: AbortSignal } = {}): Promise<RemoteSourceReader> {
-    validateRemotePath(source, 'remote source');
+  static async open(helper: RemoteHelper, source: string, channels: ChannelSource, o: { workers?: number; signal?: AbortSignal } = {}): Promise<RemoteSource> {
     let count = 0;
-    const pool = await WorkerPool.start<HelperReadWorker>(opts.workers ?? Infinity, {
-      spawn: async (signal, wait) => {
-        const cmd = shCommand('sh', helper.scriptPath, 'serve', source, helper.workDir);
-        const ch = await helper.pool.exec(cmd, { signal, wait });
-        return new HelperReadWorker(helper.pool, ch, `reader ${++count}`, helper.pool.connectionOf(ch));
+    const cmd = helper.serveCommand(source);
+    const pool = await LivePool.start<HelperReadWorker>(
+      o.workers ?? Infinity,
+      {
+        spawn: async (signal, wait) => {
+          let worker: HelperReadWorker | undefined;
+          const label = `reader ${++count}`;
+          const ch = await channels.exec(cmd, {
+            signal,
+            wait,
+            // Where a session can be refused only after it started, a no-op proves it runs.
+            ready: async (ch) => {
+              worker = new HelperReadWorker(channels, ch, label, undefined);
+              await worker.ready(signal ?? new AbortController().signal);
+            },
+          });
+          const w = worker ?? new HelperReadWorker(channels, ch, label, undefined);
+          w.connection = channels.connectionOf(ch);
+          return w;
+        },
+        capacity: () => channels.capacity(),
+        closedError: () => new DdtError('CLOSED', `remote source ${source} is closed`),
       },
-      capacity: () => helper.pool.capacity(),
-      closedError: () => new SshError('SOURCE_CLOSED', `remote source ${source} is closed`),
-    });
-    return new RemoteSourceReader(pool, source, opts.signal);
+      o.signal,
+    );
+    return new RemoteSource(pool, source, o.signal ?? new AbortController().signal);
   }
 
   /** Workers alive: how many blocks can be read at once. */
-  get workers(): number {
+  get capacity(): number {
     return this.pool.size;
   }
 
   async openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock> {
-    const signal = this.signal ?? new AbortController().signal;
-    const w = await this.pool.acquire(signal);
+    const w = await this.pool.take(this.signal);
     if (w.connection !== undefined) this.carriedBy.set(block.index, w.connection);
-    return w.read(block, algo, signal, () => this.pool.giveBack(w));
+    return w.read(block, algo, this.signal, () => this.pool.put(w));
   }
 
   /** Checksum of a source block without its data (`--skip-identical`), hashed on the source host. */
-  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: [] }> {
-    const signal = this.signal ?? new AbortController().signal;
-    const w = await this.pool.acquire(signal);
-    try {
-      return { checksum: await w.hash(block, algo, signal), badRanges: [] };
-    } finally {
-      this.pool.giveBack(w);
-    }
+  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }> {
+    return { checksum: await this.pool.use(this.signal, (w) => w.hash(block, algo, this.signal)), badRanges: [] };
   }
 
   /** The connection that carried block `index` (once; for per-connection progress). */
@@ -117,7 +117,8 @@ export class RemoteSourceReader implements SourceReader {
 
   /** Quit the idle workers politely and drop busy ones (their blocks stay unproven). Idempotent. */
   async close(): Promise<void> {
-    this.signal?.removeEventListener('abort', this.onAbort);
-    await this.pool.close();
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (this.signal.aborted) this.pool.abort(); // a payload nobody reads any more must not hold the close
+    else await this.pool.close();
   }
 }

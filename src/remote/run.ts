@@ -3,7 +3,7 @@
  * housekeeping only (install, probe, cleanup): block traffic uses long-lived workers.
  */
 import type { SshPool } from '../transport/ssh-pool.js';
-import { RemoteHelperError } from './remote-error.js';
+import { DdtError } from '../errors.js';
 
 export interface RunResult {
   code: number | null;
@@ -29,7 +29,7 @@ export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buff
       };
       ch.on('data', keep(out));
       ch.stderr.on('data', keep(err));
-      ch.on('error', (e: Error) => reject(new RemoteHelperError('REMOTE_COMMAND', `remote command failed: ${e.message}`, { cause: e })));
+      ch.on('error', (e: Error) => reject(new DdtError('REMOTE_COMMAND', `remote command failed: ${e.message}`, { cause: e })));
       ch.on('exit', (c: number | null, s?: string) => {
         code = c;
         signal = s ?? undefined;

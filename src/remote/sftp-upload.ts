@@ -1,12 +1,12 @@
 /**
  * One long-lived SFTP session (ssh2's raw SFTP API, promisified) and the upload of one block
  * into a staging file with many WRITE requests in flight. ssh2's write streams keep a single
- * request in flight (FACTS), which caps a session at one round trip per 255 KiB.
+ * request in flight, which caps a session at one round trip per 255 KiB.
  */
 import type { SFTPWrapper, Stats } from 'ssh2';
-import type { TokenBucket } from '../transport/bwlimit.js';
+import type { Mortal } from '../pool/live-pool.js';
 import { DeathWatch } from './death-watch.js';
-import { RemoteHelperError } from './remote-error.js';
+import { DdtError } from '../errors.js';
 
 /** OpenSSH's sftp-server takes at most 255 KiB per WRITE (its limits@openssh.com answer). */
 const OPENSSH_MAX_WRITE = 261_120;
@@ -24,7 +24,7 @@ export interface FsSpace {
   unit: number;
 }
 
-export class SftpSession {
+export class SftpSession implements Mortal {
   private dead: Error | undefined;
   /** Waits to fail when the session dies (a dropped link answers nothing). */
   private readonly death = new DeathWatch();
@@ -32,6 +32,8 @@ export class SftpSession {
   constructor(
     readonly sftp: SFTPWrapper,
     readonly label: string,
+    /** Gives the session's channel back (the ssh2 pool). */
+    private readonly release: (sftp: SFTPWrapper) => Promise<void>,
   ) {
     sftp.on('error', (err: Error) => this.kill(err.message));
     sftp.on('end', () => this.kill('session ended'));
@@ -48,6 +50,16 @@ export class SftpSession {
     return Math.max(4096, Math.min(OPENSSH_MAX_WRITE, learned ?? OPENSSH_MAX_WRITE));
   }
 
+  async close(): Promise<void> {
+    this.kill('closed');
+    await this.release(this.sftp);
+  }
+
+  destroy(reason = 'destroyed'): void {
+    this.kill(reason);
+    void this.release(this.sftp);
+  }
+
   kill(reason: string): void {
     if (this.dead) return;
     this.dead = new Error(reason);
@@ -59,8 +71,8 @@ export class SftpSession {
     return this.death.race(p);
   }
 
-  goneError(): RemoteHelperError {
-    return new RemoteHelperError('SFTP_GONE', `${this.label}: SFTP session gone (${this.dead?.message ?? 'dead'})`, { cause: this.dead });
+  goneError(): DdtError {
+    return new DdtError('SFTP', `${this.label}: SFTP session gone (${this.dead?.message ?? 'dead'})`, { cause: this.dead });
   }
 
   /** Run one request; ssh2 throws synchronously on a closed channel, answers by callback otherwise. */
@@ -103,7 +115,7 @@ export class SftpSession {
 }
 
 /** The server answered a request with an error status (the session is still fine). */
-export class SftpStatusError extends RemoteHelperError {
+export class SftpStatusError extends DdtError {
   constructor(
     message: string,
     /** SFTP status code (2: no such file, 4: failure, e.g. ENOSPC), when the server sent one. */
@@ -130,8 +142,8 @@ export interface UploadOptions {
   /** WRITE requests in flight at once. */
   inFlight: number;
   signal: AbortSignal;
-  /** `--bwlimit`: bytes go on the wire only as the bucket allows. */
-  bucket?: TokenBucket;
+  /** Hears payload bytes as they go on the wire. */
+  onWire?: (bytes: number) => void;
   /** The file was opened: `existing` bytes of it are kept (0 when it was truncated). */
   onOpened(existing: number): void;
   /** The server confirmed `bytes` more. */
@@ -154,7 +166,7 @@ export async function uploadBlock(s: SftpSession, file: string, chunks: AsyncIte
   o.signal.throwIfAborted();
   let existing = 0;
   const st = await s.lstat(file);
-  if (st && !st.isFile()) throw new RemoteHelperError('SFTP_STAGING', `staging path ${file} exists and is not a regular file`);
+  if (st && !st.isFile()) throw new DdtError('SFTP', `staging path ${file} exists and is not a regular file`);
   if (o.resume && st && st.size <= length) existing = st.size;
   const handle = await s.call<Buffer>(`open ${file}`, (cb) => s.sftp.open(file, existing > 0 ? 'r+' : 'w', { mode: 0o600 }, cb));
   o.onOpened(existing);
@@ -199,7 +211,7 @@ async function writeAll(s: SftpSession, handle: Buffer, chunks: AsyncIterable<Bu
       const r = await s.whileAlive(it.next());
       if (r.done) break;
       const chunk = r.value;
-      if (pos + chunk.length > length) throw new RemoteHelperError('PAYLOAD_LENGTH', `block payload exceeds ${length} bytes`);
+      if (pos + chunk.length > length) throw new DdtError('PAYLOAD', `block payload exceeds ${length} bytes`);
       // Bytes already in the file are read (for the source checksum) but not sent again.
       for (let at = Math.max(0, skip - pos); at < chunk.length; ) {
         while (inFlight >= o.inFlight && failure === undefined) await s.whileAlive(settle());
@@ -209,7 +221,7 @@ async function writeAll(s: SftpSession, handle: Buffer, chunks: AsyncIterable<Bu
           at += len;
           continue;
         }
-        if (o.bucket) await o.bucket.take(len, o.signal);
+        o.onWire?.(len);
         sent += len;
         end = pos + at + len;
         inFlight++;
@@ -225,7 +237,7 @@ async function writeAll(s: SftpSession, handle: Buffer, chunks: AsyncIterable<Bu
       pos += chunk.length;
       if (failure !== undefined) throw failure;
     }
-    if (pos !== length) throw new RemoteHelperError('PAYLOAD_LENGTH', `block payload has ${pos} of ${length} bytes`);
+    if (pos !== length) throw new DdtError('PAYLOAD', `block payload has ${pos} of ${length} bytes`);
     while (inFlight > 0 && failure === undefined) await s.whileAlive(settle());
     if (failure !== undefined) throw failure;
     return { sent, end };

@@ -1,5 +1,5 @@
 /**
- * Free-space accounting for the `--via sftp` staging directory (DESIGN §2, issue #4).
+ * Free-space accounting for a remote staging directory (`--via sftp`, `--engine rsync`).
  *
  * The rule: a block is staged only when the staging filesystem's available space, minus the
  * reserve, holds it together with every block staged or in flight. Then the filesystem cannot
@@ -14,8 +14,8 @@
  * A file that may have been removed meanwhile (handed to the helper, which deletes it) adds
  * nothing: that errs towards waiting, never towards overfilling.
  */
-import { UsageError } from '../errors.js';
-import { formatBytes, parseSize } from '../progress/format.js';
+import { formatBytes, parseSize } from '../format.js';
+import { DdtError } from '../errors.js';
 
 const GiB = 1024 ** 3;
 
@@ -24,7 +24,7 @@ export function parseReserve(spec: string): { bytes: number } | { percent: numbe
   const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(spec);
   if (m) {
     const percent = Number(m[1]);
-    if (!(percent >= 0 && percent < 100)) throw new UsageError('BAD_OPTION', `--remote-reserve ${spec}: a percentage must be below 100`);
+    if (!(percent >= 0 && percent < 100)) throw new DdtError('BAD_OPTION', `--remote-reserve ${spec}: a percentage must be below 100`);
     return { percent };
   }
   return { bytes: parseSize(spec, '--remote-reserve') };
@@ -203,157 +203,38 @@ export class StagingSpace {
   }
 }
 
-export interface SpaceGateOptions {
-  /** Available bytes on the staging filesystem now; absent: never re-measured. */
-  measure?: () => Promise<number>;
-  /** While blocks wait, re-measure at most this often [1000 ms]. */
-  waitPollMs?: number;
-  /** While blocks flow, refresh in the background when the last measurement is older [5000 ms]. */
-  refreshMs?: number;
-  /** Called once per episode when a block waits and none of ours is in flight to free space. */
-  onStuck?: (message: string) => void;
-  now?: () => number;
-}
-
-interface Waiter {
-  name: string;
-  length: number;
-  resolve(lease: SpaceLease): void;
-  reject(err: unknown): void;
+/** What a staging dir holds for a run: checked before anything is written. */
+export interface StagingPlan {
+  /** The remote dir resolved on the remote host. */
+  dir: string;
+  /** Bytes left free on its filesystem. */
+  reserve: number;
+  /** Available bytes the probe saw. */
+  free: number;
 }
 
 /**
- * Admission in arrival order: the first block that does not fit holds back the ones behind it
- * (no starvation), except a block whose own earlier file is there (it frees that file by
- * reusing it, so letting it pass cannot deadlock the queue).
+ * The one rule for "can this dir stage blocks?", from a probe of it: it must exist and be
+ * writable, and its filesystem must hold at least one block of `blockLength` plus the reserve.
+ * Refusals are exit 2, nothing written.
  */
-export class SpaceGate {
-  private queue: Waiter[] = [];
-  private measuring: Promise<void> | undefined;
-  private lastMeasured = -Infinity;
-  private timer: NodeJS.Timeout | undefined;
-  private stuckWarned = false;
-  private closed = false;
-  private readonly now: () => number;
-
-  constructor(
-    readonly space: StagingSpace,
-    private readonly o: SpaceGateOptions = {},
-  ) {
-    this.now = o.now ?? Date.now;
+export function planStaging(probe: { dir?: string; dirWritable?: boolean; dirSize?: number; free: number }, shown: string, reserveSpec: string | undefined, blockLength: number): StagingPlan {
+  if (!probe.dir || !probe.dirWritable) {
+    throw new DdtError('BAD_PATH', `--remote-dir ${shown} ${probe.dir ? 'is not writable by the remote user' : 'does not exist on the remote host'}: create it, choose another, or use --via stream`);
   }
+  const reserve = resolveReserve(reserveSpec, probe.dirSize ?? 0);
+  const space = new StagingSpace({ reserve });
+  space.onMeasured(space.snapshot(), probe.free);
+  if (space.free - space.reserve < space.need(blockLength)) throw new DdtError('STAGING_SPACE', stagingSpaceMessage(probe.dir, space, blockLength));
+  return { dir: probe.dir, reserve, free: probe.free };
+}
 
-  /** Measure now and wait for the answer (setup); errors propagate. */
-  async measureNow(): Promise<void> {
-    if (!this.o.measure) return;
-    const snap = this.space.snapshot();
-    const available = await this.o.measure();
-    this.space.onMeasured(snap, available);
-    this.lastMeasured = this.now();
-  }
-
-  /** Wait until a block of `length` may be staged as `name`. */
-  acquire(name: string, length: number, signal: AbortSignal): Promise<SpaceLease> {
-    signal.throwIfAborted();
-    if (this.closed) return Promise.reject(new Error('staging space closed'));
-    return new Promise<SpaceLease>((resolve, reject) => {
-      const onAbort = () => {
-        this.queue = this.queue.filter((w) => w !== waiter);
-        reject(signal.reason);
-        this.pump();
-      };
-      const waiter: Waiter = {
-        name,
-        length,
-        resolve: (lease) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(lease);
-        },
-        reject: (err) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.queue.push(waiter);
-      this.pump();
-    });
-  }
-
-  /**
-   * The lease's file is gone. If blocks wait, measure now: the last figure may have been taken
-   * while this file was still there, and it counted as nobody's then (see `onMeasured`).
-   */
-  release(lease: SpaceLease): void {
-    this.space.release(lease);
-    this.pump();
-    if (this.queue.length > 0) this.remeasure();
-  }
-
-  abandon(lease: SpaceLease): void {
-    this.space.abandon(lease);
-    this.pump();
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    const q = this.queue;
-    this.queue = [];
-    for (const w of q) w.reject(new Error('staging space closed'));
-  }
-
-  // ---------------------------------------------------------------------------------------
-
-  /** Admit what fits; then re-measure if blocks wait (or, with `refresh`, if the figure is old). */
-  private pump(refresh = true): void {
-    if (this.closed) return;
-    for (;;) {
-      const i = this.queue.findIndex((w, at) => (at === 0 || this.space.hasOrphan(w.name)) && this.space.fits(w.length, w.name));
-      if (i < 0) break;
-      const [w] = this.queue.splice(i, 1);
-      w.resolve(this.space.admit(w.length, w.name)!);
-      this.stuckWarned = false;
-    }
-    if (this.queue.length === 0) {
-      if (refresh && this.now() - this.lastMeasured >= (this.o.refreshMs ?? 5000)) this.remeasure();
-      return;
-    }
-    const head = this.queue[0];
-    if (this.space.activeLeases() === 0 && !this.stuckWarned && this.space.measured && !this.measuring) {
-      // Nothing of ours will free space: only someone else can. Say so once, keep waiting.
-      this.stuckWarned = true;
-      this.o.onStuck?.(`waiting for staging space: ${formatBytes(this.space.shortfall(head.length, head.name))} more needed (${this.space.describe(head.length)})`);
-    }
-    const due = this.lastMeasured + (this.o.waitPollMs ?? 1000) - this.now();
-    if (due <= 0) this.remeasure();
-    else if (this.o.measure && !this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.pump();
-      }, due);
-      this.timer.unref?.();
-    }
-  }
-
-  /** Start a measurement unless one is running; pump when it lands. */
-  private remeasure(): void {
-    if (!this.o.measure || this.measuring || this.closed) return;
-    const snap = this.space.snapshot();
-    this.lastMeasured = this.now(); // also throttles retries after a failed measurement
-    this.measuring = this.o
-      .measure()
-      .then(
-        (available) => {
-          this.space.onMeasured(snap, available);
-          this.lastMeasured = this.now();
-        },
-        () => undefined, // keep the last value; the next poll tries again
-      )
-      .finally(() => {
-        this.measuring = undefined;
-        this.pump(false);
-      });
-  }
+/** The refusal when not even one block fits: what is there, what is needed, what to do. */
+export function stagingSpaceMessage(dir: string, space: StagingSpace, blockLength: number): string {
+  const needed = space.required(blockLength);
+  return (
+    `not enough space to stage even one block in ${dir} on the remote host: ${formatBytes(space.free)} available, ` +
+    `${formatBytes(needed)} needed (a ${formatBytes(blockLength)} block + ${formatBytes(space.reserve)} reserve); ` +
+    `free ${formatBytes(needed - space.free)}, or choose another --remote-dir, a smaller --block-size or --remote-reserve, or --via stream`
+  );
 }

@@ -1,5 +1,5 @@
-import { UsageError } from '../errors.js';
-import { parseSize } from '../progress/format.js';
+import { parseSize } from '../format.js';
+import { DdtError } from '../errors.js';
 
 /** Bytes per second allowed at a moment (0 = unlimited). */
 export interface RateSchedule {
@@ -18,7 +18,7 @@ const HHMM = /^(\d{1,2}):(\d{2})$/;
 function minutes(text: string, whole: string): number {
   const m = HHMM.exec(text);
   if (!m || Number(m[1]) > 24 || Number(m[2]) > 59 || (Number(m[1]) === 24 && Number(m[2]) > 0)) {
-    throw new UsageError('BAD_BWLIMIT', `invalid --bwlimit "${whole}": "${text}" is not a time HH:MM`);
+    throw new DdtError('BAD_OPTION', `invalid --bwlimit "${whole}": "${text}" is not a time HH:MM`);
   }
   return Number(m[1]) * 60 + Number(m[2]);
 }
@@ -38,14 +38,14 @@ export function parseBwLimit(text: string): RateSchedule {
   let fallback = 0;
   for (const item of whole.split(',')) {
     const [span, rateText] = item.split('=');
-    if (!span || rateText === undefined) throw new UsageError('BAD_BWLIMIT', `invalid --bwlimit "${whole}": expected HH:MM-HH:MM=RATE,…,*=RATE`);
+    if (!span || rateText === undefined) throw new DdtError('BAD_OPTION', `invalid --bwlimit "${whole}": expected HH:MM-HH:MM=RATE,…,*=RATE`);
     const rate = parseSize(rateText, '--bwlimit');
     if (span.trim() === '*') {
       fallback = rate;
       continue;
     }
     const [a, b] = span.split('-');
-    if (!a || !b) throw new UsageError('BAD_BWLIMIT', `invalid --bwlimit "${whole}": "${span}" is not HH:MM-HH:MM`);
+    if (!a || !b) throw new DdtError('BAD_OPTION', `invalid --bwlimit "${whole}": "${span}" is not HH:MM-HH:MM`);
     windows.push({ from: minutes(a.trim(), whole), to: minutes(b.trim(), whole), rate });
   }
   return {

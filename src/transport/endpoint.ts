@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError } from '../errors.js';
 import { defaultKnownHostsFiles } from './known-hosts.js';
 import { resolveSshHost } from './ssh-config.js';
 import type { RemoteSpec } from './target-spec.js';
+import { DdtError } from '../errors.js';
 
 /** Everything needed to reach the remote end; recorded in the journal so resume needs nothing else. */
 export interface Endpoint {
@@ -31,15 +31,15 @@ export async function resolveEndpoint(spec: RemoteSpec, o: EndpointOptions): Pro
   const configs = await Promise.all(spec.hosts.map((h) => resolveSshHost(h, o.sshConfig)));
   const first = configs[0]!;
   const port = o.port ?? first.port ?? 22;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('BAD_PORT', `port ${port} is not 1..65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new DdtError('BAD_OPTION', `port ${port} is not 1..65535`);
   const user = o.user ?? spec.user ?? first.user ?? process.env.USER ?? 'root';
   let identityFiles = o.identity?.length ? o.identity : first.identityFiles;
   if (!identityFiles.length) identityFiles = DEFAULT_IDENTITIES.map((n) => join(homedir(), '.ssh', n)).filter((p) => existsSync(p));
   for (const f of o.identity ?? []) {
-    if (!existsSync(f)) throw new UsageError('IDENTITY_MISSING', `identity file ${f} does not exist: check -i`);
+    if (!existsSync(f)) throw new DdtError('BAD_OPTION', `identity file ${f} does not exist: check -i`);
   }
   if (o.knownHosts !== undefined && !existsSync(o.knownHosts)) {
-    throw new UsageError('KNOWN_HOSTS_MISSING', `known_hosts file ${o.knownHosts} does not exist: check --known-hosts`);
+    throw new DdtError('BAD_OPTION', `known_hosts file ${o.knownHosts} does not exist: check --known-hosts`);
   }
   return { hosts: configs.map((c) => c.hostName), port, user, identityFiles, knownHostsFile: o.knownHosts };
 }

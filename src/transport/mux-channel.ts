@@ -3,8 +3,7 @@
  * ClientChannel that a helper worker uses (data/end/close/error events, `stderr`, `write`,
  * `end`). The client process hands its stdin/stdout to the master (OpenSSH passes the file
  * descriptors over the control socket), so block bytes go from ddt through one pipe into the
- * master, which encrypts them in C: several times cheaper per byte than ssh2's JS packet layer
- * (benchmarks/RESULTS.md, "Data over OpenSSH").
+ * master, which encrypts them in C: several times cheaper per byte than ssh2's JS packet layer.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -44,6 +43,21 @@ export class MuxChannel extends EventEmitter {
   setEncoding(enc: BufferEncoding): this {
     this.child.stdout.setEncoding(enc);
     return this;
+  }
+
+  /** Backpressure for a reader: the pipe fills, the master's channel window closes. */
+  pause(): this {
+    this.child.stdout.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.child.stdout.resume();
+    return this;
+  }
+
+  isPaused(): boolean {
+    return this.child.stdout.isPaused();
   }
 
   write(buf: Buffer | string, cb?: (err?: Error | null) => void): boolean {

@@ -18,11 +18,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SshError, UsageError } from '../errors.js';
 import { untilAborted } from '../abort.js';
 import { knownHostsFilesOf, type Endpoint } from './endpoint.js';
 import { findOnPath, lastLineOf, runProcess } from './local-process.js';
 import { MuxChannel } from './mux-channel.js';
+import { DdtError, isDdtError } from '../errors.js';
 
 export interface MuxOptions {
   /** Give up bringing a lost master back after this long (exit 4, resumable). */
@@ -58,7 +58,7 @@ function sshPath(p: string): string {
 function configFiles(files: string[]): string {
   return files
     .map((f) => {
-      if (f.includes('"')) throw new UsageError('BAD_PATH', `a known_hosts path with a double quote cannot be passed to ssh: ${f}`);
+      if (f.includes('"')) throw new DdtError('BAD_PATH', `a known_hosts path with a double quote cannot be passed to ssh: ${f}`);
       return /\s/.test(f) ? `"${sshPath(f)}"` : sshPath(f);
     })
     .join(' ');
@@ -68,7 +68,7 @@ function rsyncWord(w: string): string {
   if (/^[A-Za-z0-9_./=,:%+@-]+$/.test(w)) return w;
   if (!w.includes("'")) return `'${w}'`;
   if (!w.includes('"')) return `"${w}"`;
-  throw new UsageError('BAD_PATH', `cannot pass ${w} to rsync -e`);
+  throw new DdtError('BAD_PATH', `cannot pass ${w} to rsync -e`);
 }
 
 /**
@@ -125,7 +125,7 @@ export class OpenSshMux {
   /** Connect the master (fails fast on host key, auth, unreachable host). */
   static async start(endpoint: Endpoint, opts: MuxOptions): Promise<OpenSshMux> {
     const ssh = opts.ssh ?? findOnPath('ssh');
-    if (!ssh) throw new UsageError('NO_SSH', 'OpenSSH client (ssh) not found on PATH: install the openssh-client package');
+    if (!ssh) throw new DdtError('TOOL_MISSING', 'OpenSSH client (ssh) not found on PATH: install the openssh-client package');
     const dir = mkdtempSync(join(socketBase(), muxDirPrefix(opts.jobId)));
     const mux = new OpenSshMux(endpoint, opts, ssh, dir);
     try {
@@ -158,7 +158,7 @@ export class OpenSshMux {
 
   /** Resolve when a master is up: the current one, or a new one after a loss (with backoff). */
   async ensure(signal?: AbortSignal): Promise<void> {
-    if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
+    if (this.stopped) throw new DdtError('CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
     if (this.child) return;
     this.connecting ??= this.reconnect().finally(() => (this.connecting = undefined));
     if (!signal) return this.connecting;
@@ -215,16 +215,16 @@ export class OpenSshMux {
   private async reconnect(): Promise<void> {
     const started = this.lostAt ?? Date.now();
     for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
-      if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
+      if (this.stopped) throw new DdtError('CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
       try {
         await this.launch();
         this.lostAt = undefined;
         return;
       } catch (err) {
-        if (!(err instanceof SshError) || err.code !== 'SSH_CONNECT') throw err; // host key, auth: never retried
+        if (!isDdtError(err, 'SSH_CONNECT')) throw err; // host key, auth: never retried
         const elapsed = Date.now() - started;
         if (elapsed >= this.opts.reconnectTimeoutMs) {
-          throw new SshError('SSH_CONNECT', `${err.message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
+          throw new DdtError('SSH_CONNECT', `${err.message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
         }
         await sleep(Math.min(delay, this.opts.reconnectTimeoutMs - elapsed));
       }
@@ -260,8 +260,8 @@ export class OpenSshMux {
       if (this.stopped || Date.now() > deadline) {
         child.kill('SIGKILL');
         await exited;
-        if (this.stopped) throw new SshError('SSH_CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
-        throw new SshError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for ${this.purpose} not ready after ${READY_TIMEOUT_MS / 1000} s`);
+        if (this.stopped) throw new DdtError('CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
+        throw new DdtError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for ${this.purpose} not ready after ${READY_TIMEOUT_MS / 1000} s`);
       }
       // Short polls: the first block waits for this socket (a 20 ms poll cost ≈ 10 ms on average).
       await sleep(5);
@@ -295,19 +295,19 @@ export class OpenSshMux {
     clearTimeout(timer);
   }
 
-  private failure(): SshError {
+  private failure(): DdtError {
     const text = this.stderr;
     const line = lastLineOf(text) || 'ssh exited';
     const where = `${this.endpoint.user}@${this.endpoint.hosts[0]}:${this.endpoint.port}`;
     if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(text)) {
-      return new SshError('SSH_HOST_KEY_CHANGED', `OpenSSH (${this.purpose}): the host key of ${where} changed: ${line}`);
+      return new DdtError('SSH_HOST_KEY_CHANGED', `OpenSSH (${this.purpose}): the host key of ${where} changed: ${line}`);
     }
     if (/host key is known|Host key verification failed/i.test(text)) {
-      return new SshError('SSH_HOST_KEY_UNKNOWN', `OpenSSH (${this.purpose}) does not know the host key of ${where} in the known_hosts file(s) ddt uses: ${line}`);
+      return new DdtError('SSH_HOST_KEY_UNKNOWN', `OpenSSH (${this.purpose}) does not know the host key of ${where} in the known_hosts file(s) ddt uses: ${line}`);
     }
     if (/Permission denied|Too many authentication failures/i.test(text)) {
-      return new SshError('SSH_AUTH', `OpenSSH (${this.purpose}) could not log in to ${where}: ${line}`);
+      return new DdtError('SSH_AUTH', `OpenSSH (${this.purpose}) could not log in to ${where}: ${line}`);
     }
-    return new SshError('SSH_CONNECT', `OpenSSH connection to ${where} for ${this.purpose} failed: ${line}`);
+    return new DdtError('SSH_CONNECT', `OpenSSH connection to ${where} for ${this.purpose} failed: ${line}`);
   }
 }

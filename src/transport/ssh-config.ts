@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import SSHConfig from 'ssh-config';
-import { UsageError } from '../errors.js';
+import { DdtError } from '../errors.js';
 
 export interface SshHostConfig {
   /** What the user typed. */
@@ -69,7 +69,7 @@ export function resolveFromText(text: string, alias: string): SshHostConfig {
   try {
     computed = SSHConfig.parse(text).compute({ Host: alias }, { ignoreCase: true, matchExec: false });
   } catch (err) {
-    throw new UsageError('BAD_SSH_CONFIG', `cannot parse ssh config: ${(err as Error).message}`, { cause: err });
+    throw new DdtError('BAD_SSH_CONFIG', `cannot parse ssh config: ${(err as Error).message}`, { cause: err });
   }
   const hostName = first(computed.hostname) ?? alias;
   const user = first(computed.user);
@@ -78,7 +78,7 @@ export function resolveFromText(text: string, alias: string): SshHostConfig {
   if (portText !== undefined) {
     port = Number(portText);
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new UsageError('BAD_SSH_CONFIG', `ssh config for ${alias}: bad Port ${JSON.stringify(portText)}`);
+      throw new DdtError('BAD_SSH_CONFIG', `ssh config for ${alias}: bad Port ${JSON.stringify(portText)}`);
     }
   }
   const rawIds = computed.identityfile;
@@ -98,7 +98,7 @@ export async function resolveSshHost(alias: string, configPath = defaultSshConfi
     text = await readFile(configPath, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { alias, hostName: alias, identityFiles: [] };
-    throw new UsageError('BAD_SSH_CONFIG', `cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
+    throw new DdtError('BAD_SSH_CONFIG', `cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
   }
   return resolveFromText(text, alias);
 }

@@ -1,15 +1,15 @@
 /**
  * One ssh2 connection, set up the way ddt needs it: host key checked against known_hosts
  * (DESIGN §3), ssh-agent then identity files, AES-GCM first, 10 s keepalive. Failures come
- * back as SshError with a one-line message; `fatal` ones (host key, authentication) are never
+ * back as DdtErrors with a one-line message; `fatal` ones (host key, authentication) are never
  * retried, the others may be (see ssh-pool).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as Ssh2 from 'ssh2';
 import type { AlgorithmList, AnyAuthMethod, CipherAlgorithm, Client, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
-import { SshError } from '../errors.js';
 import { appendKnownHost, checkHostKey, knownHostName, knownKeyTypes } from './known-hosts.js';
+import { DdtError } from '../errors.js';
 
 let ssh2Module: typeof Ssh2 | undefined;
 /**
@@ -40,13 +40,11 @@ export interface SshAuthSettings {
   onWarning?(msg: string): void;
 }
 
-/** SshError codes that retrying cannot fix. */
-const FATAL = new Set(['SSH_HOST_KEY_UNKNOWN', 'SSH_HOST_KEY_CHANGED', 'SSH_AUTH', 'SSH_NO_AUTH']);
 /** First-contact errors that mean "wrong address", not "flaky link": fail fast. */
 const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 export function isFatalSshError(err: unknown): boolean {
-  return err instanceof SshError && FATAL.has(err.code);
+  return err instanceof DdtError && err.retry === 'never';
 }
 
 export function isUnreachableError(err: unknown): boolean {
@@ -110,16 +108,16 @@ async function verifyHostKey(ep: SshEndpoint, s: SshAuthSettings, key: Buffer): 
     if (check.status === 'ok') return;
     if (check.status === 'changed') {
       const what = check.revoked ? `is marked @revoked (${check.offending})` : `HAS CHANGED (offending entry ${check.offending})`;
-      throw new SshError(
-        'SSH_HOST_KEY_CHANGED',
+      throw new DdtError(
+      'SSH_HOST_KEY_CHANGED',
         `host key of ${name} ${what}: now ${check.keyType} ${check.fingerprint}; possible man-in-the-middle attack, refusing to connect ` +
           `(if the change is expected, remove the old entry: ssh-keygen -R '${name}')`,
       );
     }
     const file = s.knownHostsFiles[0];
     if (!s.acceptNewHostKey || !file) {
-      throw new SshError(
-        'SSH_HOST_KEY_UNKNOWN',
+      throw new DdtError(
+      'SSH_HOST_KEY_UNKNOWN',
         `host key of ${name} is not known: ${check.keyType} ${check.fingerprint}; if that is the right key, add this line to ` +
           `${file ?? '~/.ssh/known_hosts'}: "${check.line}", or run again with --accept-new-host-key`,
       );
@@ -131,14 +129,14 @@ async function verifyHostKey(ep: SshEndpoint, s: SshAuthSettings, key: Buffer): 
   return run;
 }
 
-function classify(err: Error & { level?: string; code?: unknown }, ep: SshEndpoint, s: SshAuthSettings): SshError {
+function classify(err: Error & { level?: string; code?: unknown }, ep: SshEndpoint, s: SshAuthSettings): DdtError {
   const where = `${ep.user}@${knownHostName(ep.host, ep.port)}`;
   if (err.level === 'client-authentication') {
     const tried = [s.agent ? 'ssh-agent' : '', ...s.identityFiles].filter(Boolean).join(', ') || 'nothing';
-    return new SshError('SSH_AUTH', `authentication as ${where} failed (tried: ${tried})`, { cause: err });
+    return new DdtError('SSH_AUTH', `authentication as ${where} failed (tried: ${tried})`, { cause: err });
   }
   const code = typeof err.code === 'string' ? ` (${err.code})` : '';
-  return new SshError('SSH_CONNECT', `cannot connect to ${where}: ${err.message}${code}`, { cause: err });
+  return new DdtError('SSH_CONNECT', `cannot connect to ${where}: ${err.message}${code}`, { cause: err });
 }
 
 /**
@@ -152,12 +150,12 @@ export async function connectSsh(
   onLost: (client: Client, reason: string) => void,
 ): Promise<Client> {
   if (auth.length === 0) {
-    throw new SshError('SSH_NO_AUTH', 'no way to authenticate: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)');
+    throw new DdtError('SSH_NO_AUTH', 'no way to authenticate: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)');
   }
   const preferred = hostKeyPreference(await knownKeyTypes(s.knownHostsFiles, ep.host, ep.port));
   const client = new (ssh2().Client)();
   return new Promise<Client>((resolve, reject) => {
-    let hostKeyError: SshError | undefined;
+    let hostKeyError: DdtError | undefined;
     let ready = false;
     let lastError = '';
     client.on('error', (err: Error & { level?: string }) => {
@@ -176,7 +174,7 @@ export async function connectSsh(
     client.once('close', () => {
       if (ready) return;
       ready = true;
-      reject(hostKeyError ?? new SshError('SSH_CONNECT', `connection to ${knownHostName(ep.host, ep.port)} closed during setup`));
+      reject(hostKeyError ?? new DdtError('SSH_CONNECT', `connection to ${knownHostName(ep.host, ep.port)} closed during setup`));
     });
     const config: ConnectConfig = {
       host: ep.host,
@@ -194,7 +192,7 @@ export async function connectSsh(
         verifyHostKey(ep, s, key).then(
           () => verify(true),
           (err: unknown) => {
-            hostKeyError = err instanceof SshError ? err : new SshError('SSH_HOST_KEY_UNKNOWN', String(err), { cause: err });
+            hostKeyError = err instanceof DdtError ? err : new DdtError('SSH_HOST_KEY_UNKNOWN', String(err), { cause: err });
             verify(false);
           },
         );

@@ -1,9 +1,9 @@
+import { DdtError } from '../errors.js';
 /**
  * `[user@]host[,host2,...]:path` as users type it for scp, plus IPv6 literals in brackets
  * (`[::1]:/dev/vdb`, `root@[fe80::1%eth0]:/dev/vdb`). Several hosts name several addresses of
  * the same machine; the pool spreads its connections over them.
  */
-import { UsageError } from '../errors.js';
 
 export interface RemoteSpec {
   user?: string;
@@ -37,7 +37,7 @@ export function isRemoteSpec(spec: string): boolean {
 }
 
 function bad(spec: string, why: string): never {
-  throw new UsageError('BAD_TARGET', `cannot parse remote location ${JSON.stringify(spec)}: ${why}`);
+  throw new DdtError('BAD_TARGET', `cannot parse remote location ${JSON.stringify(spec)}: ${why}`);
 }
 
 function parseHost(spec: string, h: string): string {

@@ -1,6 +1,6 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { remoteTarget, rewriteLegacyArgv } from '../../src/cli/legacy.js';
-import { UsageError } from '../../src/errors.js';
 
 describe('cli/legacy: the original script\'s command line', () => {
   it('the bare --local_device form is ddt send', () => {

@@ -95,7 +95,7 @@ describe('e2e: transport faults during ddt send', function () {
       await writeFile(knownHosts, readFileSync(sshd.knownHostsPath));
       const lines = readFileSync(journal, 'utf8').split('\n');
       const header = JSON.parse(lines[0]!);
-      header.target.port = sshd.port; // the same host would be on the same port; our test sshd is not
+      header.target.remote.port = sshd.port; // the same host would be on the same port; our test sshd is not
       await writeFile(journal, [JSON.stringify(header), ...lines.slice(1)].join('\n'));
       const resumed = await runCli(['resume', journal, '-i', sshd.clientKeyPath, '--known-hosts', knownHosts, '--json', '--progress', 'none']);
       assert.equal(resumed.code, 0, resumed.stderr);

@@ -26,7 +26,7 @@ function commOf(pid: number): string {
 }
 
 function viaOf(journal: string): string | undefined {
-  return (JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { via?: string }).via;
+  return (JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { path: { name: string } }).path.name;
 }
 
 describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)', function () {

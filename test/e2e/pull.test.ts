@@ -68,7 +68,7 @@ describe('e2e: ddt pull over a real sshd', function () {
     assert.equal(await sha256File(target), await sha256File(mixed));
     const records = journalRecords(journal);
     assert.equal(records[0]!.command, 'pull');
-    assert.equal((records[0]!.source as { host: string }).host, '127.0.0.1');
+    assert.equal((records[0]!.source as { remote: { hosts: string[] } }).remote.hosts[0], '127.0.0.1');
     const verified = records.filter((x) => x.type === 'block' && x.state === 'verified');
     assert.equal(verified.length, 41);
     for (const v of verified) {

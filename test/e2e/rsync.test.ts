@@ -53,8 +53,13 @@ function verifiedBlocks(journal: string): Map<number, BlockSums> {
   return out;
 }
 
-function headerOf(journal: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as Record<string, unknown>;
+function headerOf(journal: string): Record<string, unknown> & { jobId: string; path: { name: string; remoteDir?: string } } {
+  return JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as Record<string, unknown> & { jobId: string; path: { name: string; remoteDir?: string } };
+}
+
+/** The engine a journal's job began with: its path is rsync's, or one of the native engine's. */
+function engineOf(journal: string): string {
+  return headerOf(journal).path.name === 'rsync' ? 'rsync' : 'native';
 }
 
 async function acceptedLogins(s: TestSshd): Promise<number> {
@@ -98,7 +103,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
       assert.equal(s.blocks, 25);
       assert.equal(s.verified, 25);
       assert.ok((s.zeroBlocks as number) > 0, 'the mixed image has whole zero blocks');
-      assert.equal(headerOf(journal).engine, 'rsync');
+      assert.equal(engineOf(journal), 'rsync');
       assert.ok(maxConns >= 2 && maxConns <= 2, `saw ${maxConns} connections (ssh2 pool + ControlMaster must be ≤ 2)`);
       assert.equal(await sha256File(loop.dev, 24 * MiB + 4096), await sha256File(mixed));
       assert.deepEqual(await fs.readdir(stage), [], 'local staging dir left behind');
@@ -157,10 +162,10 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
       assert.equal(s.verified, 64);
       assert.ok((s.sent as number) <= 64 - (before.verified as number), `sent ${s.sent} after ${before.verified} were verified`);
       assert.equal(await sha256File(target), await sha256File(src));
-      assert.equal(headerOf(journal).engine, first, 'the header keeps the engine the job began with');
+      assert.equal(engineOf(journal), first, 'the header keeps the engine the job began with');
       assert.equal(verifiedBlocks(journal).size, 64);
       // What the killed run left locally (staged blocks, socket dir) is gone after the resume.
-      const jobId = String((headerOf(journal).options as { jobId: string }).jobId);
+      const jobId = headerOf(journal).jobId;
       assert.deepEqual(readdirSync(tmpdir()).filter((n) => n.includes(jobId)), []);
     });
   }
@@ -303,13 +308,13 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
     await waitForVerified(journal, 3);
     run.child.kill('SIGKILL');
     await run.done;
-    const h = headerOf(journal) as { command: string; engine: string; target: { path: string; port: number }; options: { keepLogs: boolean; jobId: string; remoteDir: string } };
+    const h = headerOf(journal) as unknown as { command: string; jobId: string; path: { name: string; remoteDir: string }; target: { path: string; remote: { port: number } }; options: { keepLogs: boolean } };
     assert.equal(h.command, 'send');
-    assert.equal(h.engine, 'rsync');
+    assert.equal(h.path.name, 'rsync');
     assert.equal(h.target.path, target);
-    assert.equal(h.target.port, sshd.port);
+    assert.equal(h.target.remote.port, sshd.port);
     assert.equal(h.options.keepLogs, true);
-    assert.equal(h.options.remoteDir, transferDir);
+    assert.equal(h.path.remoteDir, transferDir);
     await noMasterLeft(sshd.port);
 
     const r = await runCli(['--restart', journal, '--json', '--progress', 'none']);
@@ -319,7 +324,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
     assert.equal(s.engine, 'rsync');
     assert.equal(await sha256File(target), await sha256File(src));
     assert.deepEqual(await fs.readdir(transferDir), [], 'the staging dir in --remote_transfer_dir is removed after success');
-    assert.ok(existsSync(join(sshd.home, '.ddt', h.options.jobId)), '--keep_logs keeps the remote work dir');
-    await fs.rm(join(sshd.home, '.ddt', h.options.jobId), { recursive: true, force: true });
+    assert.ok(existsSync(join(sshd.home, '.ddt', h.jobId)), '--keep_logs keeps the remote work dir');
+    await fs.rm(join(sshd.home, '.ddt', h.jobId), { recursive: true, force: true });
   });
 });

@@ -77,8 +77,8 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
       assert.ok(maxConns >= 1 && maxConns <= 2, `saw ${maxConns} connections`);
       assert.equal(await sha256File(loop.dev, 40 * MiB + 4096), await sha256File(mixed));
       const header = journalLines(journal)[0]!;
-      assert.equal(header.via, 'sftp');
-      assert.equal((header.options as Record<string, unknown>).remoteDir, undefined, 'default --remote-dir: the remote $HOME, resolved by every run');
+      assert.equal((header.path as { name: string }).name, 'sftp');
+      assert.equal((header.path as Record<string, unknown>).remoteDir, undefined, 'default --remote-dir: the remote $HOME, resolved by every run');
       assert.deepEqual(stagingDirs(sshd.home), [], 'staging dir removed at the end');
     } finally {
       await loop.detach();
@@ -137,7 +137,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
     // (With 2+ connections and ssh on PATH the default is --via openssh: test/e2e/openssh.test.ts.)
     const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--connections', '1', '-b', '4M', '--yes', '--json', '--progress', 'plain', '--journal', journal]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(journalLines(journal)[0]!.via, 'sftp');
+    assert.equal((journalLines(journal)[0]!.path as { name: string }).name, 'sftp');
     assert.doesNotMatch(r.stderr, /warning/i);
 
     // One channel in all: an SFTP session and a helper worker do not both fit.
@@ -146,7 +146,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
     const f = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--connections', '1', '--channels', '1', '-b', '4M', '--yes', '--json', '--progress', 'plain', '--journal', fallback]);
     assert.equal(f.code, 0, f.stderr);
     assert.match(f.stderr, /warning.*sending with --via stream, staging is not possible: --via sftp needs at least 2 channels/i);
-    assert.equal(journalLines(fallback)[0]!.via, 'stream');
+    assert.equal((journalLines(fallback)[0]!.path as { name: string }).name, 'stream');
     assert.equal(await sha256File(target, 40 * MiB + 4096), await sha256File(mixed));
 
     // --remote-dir asks for staging: no fallback there.
@@ -274,11 +274,11 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
     run.child.kill('SIGKILL');
     await run.done;
     const lines = journalLines(journal);
-    const header = lines[0]! as { options: { jobId: string } };
+    const header = lines[0]! as { jobId: string };
     const verified = new Set(lines.filter((l) => l.type === 'block' && l.state === 'verified').map((l) => l.block as number));
     const k = [...Array(8).keys()].find((i) => !verified.has(i));
     assert.ok(k !== undefined, 'the run finished before it was killed');
-    const staging = join(remoteDir, `.ddt-staging-${header.options.jobId}`);
+    const staging = join(remoteDir, `.ddt-staging-${header.jobId}`);
     for (const f of await readdir(staging)) await rm(join(staging, f));
     const half = Buffer.alloc(4 * MiB);
     const fh = await open(src, 'r');

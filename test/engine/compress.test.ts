@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { CompressionPolicy, type BlockPart } from '../../src/engine/compress.js';
+import type { BlockPart } from '../../src/block/types.js';
+import { CompressionPolicy } from '../../src/engine/compress.js';
 
 async function* chunksOf(...bufs: Buffer[]): AsyncGenerator<Buffer> {
   for (const b of bufs) yield b;

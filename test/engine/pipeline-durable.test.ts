@@ -10,17 +10,18 @@ import { join } from 'node:path';
 import { initChecksums } from '../../src/checksum/hasher.js';
 import type { ChecksumAlgo } from '../../src/checksum/types.js';
 import { runPipeline } from '../../src/engine/pipeline.js';
-import type { BlockPayload, BlockRef, TargetHasher, TargetWriter } from '../../src/engine/types.js';
-import { LocalTarget } from '../../src/engine/local-target.js';
+import type { BlockPayload, BlockRef, BlockSink } from '../../src/block/types.js';
+import { LocalTarget } from '../../src/local/local-target.js';
 import { JournalWriter } from '../../src/journal/journal.js';
-import { JOURNAL_VERSION } from '../../src/journal/records.js';
 import { planBlocks } from '../../src/plan/block-plan.js';
-import { BlockReader } from '../../src/source/block-reader.js';
+import { BlockReader } from '../../src/local/block-reader.js';
+import { testHeader } from '../harness/header.js';
 import { makeTempDir } from '../harness/loop.js';
 
 const BLOCK = 256 * 1024;
 
-class GatedDurable implements TargetWriter, TargetHasher {
+class GatedDurable implements BlockSink {
+  readonly capacity = Infinity;
   readonly waiting: Array<{ block: BlockRef; resolve(): void; reject(err: Error): void }> = [];
   private onWait?: () => void;
   constructor(private readonly inner: LocalTarget) {}
@@ -56,19 +57,7 @@ async function rig(data: Buffer) {
   await writeFile(dst, Buffer.alloc(data.length));
   const blocks = planBlocks(data.length, BLOCK);
   const journalPath = join(dir, 'job.journal');
-  const journal = JournalWriter.create(journalPath, {
-    type: 'job',
-    version: JOURNAL_VERSION,
-    command: 'copy',
-    options: {},
-    source: { path: src, size: data.length, identity: { kind: 'file', size: data.length } },
-    target: { path: dst, size: data.length },
-    blockSize: BLOCK,
-    blocks: blocks.length,
-    checksum: 'xxh64',
-    engine: 'native',
-    startedAt: new Date().toISOString(),
-  });
+  const journal = JournalWriter.create(journalPath, testHeader({ source: src, target: dst, size: data.length, blockSize: BLOCK }));
   const reader = await BlockReader.open(src);
   const writer = new GatedDurable(await LocalTarget.open(dst));
   const verifiedInJournal = async () => (await readFile(journalPath, 'utf8')).split('\n').filter((l) => l.includes('"verified"')).length;
@@ -84,7 +73,7 @@ describe('engine/pipeline: writers that flush later (durable)', () => {
   it('journals a block verified only once durable; a failed flush is a failed attempt, re-sent', async () => {
     const data = Buffer.concat([randomBytes(2 * BLOCK), Buffer.alloc(BLOCK), randomBytes(BLOCK)]);
     const { dst, blocks, journalPath, journal, reader, writer, verifiedInJournal, close } = await rig(data);
-    const run = runPipeline(blocks, { reader, writer, hasher: writer, journal, emit: () => {} }, { algo: 'xxh64', retries: 2, concurrency: 2, targetZeroed: false }, new AbortController().signal);
+    const run = runPipeline(blocks, { source: reader, sink: writer, journal, emit: () => {} }, { algo: 'xxh64', retries: 2, concurrency: 2, targetZeroed: false }, new AbortController().signal);
 
     // Two slots, four blocks: every block gets written while no flush has ended (a slot does not
     // wait for its block's flush, up to two unproven blocks per slot).
@@ -119,7 +108,7 @@ describe('engine/pipeline: writers that flush later (durable)', () => {
       writes++;
       return writeAt(...args);
     };
-    const run = runPipeline(blocks, { reader, writer, hasher: writer, journal, emit: () => {} }, { algo: 'xxh64', retries: 0, concurrency: 2, targetZeroed: false }, new AbortController().signal);
+    const run = runPipeline(blocks, { source: reader, sink: writer, journal, emit: () => {} }, { algo: 'xxh64', retries: 0, concurrency: 2, targetZeroed: false }, new AbortController().signal);
     await writer.untilWaiting(4);
     await new Promise((r) => setTimeout(r, 200)); // time enough to read and write two more blocks
     assert.equal(writes, 4, 'two slots: four blocks unproven at most');

@@ -1,25 +1,14 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JournalWriter, readJournal, isProven } from '../../src/journal/journal.js';
-import { JOURNAL_VERSION, type JobHeader } from '../../src/journal/records.js';
 import { journalStatus } from '../../src/journal/status.js';
-import { UsageError } from '../../src/errors.js';
+import { testHeader } from '../harness/header.js';
 import { makeTempDir } from '../harness/loop.js';
 
-const header: JobHeader = {
-  type: 'job',
-  version: JOURNAL_VERSION,
-  command: 'copy',
-  options: {},
-  source: { path: '/src.img', size: 3000, identity: { kind: 'file', size: 3000, ino: '1', mtimeMs: 1 } },
-  target: { path: '/dst.img', size: 3000 },
-  blockSize: 1024,
-  blocks: 3,
-  checksum: 'xxh64',
-  engine: 'native',
-  startedAt: new Date(0).toISOString(),
-};
+const header = testHeader({ source: '/src.img', target: '/dst.img', size: 3000, blockSize: 1024 });
+const [A, B, C, D] = ['aa', 'bb', 'cc', 'dd'].map((x) => x.repeat(8));
 
 describe('journal', () => {
   let dir: string;
@@ -29,8 +18,8 @@ describe('journal', () => {
     const path = join(dir, 'a.journal');
     const w = JournalWriter.create(path, header);
     w.run({ event: 'start', pid: 1 });
-    w.block({ block: 0, state: 'verified', source: 'aa', target: 'aa', how: 'data' });
-    w.block({ block: 1, state: 'failed', source: 'bb', target: 'cc', reason: 'checksum mismatch after write' });
+    w.block({ block: 0, state: 'verified', source: A, target: A, how: 'data' });
+    w.block({ block: 1, state: 'failed', source: B, target: C, reason: 'checksum mismatch after write' });
     w.close();
     appendFileSync(path, '{"type":"block","block":2,"state":"veri'); // a crash mid-write
     const st = readJournal(path);
@@ -38,7 +27,7 @@ describe('journal', () => {
     assert.ok(isProven(st.blocks.get(0)));
     assert.ok(!isProven(st.blocks.get(1)));
     assert.equal(st.blocks.get(2), undefined);
-    const s = journalStatus(st, path, (e) => e.path);
+    const s = journalStatus(st, path);
     assert.equal(s.verified, 1);
     assert.equal(s.pending, 2);
     assert.equal(s.failed, 1);
@@ -47,7 +36,7 @@ describe('journal', () => {
 
     // Appending after a torn line starts on a fresh line, so the next record is readable.
     const again = JournalWriter.append(path);
-    again.block({ block: 2, state: 'verified', source: 'dd', target: 'dd' });
+    again.block({ block: 2, state: 'verified', source: D, target: D });
     again.close();
     const st2 = readJournal(path);
     assert.ok(isProven(st2.blocks.get(2)));

@@ -1,6 +1,6 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { blockCount, mergeRanges, planBlocks, validateBlockSize } from '../../src/plan/block-plan.js';
-import { UsageError } from '../../src/errors.js';
 
 describe('block plan', () => {
   it('covers an odd size exactly, last block short', () => {

@@ -1,6 +1,6 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
-import { UsageError } from '../../src/errors.js';
-import { formatBytes, formatDuration, formatRate, parseSize } from '../../src/progress/format.js';
+import { formatBytes, formatDuration, formatRate, parseSize } from '../../src/format.js';
 
 describe('progress/format', () => {
   it('formatBytes uses IEC units with one decimal', () => {

@@ -1,4 +1,5 @@
 // RemoteHelper against the harness's real sshd: install, probe, housekeeping, quoting.
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -6,8 +7,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
-import { zeroChunk } from '../../src/source/block-reader.js';
-import { UsageError } from '../../src/errors.js';
+import { zeroChunk } from '../../src/block/zero.js';
 import { RemoteHelper } from '../../src/remote/helper.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { readFileSync } from 'node:fs';
@@ -149,9 +149,9 @@ describe('remote/helper (real sshd)', function () {
     // create-file makes a file with exactly that name, a worker writes into it.
     assert.equal(await helper.createFile(evil, 4096), true);
     assert.equal((await stat(evil)).size, 4096);
-    const w = await helper.openWorker(evil);
+    const w = await helper.openWorker(evil, pool);
     const ac = new AbortController();
-    const sum = await w.write({ index: 0, offset: 0, length: 3 }, { kind: 'data', chunks: (async function* () { yield Buffer.from('abc'); })() }, 'sha256', ac.signal);
+    const sum = (await w.writeBlock({ index: 0, offset: 0, length: 3 }, (async function* () { yield Buffer.from('abc'); })(), 'sha256', ac.signal)).checksum;
     assert.equal(sum, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
     await w.close();
     assert.equal((await readFile(evil)).subarray(0, 3).toString(), 'abc');
@@ -164,23 +164,25 @@ describe('remote/helper (real sshd)', function () {
 
   it('X: a block with zero chunks goes as frames, zeros as a length only; W counts them but sends them', async () => {
     const helper = await RemoteHelper.install(pool, { jobId: 'sparse', probe: { target: join(dir, 'x.img') } });
-    assert.equal(helper.sparseWrites, false, 'known only once the probe has been read');
-    assert.equal((await helper.probe(join(dir, 'x.img'))).perl, true);
-    assert.equal(helper.sparseWrites, true, 'this host runs perl');
+    assert.equal((await helper.probe(join(dir, 'x.img'))).perl, true, 'this host runs perl');
     const file = join(dir, 'x.img');
     await writeFile(file, randomBytes(8 * MiB));
     const a = randomBytes(MiB);
     const parts = [zeroChunk(MiB), a, Buffer.alloc(MiB), Buffer.alloc(MiB), a.subarray(0, 4096)];
     const block = { index: 0, offset: MiB, length: 3 * MiB + MiB + 4096 };
     const expected = createHash('sha256').update(Buffer.concat(parts)).digest('hex');
-    const w = await helper.openWorker(file);
+    const w = await helper.openWorker(file, pool);
     const ac = new AbortController();
-    const payload = () => ({ kind: 'data' as const, chunks: (async function* () { yield* parts; })() });
-    const x = await w.writeBlock(block, payload(), 'sha256', ac.signal, { sparse: true });
-    assert.deepEqual(x, { checksum: expected, deferred: false, wire: MiB + 4096, zeroBytes: 3 * MiB });
+    const payload = () => (async function* () { yield* parts; })();
+    let wire = 0;
+    const x = await w.writeBlock(block, payload(), 'sha256', ac.signal, { framed: true, onWire: (n) => (wire += n) });
+    assert.deepEqual(x, { checksum: expected, deferred: false, zeroBytes: 3 * MiB });
+    assert.equal(wire, MiB + 4096);
     assert.ok((await readFile(file)).subarray(MiB, MiB + block.length).equals(Buffer.concat(parts)));
-    const wr = await w.writeBlock({ ...block, offset: 0 }, payload(), 'sha256', ac.signal);
-    assert.deepEqual(wr, { checksum: expected, deferred: false, wire: block.length, zeroBytes: 3 * MiB });
+    wire = 0;
+    const wr = await w.writeBlock({ ...block, offset: 0 }, payload(), 'sha256', ac.signal, { onWire: (n) => (wire += n) });
+    assert.deepEqual(wr, { checksum: expected, deferred: false, zeroBytes: 3 * MiB });
+    assert.equal(wire, block.length);
     await w.close();
     await helper.cleanup();
   });
@@ -189,7 +191,7 @@ describe('remote/helper (real sshd)', function () {
     const first = await RemoteHelper.install(pool, { jobId: 'stale-job' });
     const file = join(dir, 'stale.img');
     await writeFile(file, Buffer.alloc(MiB));
-    const w = await first.openWorker(file);
+    const w = await first.openWorker(file, pool);
     const ac = new AbortController();
     await w.hash({ index: 0, offset: 0, length: 4096 }, 'xxh64', ac.signal); // it is up and serving
     const pids = (await readFile(join(first.workDir, 'pids'), 'utf8')).trim().split('\n').map(Number);
@@ -241,20 +243,17 @@ describe('remote/helper (real sshd)', function () {
     const first = await RemoteHelper.install(pool, { jobId: 'stale-dd' });
     const file = join(dir, 'stale-dd.img');
     await writeFile(file, Buffer.alloc(MiB));
-    const w = await first.openWorker(file);
+    const w = await first.openWorker(file, pool);
     const ac = new AbortController();
     let sentFirst!: () => void;
     const started = new Promise<void>((r) => (sentFirst = r));
-    const pending = w.write(
+    const pending = w.writeBlock(
       { index: 0, offset: 0, length: MiB },
-      {
-        kind: 'data',
-        chunks: (async function* () {
-          yield Buffer.alloc(4096, 1);
-          sentFirst();
-          await new Promise(() => undefined); // the rest never comes: dd waits on stdin
-        })(),
-      },
+      (async function* () {
+        yield Buffer.alloc(4096, 1);
+        sentFirst();
+        await new Promise(() => undefined); // the rest never comes: dd waits on stdin
+      })(),
       'xxh64',
       ac.signal,
     );

@@ -1,9 +1,9 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError } from '../../src/errors.js';
 import { shCommand, shQuote, validateRemotePath } from '../../src/remote/quote.js';
 
 // What each argument arrives as, parsed by a real POSIX shell (dash).

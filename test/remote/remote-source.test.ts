@@ -1,4 +1,5 @@
-// RemoteSourceReader (ddt pull) through real SSH channels into ddt-helper.sh workers.
+// RemoteSource (ddt pull) through real SSH channels into ddt-helper.sh workers.
+import { SourceReadError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -7,10 +8,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { initChecksums } from '../../src/checksum/hasher.js';
 import type { ChecksumAlgo } from '../../src/checksum/types.js';
-import type { BlockPayload } from '../../src/engine/types.js';
+import type { BlockPayload } from '../../src/block/types.js';
 import { RemoteHelper } from '../../src/remote/helper.js';
-import { RemoteSourceReader, remoteSourceInfo } from '../../src/remote/remote-source.js';
-import { SourceReadError } from '../../src/errors.js';
+import { RemoteSource, remotePathInfo } from '../../src/remote/remote-source.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
@@ -61,9 +61,9 @@ describe('remote/remote-source (real sshd)', function () {
   });
 
   it('reads data blocks byte for byte with the source host\'s checksum; zero blocks without data', async () => {
-    const reader = await RemoteSourceReader.open(helper, file, { workers: 4, signal });
+    const reader = await RemoteSource.open(helper, file, pool, { workers: 4, signal });
     try {
-      assert.equal(reader.workers, 4);
+      assert.equal(reader.capacity, 4);
       const blocks = [0, 1, 2, 3, 4, 5].map((index) => ({ index, offset: index * MiB, length: index === 5 ? MiB + 512 : MiB }));
       const results = await Promise.all(
         blocks.map(async (b) => {
@@ -86,7 +86,7 @@ describe('remote/remote-source (real sshd)', function () {
   });
 
   it('a payload abandoned half-way costs its worker, not the next block', async () => {
-    const reader = await RemoteSourceReader.open(helper, file, { workers: 1, signal });
+    const reader = await RemoteSource.open(helper, file, pool, { workers: 1, signal });
     try {
       const opened = await reader.openBlock({ index: 0, offset: 0, length: 3 * MiB }, 'xxh64');
       assert.equal(opened.payload.kind, 'data');
@@ -106,7 +106,7 @@ describe('remote/remote-source (real sshd)', function () {
   });
 
   it('a range past the end of the source is a source read error (the run stops, resumable)', async () => {
-    const reader = await RemoteSourceReader.open(helper, file, { workers: 1, signal });
+    const reader = await RemoteSource.open(helper, file, pool, { workers: 1, signal });
     try {
       const opened = await reader.openBlock({ index: 9, offset: bytes.length - 512, length: MiB }, 'xxh64');
       await collect(opened.payload);
@@ -122,7 +122,7 @@ describe('remote/remote-source (real sshd)', function () {
 
   it('an abort drops the channels: a pending block rejects at once', async () => {
     const ac = new AbortController();
-    const reader = await RemoteSourceReader.open(helper, file, { workers: 1, signal: ac.signal });
+    const reader = await RemoteSource.open(helper, file, pool, { workers: 1, signal: ac.signal });
     const opened = await reader.openBlock({ index: 0, offset: 0, length: 3 * MiB }, 'xxh64');
     ac.abort(new Error('stop'));
     await assert.rejects(opened.checksum);
@@ -130,13 +130,13 @@ describe('remote/remote-source (real sshd)', function () {
     await reader.close();
   });
 
-  it('identity: size, inode and mtime of a file, and an object id for the same-file check', async () => {
-    const info = await remoteSourceInfo(helper, file);
+  it('identity: size, device, inode and mtime of a file', async () => {
+    const info = await remotePathInfo(helper, file);
     assert.equal(info.kind, 'file');
     assert.equal(info.size, bytes.length);
     assert.equal(info.readable, true);
-    assert.match(info.object ?? '', /^\d+:\d+$/);
+    assert.match(`${info.identity.dev}:${info.identity.ino}`, /^\d+:\d+$/);
     assert.equal(typeof info.identity.mtimeMs, 'number');
-    assert.equal((await remoteSourceInfo(helper, join(dir, 'missing'))).kind, 'other');
+    assert.equal((await remotePathInfo(helper, join(dir, 'missing'))).kind, 'other');
   });
 });

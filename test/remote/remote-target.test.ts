@@ -1,4 +1,5 @@
-// RemoteTargetWriter through real SSH channels into ddt-helper.sh workers.
+// RemoteTarget through real SSH channels into ddt-helper.sh workers.
+import { RemoteHelperError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -6,10 +7,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ChecksumAlgo } from '../../src/checksum/types.js';
-import type { BlockPayload, BlockRef } from '../../src/engine/types.js';
+import type { BlockPayload, BlockRef } from '../../src/block/types.js';
 import { RemoteHelper } from '../../src/remote/helper.js';
-import { RemoteHelperError } from '../../src/remote/remote-error.js';
-import { RemoteTargetWriter } from '../../src/remote/remote-target.js';
+import { RemoteTarget } from '../../src/remote/remote-target.js';
 import { SshPool, type SshPoolOptions } from '../../src/transport/ssh-pool.js';
 import { attachLoop, loopAvailable, makeTempDir } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
@@ -78,8 +78,8 @@ describe('remote/remote-target (real sshd)', function () {
     const file = join(dir, 'target.img');
     await writeFile(file, randomBytes(16 * MiB)); // zero blocks must really overwrite
     const expected = await readFile(file);
-    const w = await RemoteTargetWriter.open(helper, file);
-    assert.equal(w.workers, 4);
+    const w = await RemoteTarget.open(helper, file, helper.control);
+    assert.equal(w.capacity, 4);
     const ac = new AbortController();
     const blocks: Array<{ b: BlockRef; payload: Buffer | 'zero'; algo: ChecksumAlgo }> = [
       { b: { index: 0, offset: 0, length: 4 * MiB }, payload: randomBytes(4 * MiB), algo: 'xxh64' },
@@ -110,7 +110,7 @@ describe('remote/remote-target (real sshd)', function () {
     await writeFile(img, Buffer.alloc(MiB));
     const loop = await attachLoop(img);
     try {
-      const w = await RemoteTargetWriter.open(helper, loop.dev);
+      const w = await RemoteTarget.open(helper, loop.dev, helper.control);
       const ac = new AbortController();
       // Past the end of the device: dd fails after taking part of the payload.
       await assert.rejects(
@@ -130,11 +130,11 @@ describe('remote/remote-target (real sshd)', function () {
     const { helper } = await setup({ connections: 1, channelsPerConnection: 1 });
     const file = join(dir, 'abort.img');
     await writeFile(file, Buffer.alloc(4 * MiB));
-    const w = await RemoteTargetWriter.open(helper, file);
+    const w = await RemoteTarget.open(helper, file, helper.control);
     const ac = new AbortController();
     await assert.rejects(
       w.writeAt({ index: 0, offset: 0, length: MiB }, data(randomBytes(MiB - 1)), 'xxh64', ac.signal),
-      (err: unknown) => err instanceof RemoteHelperError && err.code === 'PAYLOAD_LENGTH',
+      (err: unknown) => err instanceof RemoteHelperError && err.code === 'PAYLOAD',
     );
     const stop = new AbortController();
     const hanging: BlockPayload = {
@@ -148,7 +148,7 @@ describe('remote/remote-target (real sshd)', function () {
     await assert.rejects(w.writeAt({ index: 1, offset: 0, length: MiB }, hanging, 'xxh64', stop.signal), /user pressed/);
     const buf = randomBytes(MiB);
     assert.equal(await w.writeAt({ index: 2, offset: MiB, length: MiB }, data(buf), 'xxh64', ac.signal), await toolHash(file, MiB, MiB, 'xxh64'));
-    assert.equal(w.workers, 1);
+    assert.equal(w.capacity, 1);
     await w.close();
   });
 
@@ -160,8 +160,8 @@ describe('remote/remote-target (real sshd)', function () {
     const file = join(dir, 'ms.img');
     await writeFile(file, Buffer.alloc(8 * MiB));
     try {
-      const w = await RemoteTargetWriter.open(helper, file);
-      assert.equal(w.workers, 2);
+      const w = await RemoteTarget.open(helper, file, helper.control);
+      assert.equal(w.capacity, 2);
       assert.equal(pool.capacity(), 2);
       const ac = new AbortController();
       const bufs = Array.from({ length: 8 }, () => randomBytes(MiB));
@@ -181,7 +181,7 @@ describe('remote/remote-target (real sshd)', function () {
     const { pool, helper, warnings } = await setup({ connections: 1, channelsPerConnection: 2 });
     const file = join(dir, 'drop.img');
     await writeFile(file, Buffer.alloc(8 * MiB));
-    const w = await RemoteTargetWriter.open(helper, file);
+    const w = await RemoteTarget.open(helper, file, helper.control);
     const ac = new AbortController();
     const stalled: BlockPayload = {
       kind: 'data',
@@ -205,7 +205,7 @@ describe('remote/remote-target (real sshd)', function () {
     const file = join(dir, 'defer.img');
     await writeFile(file, randomBytes(8 * MiB));
     // Two workers and the flusher: the pool's three channels.
-    const w = await RemoteTargetWriter.open(helper, file, { workers: 2, deferFlush: true });
+    const w = await RemoteTarget.open(helper, file, helper.control, { workers: 2, deferFlush: true });
     assert.equal(w.defersFlush, true);
     const ac = new AbortController();
     const a = randomBytes(2 * MiB);
@@ -230,7 +230,7 @@ describe('remote/remote-target (real sshd)', function () {
     assert.equal(w.unflushedBlocks, 0);
     await w.close();
     // Every channel taken by workers: no flusher, every block flushed as it is written.
-    const full = await RemoteTargetWriter.open(helper, file, { deferFlush: true });
+    const full = await RemoteTarget.open(helper, file, helper.control, { deferFlush: true });
     assert.equal(full.defersFlush, false);
     await full.writeAt({ index: 0, offset: 0, length: MiB }, data(randomBytes(MiB)), 'xxh64', ac.signal);
     assert.equal(full.unflushedBlocks, 0);
@@ -240,7 +240,7 @@ describe('remote/remote-target (real sshd)', function () {
     const { helper } = await setup({ connections: 1, channelsPerConnection: 2 });
     const file = join(dir, 'sparse.img');
     await writeFile(file, randomBytes(24 * MiB));
-    const w = await RemoteTargetWriter.open(helper, file, { workers: 1, sparse: true });
+    const w = await RemoteTarget.open(helper, file, helper.control, { workers: 1, framed: true });
     const ac = new AbortController();
     const halfZero = () => Buffer.concat([randomBytes(2 * MiB), Buffer.alloc(2 * MiB)]);
     const contents = [randomBytes(4 * MiB), randomBytes(4 * MiB), halfZero(), halfZero(), halfZero(), halfZero()];

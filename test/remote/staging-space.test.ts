@@ -1,8 +1,9 @@
 // Free-space accounting of the --via sftp staging dir: pure, with a fake filesystem.
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
-import { UsageError } from '../../src/errors.js';
-import { parseReserve, resolveReserve, SpaceGate, StagingSpace } from '../../src/remote/staging-space.js';
+import { SpaceGate } from '../../src/remote/space-gate.js';
+import { parseReserve, resolveReserve, StagingSpace } from '../../src/remote/staging-space.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -1,6 +1,6 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { parseBwLimit, TokenBucket } from '../../src/transport/bwlimit.js';
-import { UsageError } from '../../src/errors.js';
 
 const at = (hh: number, mm: number) => new Date(2026, 10, 28, hh, mm);
 

@@ -1,9 +1,9 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError } from '../../src/errors.js';
 import { resolveFromText, resolveSshHost } from '../../src/transport/ssh-config.js';
 
 describe('transport/ssh-config', () => {

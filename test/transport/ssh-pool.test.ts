@@ -1,5 +1,7 @@
 // SshPool against the harness's real OpenSSH server: host keys, auth, channel limits,
 // the TCP connection cap and reconnects.
+import { SshError } from '../harness/errors.js';
+import type { DdtError } from '../../src/errors.js';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -7,7 +9,6 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
-import { SshError } from '../../src/errors.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { requireReal } from '../harness/real.js';
 import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
@@ -30,7 +31,7 @@ async function establishedTo(port: number): Promise<number> {
   return stdout.split('\n').filter((l) => l.trim()).length;
 }
 
-async function expectSshError(p: Promise<unknown>, code: string, re: RegExp): Promise<SshError> {
+async function expectSshError(p: Promise<unknown>, code: string, re: RegExp): Promise<DdtError> {
   const err = await p.then(
     () => assert.fail('expected an SshError'),
     (e: unknown) => e,
@@ -177,7 +178,7 @@ describe('transport/ssh-pool (real sshd)', function () {
       const opened = await Promise.allSettled(Array.from({ length: 4 }, () => pool.exec('cat', { wait: false })));
       const ok = opened.filter((r): r is PromiseFulfilledResult<ClientChannel> => r.status === 'fulfilled').map((r) => r.value);
       assert.equal(ok.length, 2);
-      for (const r of opened) if (r.status === 'rejected') assert.equal((r.reason as SshError).code, 'SSH_NO_CHANNEL');
+      for (const r of opened) if (r.status === 'rejected') assert.equal((r.reason as DdtError).code, 'SSH_NO_CHANNEL');
       assert.equal(pool.capacity(), 2);
       assert.equal(warnings.length, 1, warnings.join('\n'));
       assert.match(warnings[0], /MaxSessions.*2 channel\(s\) per connection instead of 4/);

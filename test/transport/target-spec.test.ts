@@ -1,5 +1,5 @@
+import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
-import { UsageError } from '../../src/errors.js';
 import { isRemoteSpec, parseRemoteSpec } from '../../src/transport/target-spec.js';
 
 describe('transport/target-spec', () => {

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { runCopy } from '../../engine/local-job.js';
-import { commonRequestOf, positiveInt, transferOptions } from '../options.js';
+import { runJob } from '../../engine/job.js';
+import { DdtError } from '../../errors.js';
+import { newJobOf, transferOptions } from '../options.js';
 import { runTransfer } from '../run.js';
-import { UsageError } from '../../errors.js';
 
 export const copyCommand: CommandModule = {
   command: 'copy <source> <target>',
@@ -15,15 +15,7 @@ export const copyCommand: CommandModule = {
       .example('$0 copy disk.img /dev/loop3 -b 16M --json', 'write an image to a loop device, JSON summary'),
   handler: (argv) => {
     // Both ends are local: there is no SSH for rsync to run over.
-    if (argv.engine === 'rsync') throw new UsageError('UNSUPPORTED', 'copy has only the native engine: leave out --engine rsync');
-    return runTransfer(argv, (ui) =>
-      runCopy({
-          ...commonRequestOf(argv),
-          concurrency: positiveInt(argv.channels, '--channels', 64),
-          noerror: Boolean(argv.noerror),
-        },
-        ui,
-      ),
-    );
+    if (argv.engine === 'rsync') throw new DdtError('BAD_OPTION', 'copy has only the native engine: leave out --engine rsync');
+    return runTransfer(argv, (ui) => runJob(newJobOf('copy', argv), ui));
   },
 };

@@ -1,14 +1,14 @@
 import type { CommandModule } from 'yargs';
 import { DemoEnvironment } from '../../demo/demo.js';
-import type { JobUi } from '../../engine/local-job.js';
-import { runSend } from '../../engine/remote-job.js';
-import { verifyRemote } from '../../engine/remote-verify.js';
+import type { JobUi } from '../../engine/ui.js';
+import { runJob } from '../../engine/job.js';
+import { runVerify } from '../../engine/verify.js';
 import type { JobSummary } from '../../engine/summary.js';
-import { ExitCode, SshError } from '../../errors.js';
-import { parseSize } from '../../progress/format.js';
+import { parseSize } from '../../format.js';
 import { blockSizeOf, positiveInt } from '../options.js';
 import { printJson, printSummary, throughputOf } from '../output.js';
 import { RunUi, type ProgressMode } from '../ui.js';
+import { DdtError, ExitCode } from '../../errors.js';
 
 export const demoCommand: CommandModule = {
   command: 'demo',
@@ -58,7 +58,7 @@ export const demoCommand: CommandModule = {
       let summary: JobSummary;
       transferring = true;
       try {
-        const outcome = await runSend(env.sendRequest(), ui.jobUi(true));
+        const outcome = await runJob(env.sendRequest(), ui.jobUi(true));
         if (outcome.kind !== 'done') throw new Error(`unexpected ${outcome.kind} outcome`);
         summary = outcome.summary;
         ui.finish(summary);
@@ -76,8 +76,8 @@ export const demoCommand: CommandModule = {
         return;
       }
       say('verifying: ddt verify re-reads the source here and the target through sshd, block by block');
-      const jobUi: JobUi = { confirm: () => Promise.resolve(true), info: say, emit: () => {}, signal: abort.signal };
-      const verify = await verifyRemote(env.verifyRequest(), jobUi);
+      const jobUi: JobUi = { confirm: () => Promise.resolve(true), emit: () => {}, signal: abort.signal };
+      const verify = await runVerify(env.verifyRequest(), jobUi);
       const ok = verify.different === 0;
       if (json) printJson({ ...summary, ...throughputOf(summary, run), ok, exitCode: ok ? 0 : ExitCode.incomplete, verify });
       else {
@@ -86,10 +86,10 @@ export const demoCommand: CommandModule = {
       }
       process.exitCode = ok ? ExitCode.ok : ExitCode.incomplete;
     } catch (err) {
-      const refusal = err instanceof SshError ? env?.sshdRefusal() : undefined;
+      const refusal = err instanceof DdtError && err.exitCode === 3 ? env?.sshdRefusal() : undefined;
       if (refusal) {
         // A non-root sshd can log in only its own user, and only an account that is not locked.
-        throw new SshError(err instanceof SshError ? err.code : 'SSH_AUTH', `the demo's sshd refused the login (${refusal}): run ddt demo as root, or as a user whose account can log in`);
+        throw new DdtError(err instanceof DdtError && err.exitCode === 3 ? err.code : 'SSH_AUTH', `the demo's sshd refused the login (${refusal}): run ddt demo as root, or as a user whose account can log in`);
       }
       if (!abort.signal.aborted) throw err;
       say('interrupted');

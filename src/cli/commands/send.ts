@@ -1,17 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { runSend } from '../../engine/remote-job.js';
-import { commonRequestOf, transferOptions } from '../options.js';
-import { bwlimitOf, sshOptions, sshRequestOf } from '../ssh-options.js';
+import { runJob } from '../../engine/job.js';
+import { askedPathOf, newJobOf, reserveOf, sshOptions, transferOptions } from '../options.js';
 import { runTransfer } from '../run.js';
-import { parseReserve } from '../../remote/staging-space.js';
-import { engineOf } from '../../engine/rsync-session.js';
-
-/** `--remote-reserve` checked before connecting; the journal keeps it as typed. */
-function reserveOf(v: unknown): string | undefined {
-  if (v === undefined) return undefined;
-  parseReserve(String(v));
-  return String(v);
-}
 
 export const sendCommand: CommandModule = {
   command: 'send <source> <target>',
@@ -23,7 +13,7 @@ export const sendCommand: CommandModule = {
       .option('via', {
         choices: ['openssh', 'stream', 'sftp'] as const,
         describe:
-          "data path: 'openssh' pipes blocks into dd over sessions of the local ssh client, multiplexed on --connections − 1 ControlMaster connections; 'stream' pipes them over ssh2 exec channels; 'sftp' uploads them into --remote-dir, then dd writes them at their offset [openssh with 2+ connections and ssh on PATH; else sftp; stream where staging is not possible and with --engine rsync]",
+          "data path: 'openssh' pipes blocks into dd over sessions of the local ssh client, multiplexed on --connections − 1 ControlMaster connections; 'stream' pipes them over ssh2 exec channels; 'sftp' uploads them into --remote-dir, then dd writes them at their offset [openssh with 2+ connections and ssh on PATH; else sftp; stream where staging is not possible]",
       })
       .option('remote-dir', { alias: 'remote_transfer_dir', type: 'string', describe: '--via sftp: remote directory for staged blocks (a per-job dir inside) [remote $HOME]' })
       .option('remote-reserve', { type: 'string', describe: '--via sftp: space to keep free there, a size or N% [smaller of 1G and 10%]' })
@@ -33,17 +23,12 @@ export const sendCommand: CommandModule = {
       .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key'),
   handler: (argv) =>
     runTransfer(argv, (ui) =>
-      runSend(
+      runJob(
         {
-          ...commonRequestOf(argv),
-          ...sshRequestOf(argv),
-          noerror: Boolean(argv.noerror),
-          compress: argv.compress as 'none' | 'gzip' | 'auto',
-          bwlimit: bwlimitOf(argv.bwlimit),
-          via: argv.via as 'openssh' | 'stream' | 'sftp' | undefined,
+          ...newJobOf('send', argv),
+          via: askedPathOf(argv),
           remoteDir: argv['remote-dir'] as string | undefined,
           remoteReserve: reserveOf(argv['remote-reserve']),
-          engine: engineOf(argv.engine),
           localDir: argv['local-dir'] as string | undefined,
         },
         ui,

@@ -1,15 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { initChecksums } from '../../checksum/hasher.js';
 import type { ChecksumAlgo } from '../../checksum/types.js';
-import { LocalTarget } from '../../engine/local-target.js';
-import { verifyRemote } from '../../engine/remote-verify.js';
-import { verifyBlocks, type VerifyResult } from '../../engine/verify.js';
-import { ExitCode, UsageError } from '../../errors.js';
-import { BlockReader } from '../../source/block-reader.js';
-import { probeDevice, probeSource } from '../../source/device.js';
-import { isRemoteSpec } from '../../transport/target-spec.js';
-import { blockSizeOf, positiveInt } from '../options.js';
-import { sshRequestOf } from '../ssh-options.js';
+import { runVerify, type VerifyResult } from '../../engine/verify.js';
+import { ExitCode } from '../../errors.js';
+import { blockSizeOf, channelsOf, connectionsOf, sshRequestOf } from '../options.js';
 import { printJson } from '../output.js';
 import { RunUi } from '../ui.js';
 
@@ -31,49 +24,29 @@ export const verifyCommand: CommandModule = {
       .option('known-hosts', { type: 'string', describe: 'remote target: known_hosts file to use instead of ~/.ssh/known_hosts' })
       .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'remote target: trust an unknown host key and record it (never a changed one)' })
       .option('ssh-config', { type: 'string', describe: 'remote target: ssh config file [~/.ssh/config]' })
+      .option('sudo', { type: 'boolean', default: false, describe: 'remote target: run the helper through sudo -n' })
       .example('$0 verify disk.img /dev/loop3', 'exit 0 when identical, 4 when not')
       .example('$0 verify /dev/sdb root@10.0.0.5:/dev/vdb --json', 'prove a migrated disk again, hashing the remote side there'),
   handler: async (argv) => {
-    const blockSize = blockSizeOf(argv['block-size']);
-    if (isRemoteSpec(String(argv.target))) {
-      const ui = new RunUi('none');
-      try {
-        const r = await verifyRemote(
-          {
-            source: String(argv.source),
-            target: String(argv.target),
-            blockSize,
-            checksum: argv.checksum as ChecksumAlgo | 'auto',
-            // verify has no --reconnect-timeout: a host gone for a minute ends it.
-            ...sshRequestOf({ ...argv, 'reconnect-timeout': '1m' }),
-          },
-          ui.jobUi(false),
-        );
-        report(r, Boolean(argv.json));
-      } finally {
-        ui.finish();
-      }
-      return;
-    }
-    const algo: ChecksumAlgo = argv.checksum === 'sha256' ? 'sha256' : 'xxh64';
-    const source = await probeSource(String(argv.source));
-    const targetPath = String(argv.target);
-    const target = await probeDevice(targetPath);
-    if (!target) throw new UsageError('TARGET_MISSING', `target ${targetPath} does not exist: check the path`);
-    if (target.size < source.size) {
-      throw new UsageError('TARGET_TOO_SMALL', `target ${targetPath} (${target.size} bytes) is smaller than the source (${source.size} bytes): they cannot be identical`);
-    }
-    await initChecksums();
     const ui = new RunUi('none');
-    const reader = await BlockReader.open(source.path);
-    const hasher = await LocalTarget.open(targetPath, { readOnly: true });
     try {
-      const r = await verifyBlocks(source.size, blockSize, algo, reader, hasher, positiveInt(argv.channels, '--channels', 64), ui.signal);
+      const r = await runVerify(
+        {
+          source: String(argv.source),
+          target: String(argv.target),
+          blockSize: blockSizeOf(argv['block-size']),
+          checksum: argv.checksum as ChecksumAlgo | 'auto',
+          connections: connectionsOf(argv.connections),
+          channels: channelsOf(argv.channels),
+          ssh: sshRequestOf(argv),
+          // verify has no --reconnect-timeout: a host gone for a minute ends it.
+          reconnectTimeoutMs: 60_000,
+        },
+        ui.jobUi(false),
+      );
       report(r, Boolean(argv.json));
     } finally {
       ui.finish();
-      await reader.close();
-      await hasher.close();
     }
   },
 };

@@ -1,0 +1,95 @@
+/**
+ * What the two ends of a job exchange, whatever they are (a local device, a remote helper, a
+ * staging directory): block references, payloads, and the interfaces every source and every
+ * target implements. The lowest layer but checksum/ and errors: everything else may use it.
+ */
+import type { ChecksumAlgo } from '../checksum/types.js';
+
+/** A half-open byte range `[offset, offset + length)`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** One block of the plan: the unit of checksum, journal and retransmission. */
+export interface BlockRef extends ByteRange {
+  index: number;
+}
+
+/** One part of a block on the wire: raw bytes, gzip bytes, or zeros (no bytes at all). */
+export type BlockPart =
+  | { kind: 'raw'; offset: number; length: number; data: Buffer }
+  | { kind: 'gzip'; offset: number; length: number; data: Buffer }
+  | { kind: 'zero'; offset: number; length: number };
+
+/** Hears payload bytes as they go on the wire (after compression): progress and the summary. */
+export type WireListener = (bytes: number) => void;
+
+/**
+ * A block's payload as it travels: a stream of chunks (memory bounded by the chunk, never by the
+ * block), the same as parts (compressed, zero runs as commands), or "all zeros" (no data).
+ */
+export type BlockPayload =
+  | {
+      kind: 'data';
+      /** Each chunk is valid until the next one is asked for: the source reads into the same buffer. */
+      chunks: AsyncIterable<Buffer>;
+      onWire?: WireListener;
+    }
+  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener }
+  | { kind: 'zero' };
+
+/** A block opened for sending: its payload, and its checksum once every byte has been read. */
+export interface OpenedBlock {
+  payload: BlockPayload;
+  /** Resolves after the payload has been fully consumed (immediately for zero blocks). */
+  checksum: Promise<string>;
+  /**
+   * Unreadable source ranges of this block (`--noerror` only, else empty): they read as zeros in
+   * the payload and the checksum covers those zeros. Settles together with `checksum`.
+   */
+  badRanges: Promise<ByteRange[]>;
+}
+
+/** Hashes ranges of a target as it is now (verify, skip-identical, resume checks). */
+export interface BlockHasher {
+  hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
+  /** Checksums of many blocks in order, streamed (no round trip per block); optional. */
+  hashStream?(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Where blocks go. A write returns the checksum read back from the target after the data was
+ * flushed (or see `durable`), so a block is proven in one round trip.
+ */
+export interface BlockSink extends BlockHasher {
+  /** Blocks it takes at once (its workers or channels). */
+  readonly capacity: number;
+  writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
+  /**
+   * A sink that may answer before its flush (group commit) has this: it resolves once the block's
+   * last write is durable. The journal records a block verified only after it.
+   */
+  durable?(block: BlockRef, signal: AbortSignal): Promise<void>;
+  /** Let blocks in flight finish, then release everything. Idempotent. */
+  close(): Promise<void>;
+  /** Drop everything now; blocks in flight stay unproven. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Where blocks come from: a local device read in place, or a remote one read by the helper on its
+ * host. `openBlock` gives the payload and the checksum of exactly the bytes read, computed where
+ * they were read.
+ */
+export interface BlockSource {
+  /** Blocks it reads at once. */
+  readonly capacity: number;
+  openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock>;
+  /** Checksum only, no payload (`--skip-identical` compares it with the target's first). */
+  hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }>;
+  /** The connection that carried block `index` (a remote source; for per-connection progress). */
+  connectionOf?(index: number): number | undefined;
+  close(): Promise<void>;
+}

@@ -1,0 +1,22 @@
+/**
+ * Zero detection: all-zero chunks travel as a length, never as bytes, and all-zero blocks as a
+ * command. Compared against a shared zero buffer: memcmp speed, and it stops at the first
+ * non-zero byte, so data costs next to nothing to test.
+ */
+const zeroChunks = new Map<number, Buffer>();
+
+/** One shared, never-written buffer of zeros per length. */
+export function zeroChunk(length: number): Buffer {
+  let z = zeroChunks.get(length);
+  if (!z) {
+    z = Buffer.alloc(length);
+    zeroChunks.set(length, z);
+  }
+  return z;
+}
+
+/** All zeros? The shared zero chunks (a block's zero prefix replayed) are known without a look. */
+export function isZero(buf: Buffer): boolean {
+  const zero = zeroChunk(buf.length);
+  return buf === zero || buf.equals(zero);
+}

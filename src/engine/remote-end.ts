@@ -1,0 +1,91 @@
+/**
+ * The remote end of a job: connect (at most the run's share of `--connections`), install the
+ * helper and probe the remote path in one round trip, the refusals before anything is written,
+ * and the end of it all.
+ */
+import type { ChecksumAlgo } from '../checksum/types.js';
+import { DdtError } from '../errors.js';
+import type { RemoteSession } from '../paths/types.js';
+import { RemoteHelper } from '../remote/helper.js';
+import type { RemoteProbe } from '../remote/probe.js';
+import type { RemotePathInfo } from '../remote/remote-source.js';
+import { knownHostsFilesOf, type Endpoint } from '../transport/endpoint.js';
+import { SshPool } from '../transport/ssh-pool.js';
+import { warn, type JobUi } from './ui.js';
+
+export interface RemoteOptions {
+  connections: number;
+  channels: number;
+  acceptNewHostKey: boolean;
+  reconnectTimeoutMs: number;
+  jobId: string;
+  /** The remote device or file of the job, probed with the helper's install. */
+  path: string;
+  /** A staging dir to probe too (free space, writable). */
+  remoteDir?: string;
+  sudo?: boolean;
+}
+
+export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi): Promise<RemoteSession> {
+  const pool = await SshPool.open({
+    hosts: endpoint.hosts,
+    port: endpoint.port,
+    user: endpoint.user,
+    identityFiles: endpoint.identityFiles,
+    agent: process.env.SSH_AUTH_SOCK || undefined,
+    knownHostsFiles: knownHostsFilesOf(endpoint),
+    acceptNewHostKey: o.acceptNewHostKey,
+    connections: o.connections,
+    channelsPerConnection: o.channels,
+    reconnectTimeoutMs: o.reconnectTimeoutMs,
+    signal: ui.signal,
+    onWarning: (m) => warn(ui, m),
+  });
+  try {
+    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir } });
+    const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
+    return { endpoint, pool, helper, path: o.path, probe };
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+}
+
+/** The end of a run's remote side. A refused or dry run leaves nothing; an unfinished one keeps the PID list for resume. */
+export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
+  if (removeWorkDir) await s.helper.cleanup().catch(() => {});
+  await s.pool.close();
+}
+
+/** Refusals on the remote target of a send: nothing is written before these pass. */
+export function checkRemoteTarget(p: RemoteProbe, where: string, sourceSize: number, force: boolean): void {
+  if (!p.exists) throw new DdtError('TARGET_MISSING', `remote target ${where} does not exist: create it or check the path`);
+  if (p.type === 'other') throw new DdtError('TARGET_INVALID', `remote target ${where} is neither a block device nor a regular file`);
+  if (!p.seekBytes) throw new DdtError('TOOL_MISSING', `dd on the remote host lacks seek_bytes/count_bytes: install GNU coreutils there`);
+  if (p.size < sourceSize) {
+    throw new DdtError('TARGET_INVALID', `remote target ${where} has ${p.size} bytes, smaller than the source's ${sourceSize}: use a target of at least that size`);
+  }
+  const users: string[] = [];
+  if (p.mounted) users.push('it or one of its partitions is mounted');
+  if (p.swap) users.push('it is in use as swap');
+  if (p.holders.length) users.push(`it is held by ${p.holders.join(', ')}`);
+  if (users.length && !force) throw new DdtError('TARGET_IN_USE', `remote target ${where} is in use (${users.join('; ')}): release it first, or pass --force`);
+  if (!p.writable) throw new DdtError('TARGET_INVALID', `remote target ${where} is not writable by the remote user: connect as a user who may write it, or pass --sudo`);
+}
+
+/** Refusals on the remote source of a pull: nothing is written before these pass. */
+export function checkRemoteSource(info: RemotePathInfo, probe: RemoteProbe, where: string, user: string): void {
+  if (!probe.exists) throw new DdtError('SOURCE_MISSING', `remote source ${where} does not exist: check the path`);
+  if (info.kind === 'other') throw new DdtError('SOURCE_INVALID', `remote source ${where} is neither a block device nor a regular file: give the path of a device or an image file`);
+  if (!info.readable) throw new DdtError('SOURCE_INVALID', `remote source ${where} is not readable by ${user}: connect as a user who can read it (e.g. -l root), or pass --sudo`);
+  if (info.size === 0) throw new DdtError('SOURCE_INVALID', `remote source ${where} is empty (0 bytes): nothing to copy`);
+  if (!probe.seekBytes) throw new DdtError('TOOL_MISSING', 'dd on the remote host lacks skip_bytes/count_bytes: install GNU coreutils there');
+}
+
+/** The block checksum: what was asked (exit 2 when the remote host cannot compute it), else the fastest it can. */
+export function chooseChecksum(wanted: ChecksumAlgo | 'auto', p: RemoteProbe): ChecksumAlgo {
+  if (wanted === 'xxh64' && !p.xxhsum) throw new DdtError('TOOL_MISSING', 'the remote host has no xxhsum for --checksum xxh64: install the xxhash package there or use --checksum sha256');
+  if (wanted === 'sha256' && !p.sha256sum && !p.openssl) throw new DdtError('TOOL_MISSING', 'the remote host has neither sha256sum nor openssl: install coreutils there');
+  if (wanted !== 'auto') return wanted;
+  return p.xxhsum ? 'xxh64' : 'sha256';
+}

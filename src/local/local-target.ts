@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import { zeroChunk } from '../block/zero.js';
+import { createHasher } from '../checksum/hasher.js';
+import type { ChecksumAlgo } from '../checksum/types.js';
+import { DdtError } from '../errors.js';
+import { DEFAULT_CHUNK_SIZE } from './block-reader.js';
+
+const DIRECT_ALIGN = 4096;
+
+/**
+ * A local file or block device as a target. Writes are positioned and flushed with fdatasync
+ * before the read-back; the read-back goes through `dd iflag=direct` where the target accepts
+ * O_DIRECT (Node buffers are not sector-aligned), so the checksum comes from the disk, not
+ * from the page cache that just received the data.
+ */
+export class LocalTarget implements BlockSink {
+  private directWorks: boolean | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly chunkSize: number,
+    /** Blocks written at once (`--channels` of a copy; the remote source's workers for a pull). */
+    readonly capacity: number,
+  ) {}
+
+  /** Open for writing without truncating or creating (the caller decides about creation). */
+  static async open(path: string, opts: { readOnly?: boolean; chunkSize?: number; capacity?: number } = {}): Promise<LocalTarget> {
+    let fh: FileHandle;
+    try {
+      fh = await fs.open(path, opts.readOnly ? 'r' : 'r+');
+    } catch (err) {
+      throw new DdtError('TARGET_INVALID', `cannot open ${path}${opts.readOnly ? '' : ' for writing'}: ${(err as Error).message}`, { cause: err });
+    }
+    return new LocalTarget(path, fh, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, opts.capacity ?? Infinity);
+  }
+
+  async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    let pos = 0;
+    const put = async (chunk: Buffer): Promise<void> => {
+      signal.throwIfAborted();
+      if (pos + chunk.length > block.length) throw new Error(`payload for block ${block.index} is longer than the block`);
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, block.offset + pos + done);
+        done += bytesWritten;
+      }
+      pos += chunk.length;
+    };
+    if (payload.kind === 'zero') {
+      while (pos < block.length) await put(zeroChunk(Math.min(this.chunkSize, block.length - pos)));
+    } else if (payload.kind === 'data') {
+      for await (const chunk of payload.chunks) await put(chunk);
+    } else {
+      throw new Error('a local target takes whole blocks, not parts');
+    }
+    if (pos !== block.length) throw new Error(`payload for block ${block.index} was ${pos} bytes, expected ${block.length}`);
+    await this.fh.datasync();
+    return this.hashAt(block, algo, signal);
+  }
+
+  async hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    signal.throwIfAborted();
+    const aligned = block.offset % DIRECT_ALIGN === 0 && block.length % DIRECT_ALIGN === 0;
+    if (aligned && this.directWorks !== false) {
+      try {
+        const sum = await this.hashDirect(block, algo, signal);
+        this.directWorks = true;
+        return sum;
+      } catch (err) {
+        if (this.directWorks === true || signal.aborted) throw err;
+        this.directWorks = false; // e.g. tmpfs refuses O_DIRECT: fall back to normal reads
+      }
+    }
+    return this.hashBuffered(block, algo, signal);
+  }
+
+  private async hashBuffered(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    const hasher = createHasher(algo);
+    const buf = Buffer.allocUnsafeSlow(Math.min(this.chunkSize, block.length));
+    for (let pos = 0; pos < block.length; ) {
+      signal.throwIfAborted();
+      const want = Math.min(buf.length, block.length - pos);
+      const { bytesRead } = await this.fh.read(buf, 0, want, block.offset + pos);
+      if (bytesRead === 0) throw new Error(`target ${this.path} ended at byte ${block.offset + pos}`);
+      hasher.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return hasher.digest();
+  }
+
+  private hashDirect(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const hasher = createHasher(algo);
+      let got = 0;
+      const dd = spawn(
+        'dd',
+        [`if=${this.path}`, 'bs=1M', 'iflag=direct,skip_bytes,count_bytes', `skip=${block.offset}`, `count=${block.length}`, 'status=none'],
+        { stdio: ['ignore', 'pipe', 'pipe'], signal },
+      );
+      let stderr = '';
+      dd.stdout.on('data', (d: Buffer) => {
+        hasher.update(d);
+        got += d.length;
+      });
+      dd.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      dd.on('error', reject);
+      dd.on('close', (code) => {
+        if (code === 0 && got === block.length) resolve(hasher.digest());
+        else reject(new Error(`read-back of block ${block.index} with dd failed (exit ${code}, ${got} bytes): ${stderr.trim()}`));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => {});
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The rsync data path as a BlockSink: the original script's path, kept for compatibility and
+ * as the benchmark baseline. A data block is cut from the source (the same positioned, hashed
+ * reads as every path) into a local staging file, rsync'd over the one OpenSSH ControlMaster
+ * connection into the remote staging dir, then written at its offset by the ddt helper (`F`:
+ * dd, flush, read back, hash, remove the file). Zero blocks (`Z`) and hashing (`H`) go straight
+ * to the helper. The checksums are every path's: the source's from the reader, the target's
+ * read back by the same helper code, hence the same journal.
+ */
+import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import type { ChecksumAlgo } from '../checksum/types.js';
+import type { RemoteTarget } from '../remote/remote-target.js';
+import type { RsyncSession } from './rsync-session.js';
+
+export class RsyncSink implements BlockSink {
+  constructor(
+    private readonly writers: RemoteTarget,
+    private readonly rsync: RsyncSession,
+  ) {}
+
+  /** Blocks in flight: one per helper worker (each stages, rsyncs, then writes its block). */
+  get capacity(): number {
+    return this.writers.capacity;
+  }
+
+  async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    if (payload.kind !== 'data') return this.writers.writeAt(block, payload, algo, signal);
+    const remoteFile = this.rsync.remoteFileFor(block.index);
+    return this.rsync.remoteSlots.add(
+      async () => {
+        const staged = await this.rsync.staging.stage(`block-${block.index}`, block.length, payload.chunks, signal).catch((err: unknown) => {
+          // Let the source release its buffers if the payload was never read (no-op otherwise).
+          void payload.chunks[Symbol.asyncIterator]().return?.()?.catch(() => undefined);
+          throw err;
+        });
+        try {
+          payload.onWire?.(await this.rsync.send(staged.path, remoteFile, block.length, signal));
+        } finally {
+          await staged.remove();
+        }
+        return this.writers.writeStaged(block, remoteFile, algo, signal);
+      },
+      { signal },
+    );
+  }
+
+  hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    return this.writers.hashAt(block, algo, signal);
+  }
+
+  hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }> {
+    return this.writers.hashStream(blocks, algo, signal);
+  }
+
+  /** Let blocks in flight finish, then quit the helper workers (the session closes with the run). */
+  async close(): Promise<void> {
+    await this.writers.close();
+  }
+
+  async abort(): Promise<void> {
+    await this.writers.abort();
+  }
+}
