@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { bastionAvailable, startBastionPair, TARGET_HOST, type BastionPair } from './bastion.js';
 import { netnsPids } from './netns.js';
 import { requireReal } from './real.js';
-import { BATCH, processGone, runSsh } from './ssh-run.js';
+// Through the index e2e tests import, so a broken re-export shows here.
+import { BATCH, bastionAvailable, runSsh, startBastionPair, TARGET_HOST, type BastionPair } from './remote-hosts.js';
+import { processGone } from './ssh-run.js';
 import { until } from './until.js';
 
 const NEEDS = 'root, OpenSSH sshd and client, iproute2 (ip netns) and busybox (nc)';
