@@ -8,15 +8,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { bastionAvailable } from './bastion.js';
 import { minimalHostAvailable } from './minimal-host.js';
+import { sweepStaleNetns } from './netns.js';
 import { requireReal } from './real.js';
 import { BATCH, processGone, sshSession } from './ssh-run.js';
 import { until } from './until.js';
 import { sweepStaleUsers, usersAvailable } from './users.js';
-import { sweepStaleNetns } from './netns.js';
-import { rm } from 'node:fs/promises';
 
 const NEEDS = 'root, sshd, ip netns, busybox, unshare, useradd and sudo';
 const CHILD = fileURLToPath(new URL('./fixtures-child.ts', import.meta.url));
