@@ -3,11 +3,13 @@
 //
 // Each instance has its own host key, client key, config, log and empty home
 // in a temp dir, listens on a free port and is killed by PID (never by name)
-// on stop(), or by the owner's cleanup hook at process exit.
+// on stop(), or by the owner's cleanup hook at process exit. Other local
+// users can be let in with authorize(); the server can run inside a network
+// namespace (a host that only a jump host reaches).
 
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +28,11 @@ function sshdPath(): string {
   return commandPath('sshd') ?? '/usr/sbin/sshd';
 }
 
+/** The external SFTP server the private sshd runs for the sftp subsystem; undefined when sshd uses its built-in one. */
+export function sftpServerPath(): string | undefined {
+  return SFTP_SERVERS.find((path) => existsSync(path));
+}
+
 export interface PrivateSshd {
   host: string;
   hosts: string[];
@@ -40,6 +47,8 @@ export interface PrivateSshd {
   home: string;
   pid: number;
   logPath: string;
+  /** Let a local user log in with this public key (one `ssh-… AAAA…` line). */
+  authorize(user: string, publicKey: string): Promise<void>;
   sshArgs(): string[];
   connectionPids(): number[];
   stop(): Promise<void>;
@@ -51,6 +60,10 @@ export interface SshdOptions {
   /** sshd_config lines. A default whose keyword appears here is left
    *  out (so these override it); lines from the first `Match` on go last. */
   extraConfig?: string[];
+  /** Run sshd inside this network namespace (`ip netns exec`). The port is
+   *  still one that is free on the caller's side, so the same address and port
+   *  can be relayed into the namespace. */
+  netns?: string;
 }
 
 /** How the owner keeps track of what must go at exit (the test harness has its registry). */
@@ -174,7 +187,8 @@ function renderConfig(dir: string, home: string, hosts: string[], port: number, 
     ...hosts.map((host) => `ListenAddress ${host}`),
     `HostKey ${quote(join(dir, 'host_ed25519'))}`,
     `PidFile ${quote(join(dir, 'sshd.pid'))}`,
-    `AuthorizedKeysFile ${quote(join(dir, 'authorized_keys'))}`,
+    // One file per login name, so a key lets in only the user it was given to.
+    `AuthorizedKeysFile ${quote(join(dir, 'authorized_keys.%u'))}`,
     'PermitRootLogin prohibit-password',
     'PubkeyAuthentication yes',
     'PasswordAuthentication no',
@@ -185,18 +199,24 @@ function renderConfig(dir: string, home: string, hosts: string[], port: number, 
     'PrintMotd no',
     'PrintLastLog no',
     'LogLevel VERBOSE',
-    `Subsystem sftp ${SFTP_SERVERS.find((p) => existsSync(p)) ?? 'internal-sftp'}`,
-    // Empty HOME and SHLVL=1 keep root's ~/.bashrc (pyenv init: slow, and
-    // a killed session can leave a lock that stalls later ones) out of runs.
-    // DDT_PRIVATE_SSHD marks every session process so stop() finds orphans.
-    `SetEnv ${quote(`HOME=${home}`)} SHLVL=1 ${quote(`${MARKER}=${dir}`)}`,
+    `Subsystem sftp ${sftpServerPath() ?? 'internal-sftp'}`,
     'MaxStartups 100',
     ...(opts.maxSessions !== undefined ? [`MaxSessions ${opts.maxSessions}`] : []),
     // OpenSSH >= 9.8 penalises sources whose sessions die, which tests that
     // kill connections on purpose would trip over.
     ...(penalties ? ['PerSourcePenalties no'] : []),
   ].filter((line) => !overridden.has(line.split(' ')[0].toLowerCase()));
-  return [...defaults, ...extraHead, ...extraTail].join('\n') + '\n';
+  // Empty HOME and SHLVL=1 keep root's ~/.bashrc (pyenv init: slow, and a
+  // killed session can leave a lock that stalls later ones) out of runs.
+  // Other users keep the HOME of their passwd entry, which must be theirs to
+  // write. DDT_PRIVATE_SSHD marks every session process so stop() finds
+  // orphans. sshd takes the first SetEnv that applies, hence Match blocks
+  // last, after any the caller gave.
+  const marker = quote(`${MARKER}=${dir}`);
+  const setEnv = overridden.has('setenv')
+    ? []
+    : [`Match User ${userInfo().username}`, `  SetEnv ${quote(`HOME=${home}`)} SHLVL=1 ${marker}`, 'Match all', `  SetEnv SHLVL=1 ${marker}`];
+  return [...defaults, ...extraHead, ...extraTail, ...setEnv].join('\n') + '\n';
 }
 
 let penaltiesSupported: boolean | undefined;
@@ -240,7 +260,7 @@ function accepts(host: string, port: number): Promise<boolean> {
 // Ready when sshd has logged "Server listening on HOST port PORT." for every
 // host: unlike a TCP probe this leaves no stray pre-auth child behind that
 // would show up in connectionPids().
-async function waitListening(pid: number, exited: () => boolean, log: string, hosts: string[], port: number): Promise<void> {
+async function waitListening(pid: number, exited: () => boolean, log: string, hosts: string[], port: number, probe: boolean): Promise<void> {
   const started = Date.now();
   for (;;) {
     const text = await readFile(log, 'utf8').catch(() => '');
@@ -248,7 +268,8 @@ async function waitListening(pid: number, exited: () => boolean, log: string, ho
     if (/Address already in use/.test(text)) throw new PortInUse(`port ${port} taken`);
     if (exited()) throw new Error(`sshd (pid ${pid}) exited during start`);
     // Fallback for an extraConfig LogLevel that hides the line: probe TCP.
-    if (Date.now() - started > 1000 && !text.includes('Server listening')) {
+    // (Not from outside the server's network namespace: that probe would reach another host.)
+    if (probe && Date.now() - started > 1000 && !text.includes('Server listening')) {
       if ((await Promise.all(hosts.map((host) => accepts(host, port)))).every(Boolean)) return;
     }
     if (Date.now() - started > START_TIMEOUT_MS) throw new Error(`sshd (pid ${pid}) not listening after ${START_TIMEOUT_MS} ms`);
@@ -279,7 +300,10 @@ export async function startPrivateSshd(opts: SshdOptions = {}, hooks: SshdHooks 
   try {
     await mkdir(home);
     await Promise.all([keygen(hostKey, 'ddt-test-host'), keygen(clientKeyPath, 'ddt-test-client')]);
-    await writeFile(join(dir, 'authorized_keys'), await readFile(`${clientKeyPath}.pub`));
+    const user = userInfo().username;
+    await writeFile(join(dir, `authorized_keys.${user}`), await readFile(`${clientKeyPath}.pub`));
+    // The owner's keys are also reachable under the plain name, which callers edit.
+    await symlink(`authorized_keys.${user}`, join(dir, 'authorized_keys'));
     const hostPublicKey = (await readFile(`${hostKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
     const hostKeyFingerprint = (await execFileP('ssh-keygen', ['-lf', `${hostKey}.pub`])).stdout.split(' ')[1];
 
@@ -287,7 +311,7 @@ export async function startPrivateSshd(opts: SshdOptions = {}, hooks: SshdHooks 
     for (let attempt = 1; ; attempt++) {
       const port = await freePort(hosts);
       await writeCheckedConfig(config, (penalties) => renderConfig(dir, home, hosts, port, opts, penalties));
-      const server = await launch(config, logPath, hosts, port, `${MARKER}=${dir}`, registerCleanup).catch(async (err: unknown) => {
+      const server = await launch(config, logPath, hosts, port, `${MARKER}=${dir}`, registerCleanup, opts.netns).catch(async (err: unknown) => {
         if (err instanceof PortInUse && attempt < 3) return undefined;
         throw new Error(`${(err as Error).message}; log tail:\n${await logTail(logPath)}`);
       });
@@ -297,7 +321,7 @@ export async function startPrivateSshd(opts: SshdOptions = {}, hooks: SshdHooks 
         host: hosts[0],
         hosts,
         port,
-        user: userInfo().username,
+        user,
         clientKeyPath,
         knownHostsPath,
         hostPublicKey,
@@ -306,6 +330,15 @@ export async function startPrivateSshd(opts: SshdOptions = {}, hooks: SshdHooks 
         home,
         pid: server.pid,
         logPath,
+        authorize: async (login, publicKey) => {
+          if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(login)) throw new Error(`not a login name: ${login}`);
+          // sshd reads a user's keys with that user's rights: the dir must be
+          // traversable (not listable) and the file readable (public keys only).
+          await chmod(dir, 0o711);
+          const file = join(dir, `authorized_keys.${login}`);
+          await writeFile(file, `${publicKey.trim()}\n`, { flag: 'a' });
+          await chmod(file, 0o644);
+        },
         sshArgs: () => [
           '-p', String(port),
           '-i', clientKeyPath,
@@ -339,12 +372,16 @@ async function launch(
   port: number,
   marker: string,
   registerCleanup: (fn: () => void) => () => void,
+  netns?: string,
 ): Promise<Launched> {
   // Fresh log per attempt, so an earlier attempt's bind error is not re-read.
   await writeFile(logPath, '');
   // stderr to a file, not a pipe: a pipe would keep the event loop alive.
   const errFd = openSync(`${logPath}.stderr`, 'w');
-  const child = spawn(sshdPath(), ['-D', '-f', config, '-E', logPath], { stdio: ['ignore', errFd, errFd] });
+  const argv = [sshdPath(), '-D', '-f', config, '-E', logPath];
+  // `ip netns exec` execs sshd in place: the PID stays the server's.
+  if (netns !== undefined) argv.unshift(commandPath('ip') ?? 'ip', 'netns', 'exec', netns);
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', errFd, errFd] });
   closeSync(errFd);
   // Unref so an owner that forgets stop() cannot hang (mocha, the CLI); the
   // exit cleanup still kills it.
@@ -377,7 +414,7 @@ async function launch(
     await exitPromise;
   };
   try {
-    await waitListening(pid, () => exited, logPath, hosts, port);
+    await waitListening(pid, () => exited, logPath, hosts, port, netns === undefined);
   } catch (err) {
     await stop();
     const stderr = existsSync(`${logPath}.stderr`) ? readFileSync(`${logPath}.stderr`, 'utf8').trim() : '';
