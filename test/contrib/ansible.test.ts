@@ -208,13 +208,14 @@ describe('contrib/ansible: the ddt_migrate role', function () {
     );
   });
 
-  it('changes nothing and connects nowhere when run again', async function () {
+  it('changes nothing and connects nowhere when run again (one host per batch, one transferring at a time)', async function () {
     this.timeout(300_000);
     const before = connections();
     const inv = await inventory('wave1', undefined);
     const reportBefore = readFileSync(join(dir, 'wave1-report', 'report.md'), 'utf8');
-    const r = await playbook(dir, 'migrate.yml', inv, { ddt_report_dir: join(dir, 'wave1-report') });
+    const r = await playbook(dir, 'migrate.yml', inv, { ddt_report_dir: join(dir, 'wave1-report'), ddt_wave: '1', ddt_throttle: '1' });
     assert.equal(r.code, 0, r.out);
+    assert.equal(r.out.match(/^PLAY \[Migrate disks with ddt\]/gm)?.length, 2, `ddt_wave=1: one batch per host\n${r.out}`);
     const counts = recap(r.out);
     for (const host of ['src-a', 'src-b']) {
       assert.equal(counts[host]?.changed, 0, `${host} changed something:\n${r.out}`);
