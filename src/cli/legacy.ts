@@ -1,6 +1,6 @@
 import { DdtError } from '../errors.js';
 /**
- * The original dd-transfer script's command line (DESIGN §2), turned into ddt's before yargs
+ * The original dd-transfer script's command line, turned into ddt's before yargs
  * sees it (yargs cannot make a command out of options):
  *
  *   ddt --local_device SRC --remote_device DEV --TargetHost HOST [--remote_transfer_dir DIR]

@@ -1,6 +1,6 @@
 /**
  * Deterministic disk images for `ddt demo`, the tests (test/harness/loop.ts re-exports this) and
- * the benchmarks (benchmarks/make-image.mjs runs the built copy): `mixed` is DESIGN §6's image,
+ * the benchmarks (benchmarks/make-image.mjs runs the built copy): `mixed` is the benchmarks' image,
  * ≈ 40 % random, 40 % zeros, 20 % text in runs of 4–40 MiB.
  */
 import { createCipheriv, createHash } from 'node:crypto';
@@ -33,7 +33,7 @@ interface Run {
 // with run lengths scaled to the file: 4–40 MiB for 1 GiB and up, smaller for
 // small files so they still contain every kind. Runs are 4 KiB aligned so
 // whole zero blocks exist for zero detection at any block size ≥ 4 KiB.
-// `sparse`: the same layout with ≈ 5 % random data and the rest zeros (DESIGN §6's mostly-zero image).
+// `sparse`: the same layout with ≈ 5 % random data and the rest zeros (the benchmarks' mostly-zero image).
 function* mixedRuns(size: number, seed: number, sparse = false): Generator<Run> {
   const next = xorshift32(seed ^ 0x5eed);
   const maxRun = Math.max(4096, Math.min(40 << 20, Math.floor(size / 8 / 4096) * 4096));

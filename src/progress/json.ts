@@ -1,7 +1,7 @@
 /**
  * `--progress json`: one JSON object per line, for scripts and GUIs. Event types:
  *
- *   {"type":"progress", ...snapshot, "time"}   every intervalMs (default 1 s, DESIGN §2 requires
+ *   {"type":"progress", ...snapshot, "time"}   every intervalMs (default 1 s: scripts rely on
  *                                              ≥ 1 per second while working), and once at start
  *   {"type":"warning", "message", "time"}      as soon as a warning arrives (polled every 250 ms)
  *   {"type":"done", ...snapshot, "ok", "exitCode", "time"}   exactly once, on stop

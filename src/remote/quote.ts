@@ -2,7 +2,7 @@ import { DdtError } from '../errors.js';
 /**
  * Quoting for commands that run in the remote user's shell. Every remote command ddt sends is
  * built from words passed through `shQuote`, so a path such as `/dev/vdd; rm -rf /` stays one
- * argument (DESIGN §3).
+ * argument.
  */
 
 /**

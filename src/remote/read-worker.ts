@@ -10,8 +10,7 @@ import type { BlockRef, OpenedBlock } from '../block/types.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
-import { ChannelWorker, type ChannelOwner } from './channel-worker.js';
-import { helperError } from './worker.js';
+import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 const HIGH_WATER = 4 << 20;
 const MAX_LINE = 64 << 10;
 /** Payload chunks handed on are coalesced to about this size: fewer, larger positioned writes. */

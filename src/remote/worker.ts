@@ -10,7 +10,7 @@ import { isZero } from '../block/zero.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
-import { ChannelWorker, type ChannelOwner } from './channel-worker.js';
+import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
 
@@ -294,17 +294,6 @@ export class HelperWorker extends ChannelWorker {
     this.death.kill(err);
     for (const p of this.pending.splice(0)) p.reject(err);
   }
-}
-
-/**
- * The error an answer line reports, if it is one: `ERR <text>` fails this attempt (the block
- * goes again); `FATAL <text>` is what no retry can mend (a missing tool, an option the host's
- * dd refuses, a permission) and stops the run at once.
- */
-export function helperError(label: string, line: string): DdtError | undefined {
-  if (line.startsWith('FATAL ')) return new DdtError('REMOTE_PERMANENT', `${label}: ${line.slice(6)}`);
-  if (line.startsWith('ERR ')) return new DdtError('REMOTE_ERR', `${label}: ${line.slice(4)}`);
-  return undefined;
 }
 
 async function* toAsync<T>(it: Iterator<T>): AsyncGenerator<T> {

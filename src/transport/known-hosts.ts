@@ -1,6 +1,6 @@
 /**
  * OpenSSH known_hosts, read and appended the way ssh does it (no maintained npm package parses
- * it; FACTS). Supports plain names, comma lists, wildcards and negation, `[host]:port` for
+ * it). Supports plain names, comma lists, wildcards and negation, `[host]:port` for
  * non-22 ports, hashed `|1|salt|hmac` entries, `@revoked` (a revoked key is refused like a
  * changed one) and ignores `@cert-authority` (ddt does not do host certificates).
  */

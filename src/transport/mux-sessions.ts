@@ -4,6 +4,7 @@
  * encrypts them in C. Each master has a SessionBudget: a session the server refuses (MaxSessions
  * counts the master's own session too) teaches that master's limit.
  */
+import { WaitLine } from '../abort.js';
 import { DdtError } from '../errors.js';
 import { SessionBudget } from '../pool/session-budget.js';
 import type { ChannelSource, ExecChannel, ExecOptions } from './channels.js';
@@ -23,7 +24,7 @@ export class MuxSessions implements ChannelSource {
   private readonly masters: Master[];
   private readonly carrier = new Map<ExecChannel, Master>();
   private warned = false;
-  private waiters: Array<() => void> = [];
+  private readonly changes = new WaitLine<void>();
 
   constructor(
     muxes: OpenSshMux[],
@@ -135,14 +136,7 @@ export class MuxSessions implements ChannelSource {
         return m;
       }
       if (o.wait === false) throw new DdtError('SSH_NO_CHANNEL', 'every OpenSSH session is busy');
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => reject(o.signal!.reason);
-        o.signal?.addEventListener('abort', onAbort, { once: true });
-        this.waiters.push(() => {
-          o.signal?.removeEventListener('abort', onAbort);
-          resolve();
-        });
-      });
+      await this.changes.wait(o.signal ?? new AbortController().signal);
     }
   }
 
@@ -162,9 +156,7 @@ export class MuxSessions implements ChannelSource {
   }
 
   private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.changes.wakeAll();
   }
 
   private shrunk(capacity: number): void {

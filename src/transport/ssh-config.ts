@@ -1,6 +1,6 @@
 /**
  * Resolves a host alias through the user's OpenSSH client config, so `ddt send img myvm:/dev/vdb`
- * reaches the same machine, port, user and key as `ssh myvm` (DESIGN §2). Only HostName, Port,
+ * reaches the same machine, port, user and key as `ssh myvm`. Only HostName, Port,
  * User and IdentityFile are honoured. `Match exec` is never evaluated: reading a config must not
  * run commands.
  */

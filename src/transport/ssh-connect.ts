@@ -1,6 +1,6 @@
 /**
  * One ssh2 connection, set up the way ddt needs it: host key checked against known_hosts
- * (DESIGN §3), ssh-agent then identity files, AES-GCM first, 10 s keepalive. Failures come
+ * ssh-agent then identity files, AES-GCM first, 10 s keepalive. Failures come
  * back as DdtErrors with a one-line message; `fatal` ones (host key, authentication) are never
  * retried, the others may be (see ssh-pool).
  */
@@ -35,7 +35,7 @@ export interface SshAuthSettings {
   acceptNewHostKey: boolean;
   keepaliveMs?: number;
   readyTimeoutMs?: number;
-  /** Cipher preference; default AES-128-GCM first (FACTS: faster than chacha20 here). */
+  /** Cipher preference; default AES-128-GCM first (measured faster than chacha20 on these machines). */
   ciphers?: string[];
   onWarning?(msg: string): void;
 }

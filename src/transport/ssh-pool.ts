@@ -5,6 +5,7 @@
  * dropped connection back with capped exponential backoff when channels are next needed.
  */
 import type { AnyAuthMethod, Client, ClientChannel, SFTPWrapper } from 'ssh2';
+import { WaitLine } from '../abort.js';
 import { DdtError, isDdtError } from '../errors.js';
 import { SessionBudget } from '../pool/session-budget.js';
 import type { ChannelSource, ExecChannel, ExecOptions } from './channels.js';
@@ -54,7 +55,8 @@ function isOpenFailure(err: unknown): boolean {
 export class SshPool implements ChannelSource {
   private readonly conns: Conn[];
   private readonly owner = new Map<Channel, Conn>();
-  private waiters: Array<() => void> = [];
+  /** Callers waiting for a slot, a connection or a shrink. */
+  private readonly changes = new WaitLine<void>();
   private closed = false;
   private everConnected = false;
   private warned = false;
@@ -248,20 +250,11 @@ export class SshPool implements ChannelSource {
   }
 
   private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.changes.wakeAll();
   }
 
-  private waitForChange(signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal!.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
+  private waitForChange(signal = new AbortController().signal): Promise<void> {
+    return this.changes.wait(signal);
   }
 
   private connect(conn: Conn): Promise<void> {

@@ -1,4 +1,4 @@
-// Crash safety (DESIGN §5): SIGKILL the built CLI at seeded random moments during a send and
+// Crash safety: SIGKILL the built CLI at seeded random moments during a send and
 // resume after each kill. After every kill, every block the journal calls verified must hold
 // exactly the source's bytes on the target; at the end the target equals the source.
 // Replay a failure with DDT_CRASH_SEED=<seed printed below>.

@@ -1,4 +1,4 @@
-// `ddt demo` end to end: exits 0 and leaves nothing behind (DESIGN §2), also when interrupted.
+// `ddt demo` end to end: exits 0 and leaves nothing behind, also when interrupted.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { sshdMissing } from '../../src/demo/private-sshd.js';

@@ -45,7 +45,7 @@ d=open('${mixed}','rb').read()
 print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i+(1<<20)])))"`).toString(),
       );
       assert.equal(s.zeroBlocks, expectedZero);
-      // Zero blocks are never sent; zero runs inside data blocks need not be either (DESIGN §2: finer is welcome).
+      // Zero blocks are never sent; zero runs inside data blocks need not be either (finer than blocks is welcome).
       const dataBytes = (s.bytesTotal as number) - expectedZero * MiB - (expectedZero && readFileSync(mixed).subarray(40 * MiB).every((b) => b === 0) ? 4096 - MiB : 0);
       assert.ok((s.bytesOnWire as number) > 0.5 * dataBytes && (s.bytesOnWire as number) <= dataBytes, `${s.bytesOnWire} bytes on the wire, ${dataBytes} in data blocks`);
       assert.ok(maxConns >= 1 && maxConns <= 2, `saw ${maxConns} connections`);
