@@ -20,7 +20,7 @@ import { sessionRefusal, type OpenSshMux } from '../transport/openssh-mux.js';
 import type { MuxChannel } from '../transport/mux-channel.js';
 
 /** Works from src/remote (tsx) and from the bundle, dist/cli/ddt.cjs: both are two levels below the repo. */
-export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
+export const HELPER_SCRIPT_URL = new URL('../../dist/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Sessions opened on a master before giving up on a worker (the master may be reconnecting). */
