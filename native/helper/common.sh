@@ -1,52 +1,17 @@
 #!/bin/sh
-# ddt-helper: the remote side of ddt (DESIGN §4). Uploaded once per run into a private work
-# directory and run as `sh ddt-helper.sh SUBCOMMAND ...`. POSIX sh only (tested with dash):
-# a rescue system or a fresh cloud VM has a shell, coreutils' dd and a hash tool, nothing more.
+# ddt-helper: the remote side of ddt. Uploaded once per run into a private work directory and
+# run as `sh ddt-helper.sh SUBCOMMAND ...`. POSIX sh only (tested with dash and bash): a
+# rescue system or a fresh cloud VM has a shell, a dd and a hash tool, nothing more.
 #
 #   probe TARGET [REMOTE_DIR]       key=value facts about TARGET and this host, one round trip
-#   serve TARGET WORKDIR            framed block worker on stdin/stdout (protocol below)
+#   serve TARGET WORKDIR            framed block worker on stdin/stdout
 #   create-file TARGET SIZE         create a sparse regular file when TARGET does not exist
-#   identity SOURCE                 key=value: what identifies a pull source between runs
+#   identity SOURCE                 key=value: what identifies a source or target between runs
 #   kill-stale WORKDIR JOBID        end helpers (and their dd children) a previous run left
 #   cleanup WORKDIR                 kill-stale, then remove WORKDIR
 #
-# serve protocol, one request at a time; every answer is one line, `OK <hex>` or `ERR <text>`:
-#   W <offset> <length> <algo>\n<length bytes>   write, flush, read back, hash
-#   Z <offset> <length> <algo>\n                 write zeros (no data on the wire), hash
-#   W|Z <offset> <length> <algo> defer\n…        the same, but where the write and the read-back
-#                                                both bypass the page cache (O_DIRECT) the flush
-#                                                is left to a later Y and the answer is
-#                                                `OK <hex> deferred`: the bytes read back came
-#                                                from the device, they are not yet durable
-#   X <offset> <length> <algo> [defer]\n<frames>   like W, the block's bytes as frames, each a
-#                                                16-byte header `D` or `Z`, spaces, the frame
-#                                                length, `\n`: `D` is followed by that many bytes,
-#                                                `Z` stands for that many zeros (none on the wire);
-#                                                the frames add up to exactly <length>
-#   Y 0 0\n                                      flush the target (fsync), answered `OK`: every
-#                                                write answered before Y was sent is durable
-#   H <offset> <length> <algo>\n                 hash the range as it is
-#   F <offset> <length> <algo> <file>\n          write a staged block file (sftp/rsync paths) at
-#                                                offset, flush, read back, hash; the file is
-#                                                removed once written (kept when it is short)
-#   R <offset> <length> <algo>\n                 read the range for `ddt pull` (the served path is
-#                                                the source then); answers, unlike the above:
-#       Z <hex>\n                                the range is all zeros (checked byte by byte, no
-#                                                data follows); hex = hash of what was read
-#       D <length>\n<length bytes>OK <hex>\n      the bytes, then the hash of exactly those bytes
-#       D <length>\n<length bytes>ERR <text>\n    reading failed part-way: the frame is padded with
-#                                                zeros to <length> and must be discarded
-#       ERR <text>\n                             refused before any data (bad algo)
-#   Block parts (`--compress`, finer zero detection): a block sent as several parts, each
-#   answered `OK`, pipelined without waiting; then `S` flushes, reads back and hashes it.
-#   P <offset> <length>\n<length bytes>          write raw bytes, no flush
-#   G <offset> <length> <wire>\n<wire bytes>     gzip data that inflates to exactly length bytes
-#   E <offset> <length>\n                        write zeros, no flush
-#   S <offset> <length> <algo>\n                 flush the target, read back the range, hash
-#   N 0 0\n                                      no-op, answered `OK` (a new session is up)
-#   Q\n                                          quit
-# Writes use O_DIRECT (oflag=direct) where the target takes it and the range is 4 KiB-aligned.
-# algo is xxh64 (printed like `xxhsum -H64`) or sha256 (like `sha256sum`).
+# The protocol (requests, answers, keys) is described in native/README.md of the ddt sources.
+# This file is generated from native/helper/*.sh by native/join.mjs: edit those.
 
 set -u
 # dd's statistics are parsed below; they must not be translated.

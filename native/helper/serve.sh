@@ -1,18 +1,89 @@
-# --- serve ---------------------------------------------------------------------------------
+# --- serve: the block worker ---------------------------------------------------------------
+#
+# One request at a time from stdin, one answer on stdout (protocol: native/README.md).
+#
+# A bad header has one rule: a request whose payload length is known is skipped (its payload
+# read and dropped) and answered ERR; one whose framing cannot be known ends the worker, since
+# reading on would take payload bytes for the next header. The framing is known when the verb
+# is, and for a verb with a payload, when the header's count of it is a number (X's frames
+# carry their own lengths: they are decoded into nothing).
 
 reply_err() {
   printf 'ERR %s\n' "$*"
+}
+
+# The verbs: `verb VERB` sets HANDLER, ARGS (the header's fields after offset and length) and
+# PAYLOAD (what follows the header line: `len` bytes, `wire` bytes, X `frames`, or `none`).
+# Unknown verb: status 1.
+verb() {
+  case $1 in
+    W) set -- do_write algo_defer len ;;
+    X) set -- do_sparse algo_defer frames ;;
+    Z) set -- do_zero algo_defer none ;;
+    H) set -- hash_range algo none ;;
+    F) set -- do_file algo_file none ;;
+    R) set -- do_read algo none ;;
+    S) set -- do_sync algo none ;;
+    P) set -- do_part '' len ;;
+    G) set -- do_gzpart wire wire ;;
+    E) set -- do_zeropart '' none ;;
+    Y) set -- do_flush '' none ;;
+    N) set -- do_noop '' none ;;
+    *) return 1 ;;
+  esac
+  HANDLER=$1 ARGS=$2 PAYLOAD=$3
+}
+
+do_noop() {
+  printf 'OK\n'
+}
+
+# Bytes of payload the header announces (X: its frames' total), or status 1 when that cannot be
+# known. Arguments: the header's fields after the verb.
+payload_length() {
+  case $PAYLOAD in
+    none) echo 0 ;;
+    len | frames) is_uint "$2" && echo "$2" ;;
+    wire) is_uint "$3" && echo "$3" ;;
+  esac
+}
+
+# Is the header well-formed for its verb? Sets DEFER, and WHY for the ERR line when it is not.
+header_ok() {
+  WHY='bad request header'
+  is_uint "$1" && is_uint "$2" || return 1
+  case $ARGS in
+    '') [ -z "$3$4" ] ;;
+    wire) [ -z "$4" ] ;;
+    algo) [ -z "$4" ] && algo_usable "$3" ;;
+    algo_file) [ -n "$4" ] && algo_usable "$3" ;;
+    algo_defer)
+      case $4 in '') ;; defer) DEFER=1 ;; *) return 1 ;; esac
+      algo_usable "$3"
+      ;;
+  esac
+}
+
+# Read and drop the payload of a refused request (its length is known). Status 1: X's frames
+# were unreadable, the framing is lost.
+skip_payload() {
+  case $PAYLOAD in
+    frames) sparse_frames "$2" >/dev/null; [ $? -ne 1 ] ;;
+    *)
+      n=$(payload_length "$@")
+      [ "$n" -gt 0 ] || return 0
+      dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$n" 2>/dev/null
+      ;;
+  esac
 }
 
 # What a worker finds out once, at its first request other than N (so a new session answers
 # its N at once, and the tests below overlap the first block's bytes arriving in the pipe).
 serve_setup() {
   SET_UP=1
-  XXH='' OPENSSL='' DIRECT=0 OFLAGS=seek_bytes CMP=''
-  have xxhsum && XXH=1
+  DIRECT=0 OFLAGS=seek_bytes CMP=''
+  hash_setup
   have cmp && CMP=1
-  # openssl ≈ 1.1 GB/s vs sha256sum ≈ 0.4 GB/s here (FACTS).
-  have openssl && openssl dgst -sha256 </dev/null >/dev/null 2>&1 && OPENSSL=1
   have_perl && PERL=1
   # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
   # an O_DIRECT write) and, for pull, leave on stdout through another.
@@ -37,50 +108,30 @@ serve() {
   echo "$$" >>"$WORKDIR/pids"
   ERRF=$WORKDIR/err.$$
   SET_UP=0
-  while IFS=' ' read -r op off len algo extra; do
+  while IFS=' ' read -r op off len a3 a4; do
     DEFER=0 NOTE=''
     case $op in
       Q) break ;;
       '') continue ;;
-      W | X | Z | H | F | R | P | G | E | S | N | Y) ;;
-      *) reply_err "unknown request '$op'"; exit 1 ;;
     esac
-    if ! is_uint "${len:-}"; then
-      # Without a length the frame's end is unknown: stop rather than write garbage.
+    if ! verb "$op"; then
+      reply_err "unknown request '$op'"
+      exit 1
+    fi
+    if ! payload_length "${off:-}" "${len:-}" "${a3:-}" >/dev/null; then
       reply_err "bad request header"
       exit 1
     fi
     [ "$op" = N ] || [ "$SET_UP" = 1 ] || serve_setup
-    if [ "$op" = F ]; then
-      if is_uint "${off:-}"; then do_file "$off" "$len" "${algo:-}" "${extra:-}"; else reply_err "bad request header"; fi
+    if ! header_ok "${off:-}" "${len:-}" "${a3:-}" "${a4:-}"; then
+      if ! skip_payload "${off:-}" "${len:-}" "${a3:-}"; then
+        reply_err "bad request header; its frames are unreadable"
+        exit 1
+      fi
+      reply_err "$WHY"
       continue
     fi
-    if [ "$op" = G ]; then
-      if is_uint "${off:-}" && [ -z "${extra:-}" ]; then do_gzpart "$off" "$len" "${algo:-}"; else reply_err "bad request header"; exit 1; fi
-      continue
-    fi
-    if [ "${extra:-}" = defer ]; then
-      case $op in W | X | Z) DEFER=1 extra='' ;; esac
-    fi
-    if ! is_uint "${off:-}" || [ -n "${extra:-}" ]; then
-      case $op in W | P) dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$len" 2>/dev/null ;; esac
-      reply_err "bad request header"
-      # X's frames cannot be skipped without reading their headers: stop.
-      [ "$op" = X ] && exit 1
-      continue
-    fi
-    case $op in
-      W) do_write "$off" "$len" "${algo:-}" ;;
-      X) do_sparse "$off" "$len" "${algo:-}" ;;
-      Z) do_zero "$off" "$len" "${algo:-}" ;;
-      H) hash_range "$off" "$len" "${algo:-}" ;;
-      R) do_read "$off" "$len" "${algo:-}" ;;
-      P) do_part "$off" "$len" ;;
-      E) do_zeropart "$off" "$len" ;;
-      S) do_sync "$off" "$len" "${algo:-}" ;;
-      N) printf 'OK\n' ;;
-      Y) do_flush ;;
-    esac
+    "$HANDLER" "$off" "$len" "${a3:-}" "${a4:-}"
   done
   # Nothing is removed here: err.PID (the last dd diagnostics) stays for --keep-logs;
   # `cleanup` removes the whole work dir.

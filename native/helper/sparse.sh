@@ -37,6 +37,11 @@ sparse_frames_sh() {
   exit 0
 }
 
+# The frames of an X block of $1 bytes, decoded onto stdout (exit status as above).
+sparse_frames() {
+  if [ "$PERL" = 1 ]; then perl -e "$SPARSE_PL" "$1"; else (sparse_frames_sh "$1"); fi
+}
+
 # X: W with the block as frames, so zero runs inside a block cost no bytes on the wire. One dd
 # writes the whole block (as W), fed by the frame decoder; the decoder's status says whether the
 # framing still holds after a failed write.
@@ -44,7 +49,7 @@ do_sparse() {
   off=$1 len=$2 algo=$3
   wflags "$off" "$len" "$OFLAGS"
   flush_conv
-  res=$({ { if [ "$PERL" = 1 ]; then perl -e "$SPARSE_PL" "$len"; else (sparse_frames_sh "$len"); fi
+  res=$({ { sparse_frames "$len"
       echo "frames=$?" >&3; } |
     { dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
         oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
