@@ -1,7 +1,7 @@
 #!/bin/sh
 # ddt-helper: the remote side of ddt. Uploaded once per run into a private work directory and
-# run as `sh ddt-helper.sh SUBCOMMAND ...`. POSIX sh only (tested with dash and bash): a
-# rescue system or a fresh cloud VM has a shell, a dd and a hash tool, nothing more.
+# run as `sh ddt-helper.sh SUBCOMMAND ...`. POSIX sh only (tested with dash, bash and busybox
+# ash): a rescue system or a fresh cloud VM has a shell, a dd and a hash tool, nothing more.
 #
 #   probe TARGET [REMOTE_DIR]       key=value facts about TARGET and this host, one round trip
 #   serve TARGET WORKDIR            framed block worker on stdin/stdout
@@ -49,6 +49,19 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # DDT_HELPER_NO_PERL: the paths without perl on a host that has it (tests, comparisons).
 have_perl() {
   [ -z "${DDT_HELPER_NO_PERL:-}" ] && have perl && perl -e 'exit 0' </dev/null >/dev/null 2>&1
+}
+
+# Size in bytes of a block device or regular file; status 1 for anything else.
+size_of() {
+  if [ -b "$1" ]; then
+    blockdev --getsize64 "$1" 2>/dev/null && return 0
+    mm=$(majmin_of "$1") && sectors=$(cat "/sys/dev/block/$mm/size" 2>/dev/null) &&
+      is_uint "$sectors" && echo $((sectors * 512))
+  elif [ -f "$1" ]; then
+    stat -L -c %s "$1"
+  else
+    return 1
+  fi
 }
 
 # "MAJ:MIN" (decimal) of a block device node, or nothing.

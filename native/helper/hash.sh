@@ -25,7 +25,7 @@ hash_range() {
     esac
   done
   if [ "$rc" != 0 ]; then reply_err "read-back failed: $(first_err "dd exit $rc")"; return 1; fi
-  if [ "$(copied_bytes)" != "$len" ]; then reply_err "read-back short: $(copied_bytes) of $len bytes (range beyond end of target?)"; return 1; fi
+  if ! range_complete "$off" "$len"; then reply_err "read-back short: $(range_got "$off" "$len") of $len bytes (range beyond end of target?)"; return 1; fi
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return 1; fi
   printf 'OK %s%s\n' "$hex" "$NOTE"
 }

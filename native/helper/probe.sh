@@ -68,10 +68,15 @@ probe() {
   dir_ok=0
   [ -n "$dir_abs" ] && [ -w "$dir_abs" ] && [ -x "$dir_abs" ] && dir_ok=1
   dir_size=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ && echo $((total * 1024)); }) || dir_size=''
+  # What dd accepts, each flag tried alone (the verbs adapt to what is missing).
+  dd_iflags=$(dd_flags 'skip_bytes count_bytes fullblock direct' iflag)
+  dd_oflags=$(dd_flags 'seek_bytes direct nocache' oflag)
+  dd_conv=$(dd_flags 'notrunc fsync nocreat' conv)
   seek_bytes=0
-  dd_supports iflag=fullblock,count_bytes,skip_bytes oflag=seek_bytes && seek_bytes=1
+  has "$dd_iflags" skip_bytes count_bytes fullblock && has "$dd_oflags" seek_bytes && seek_bytes=1
   nocache=0
-  dd_supports oflag=nocache && nocache=1
+  has "$dd_oflags" nocache && nocache=1
+  hash_tools=$(hash_tools)
   cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
   # X (sparse whole blocks) runs one perl per block where perl runs; without it, one dd per frame.
   perl=0
@@ -80,5 +85,30 @@ probe() {
   printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
     "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
     "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
-    "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$"
+    "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
+    "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
+    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)"
+}
+
+# `has LIST WORD...`: every WORD is in the comma-separated LIST.
+has() {
+  l=,$1,
+  shift
+  for w in "$@"; do
+    case $l in *",$w,"*) ;; *) return 1 ;; esac
+  done
+}
+
+# The tools this helper cannot do without and that are absent here (nothing falls back for
+# them), comma-separated: a dd that takes what every verb uses, a hash tool, and the file tools
+# of serve, lock and housekeeping. Uses probe's dd_* and hash_tools.
+missing_tools() {
+  m=''
+  has "$dd_iflags" skip_bytes count_bytes fullblock && has "$dd_oflags" seek_bytes &&
+    has "$dd_conv" notrunc fsync || m=$m,dd
+  [ -n "$hash_tools" ] || m=$m,sha256sum
+  for tool in cat head tr wc stat rm mv mkdir mkfifo tee date id sleep; do
+    have "$tool" || m=$m,$tool
+  done
+  printf '%s' "${m#,}"
 }

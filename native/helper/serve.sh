@@ -12,26 +12,26 @@ reply_err() {
   printf 'ERR %s\n' "$*"
 }
 
-# The verbs: `verb VERB` sets HANDLER, ARGS (the header's fields after offset and length) and
-# PAYLOAD (what follows the header line: `len` bytes, `wire` bytes, X `frames`, or `none`).
-# Unknown verb: status 1.
+# The verbs: `verb VERB` sets HANDLER, ARGS (the header's fields after offset and length),
+# PAYLOAD (what follows the header line: `len` bytes, `wire` bytes, X `frames`, or `none`) and
+# WRITES (1: it opens the target for writing). Unknown verb: status 1.
 verb() {
   case $1 in
-    W) set -- do_write algo_defer len ;;
-    X) set -- do_sparse algo_defer frames ;;
-    Z) set -- do_zero algo_defer none ;;
-    H) set -- hash_range algo none ;;
-    F) set -- do_file algo_file none ;;
-    R) set -- do_read algo none ;;
-    S) set -- do_sync algo none ;;
-    P) set -- do_part '' len ;;
-    G) set -- do_gzpart wire wire ;;
-    E) set -- do_zeropart '' none ;;
-    Y) set -- do_flush '' none ;;
-    N) set -- do_noop '' none ;;
+    W) set -- do_write algo_defer len 1 ;;
+    X) set -- do_sparse algo_defer frames 1 ;;
+    Z) set -- do_zero algo_defer none 1 ;;
+    H) set -- hash_range algo none 0 ;;
+    F) set -- do_file algo_file none 1 ;;
+    R) set -- do_read algo none 0 ;;
+    S) set -- do_sync algo none 1 ;;
+    P) set -- do_part '' len 1 ;;
+    G) set -- do_gzpart wire wire 1 ;;
+    E) set -- do_zeropart '' none 1 ;;
+    Y) set -- do_flush '' none 1 ;;
+    N) set -- do_noop '' none 0 ;;
     *) return 1 ;;
   esac
-  HANDLER=$1 ARGS=$2 PAYLOAD=$3
+  HANDLER=$1 ARGS=$2 PAYLOAD=$3 WRITES=$4
 }
 
 do_noop() {
@@ -77,6 +77,15 @@ skip_payload() {
   esac
 }
 
+# Answer `ERR $WHY` to a request whose payload length is known, after dropping its payload.
+refuse() {
+  if ! skip_payload "$@"; then
+    reply_err "bad request header; its frames are unreadable"
+    exit 1
+  fi
+  reply_err "$WHY"
+}
+
 # What a worker finds out once, at its first request other than N (so a new session answers
 # its N at once, and the tests below overlap the first block's bytes arriving in the pipe).
 serve_setup() {
@@ -85,6 +94,7 @@ serve_setup() {
   hash_setup
   have cmp && CMP=1
   have_perl && PERL=1
+  dd_setup
   # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
   # an O_DIRECT write) and, for pull, leave on stdout through another.
   big_stdio
@@ -94,10 +104,11 @@ serve_setup() {
   # this way against 5.1 s buffered (`dd bs=4M conv=fdatasync`), and the flush after each block
   # has nothing left to write back. A direct write that fails turns it off for this worker.
   DIRECT_W=0
-  [ "$DIRECT" = 1 ] && dd if=/dev/null of="$TARGET" bs=4096 count=0 oflag=direct conv=notrunc,nocreat >/dev/null 2>&1 && DIRECT_W=1
+  [ "$DIRECT" = 1 ] && target_there &&
+    dd if=/dev/null of="$TARGET" bs=4096 count=0 oflag=direct conv=notrunc$NOCREAT >/dev/null 2>&1 && DIRECT_W=1
   # nocache drops the written pages after fsync: cheaper than keeping them (measured) and
   # the read-back then comes from the device where O_DIRECT is not usable.
-  dd_supports oflag=nocache && OFLAGS=seek_bytes,nocache
+  dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
 }
 
 serve() {
@@ -124,11 +135,13 @@ serve() {
     fi
     [ "$op" = N ] || [ "$SET_UP" = 1 ] || serve_setup
     if ! header_ok "${off:-}" "${len:-}" "${a3:-}" "${a4:-}"; then
-      if ! skip_payload "${off:-}" "${len:-}" "${a3:-}"; then
-        reply_err "bad request header; its frames are unreadable"
-        exit 1
-      fi
-      reply_err "$WHY"
+      refuse "${off:-}" "${len:-}" "${a3:-}"
+      continue
+    fi
+    if [ "$WRITES" = 1 ] && ! target_there; then
+      WHY="write failed: $TARGET: No such file or directory"
+      [ -e "$TARGET" ] && WHY="write failed: $TARGET is not a block device or regular file"
+      refuse "$off" "$len" "$a3"
       continue
     fi
     "$HANDLER" "$off" "$len" "${a3:-}" "${a4:-}"

@@ -52,7 +52,7 @@ do_sparse() {
   res=$({ { sparse_frames "$len"
       echo "frames=$?" >&3; } |
     { dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-        oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
+        oflag="$WF" seek="$off" conv=notrunc$NOCREAT$FC 2>"$ERRF"
       echo "rc=$?" >&3; }; } 3>&1)
   frames='' rc=''
   for w in $res; do
@@ -67,8 +67,8 @@ do_sparse() {
     reply_err "write failed: $(first_err "dd exit ${rc:-?}")"
     return
   fi
-  if [ "$frames" != 0 ] || [ "$(copied_bytes)" != "$len" ]; then
-    reply_err "short frame: $(copied_bytes) of $len bytes"
+  if [ "$frames" != 0 ] || [ "$(copied_bytes "$len")" != "$len" ]; then
+    reply_err "short frame: $(copied_bytes "$len") of $len bytes"
     return
   fi
   hash_range "$off" "$len" "$algo"

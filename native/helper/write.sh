@@ -45,12 +45,12 @@ do_write() {
   wflags "$off" "$len" "$OFLAGS"
   flush_conv
   dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT$FC 2>"$ERRF"
   rc=$?
   [ "$rc" = 0 ] || direct_failed
   if [ "$rc" = 0 ]; then
-    if [ "$(copied_bytes)" != "$len" ]; then
-      reply_err "short frame: $(copied_bytes) of $len bytes"
+    if [ "$(copied_bytes "$len")" != "$len" ]; then
+      reply_err "short frame: $(copied_bytes "$len") of $len bytes"
       return
     fi
     hash_range "$off" "$len" "$algo"
@@ -70,7 +70,7 @@ do_file() {
   fi
   wflags "$off" "$len" "$OFLAGS"
   dd if="$file" of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat,fsync 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT,fsync 2>"$ERRF"
   rc=$?
   if [ "$rc" != 0 ]; then
     direct_failed
@@ -86,7 +86,7 @@ do_zero() {
   wflags "$off" "$len" "$OFLAGS"
   flush_conv
   dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat$FC 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT$FC 2>"$ERRF"
   rc=$?
   if [ "$rc" = 0 ]; then
     hash_range "$off" "$len" "$algo"
@@ -101,11 +101,11 @@ do_part() {
   off=$1 len=$2
   wflags "$off" "$len" seek_bytes
   dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT 2>"$ERRF"
   rc=$?
   [ "$rc" = 0 ] || direct_failed
-  if [ "$rc" = 0 ] && [ "$(copied_bytes)" = "$len" ]; then printf 'OK\n'; return; fi
-  if [ "$rc" = 0 ]; then reply_err "short part: $(copied_bytes) of $len bytes"; return; fi
+  if [ "$rc" = 0 ] && [ "$(copied_bytes "$len")" = "$len" ]; then printf 'OK\n'; return; fi
+  if [ "$rc" = 0 ]; then reply_err "short part: $(copied_bytes "$len") of $len bytes"; return; fi
   frame_failed "$len" "$rc" 'part write'
 }
 
@@ -117,7 +117,7 @@ do_gzpart() {
   wflags "$off" "$len" seek_bytes
   res=$({ dd bs=$BS iflag=fullblock,count_bytes count="$wire" 2>/dev/null |
     { gzip -dc 2>/dev/null | dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-        oflag="$WF" seek="$off" conv=notrunc,nocreat 2>"$ERRF"
+        oflag="$WF" seek="$off" conv=notrunc$NOCREAT 2>"$ERRF"
       echo "rc=$?" >&3
       cat >/dev/null; }; } 3>&1)
   if [ "$res" != rc=0 ]; then
@@ -125,7 +125,7 @@ do_gzpart() {
     reply_err "compressed part write failed: $(first_err "$res")"
     return
   fi
-  if [ "$(copied_bytes)" != "$len" ]; then reply_err "compressed part inflated to $(copied_bytes) of $len bytes"; return; fi
+  if [ "$(copied_bytes "$len")" != "$len" ]; then reply_err "compressed part inflated to $(copied_bytes "$len") of $len bytes"; return; fi
   printf 'OK\n'
 }
 
@@ -133,7 +133,7 @@ do_zeropart() {
   off=$1 len=$2
   wflags "$off" "$len" seek_bytes
   if dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc,nocreat 2>"$ERRF"; then
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT 2>"$ERRF"; then
     printf 'OK\n'
   else
     direct_failed
@@ -144,7 +144,7 @@ do_zeropart() {
 # fsync of the target: every write that finished before is then durable (fsync works on the
 # device or file, whichever process wrote).
 flush_target() {
-  dd if=/dev/null of="$TARGET" conv=notrunc,nocreat,fsync 2>"$ERRF"
+  dd if=/dev/null of="$TARGET" conv=notrunc$NOCREAT,fsync 2>"$ERRF"
 }
 
 # Y: flush the target.
