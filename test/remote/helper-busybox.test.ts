@@ -194,6 +194,12 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
       assert.equal(p.size, String(16 * MiB));
       assert.equal(p.direct, '1');
       await everyVerb(loop.dev, image);
+      // A write that fails part-way (past the device's end) still takes its whole frame.
+      const over = await helper(bin, ['serve', loop.dev, wd], Buffer.concat([req(`W ${16 * MiB - 4096} 3000000 sha256`, randomBytes(3_000_000)), req('N 0 0')]));
+      const lines = answers(over.out).map((x) => x.line);
+      assert.equal(lines.length, 2, lines.join('\n'));
+      assert.match(lines[0]!, /^ERR write failed: .*No space left on device/);
+      assert.equal(lines[1], 'OK');
     } finally {
       await loop?.detach();
     }
