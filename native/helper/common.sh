@@ -9,6 +9,7 @@
 #   identity SOURCE                 key=value: what identifies a source or target between runs
 #   kill-stale WORKDIR JOBID        end helpers (and their dd children) a previous run left
 #   cleanup WORKDIR                 kill-stale, then remove WORKDIR
+#   lock TARGET WORKDIR JOBID RUNID hold TARGET's lock while stdin is open; last-writer record
 #
 # The protocol (requests, answers, keys) is described in native/README.md of the ddt sources.
 # This file is generated from native/helper/*.sh by native/join.mjs: edit those.
@@ -41,6 +42,11 @@ valid_path() {
   case $1 in /*) ;; *) return 1 ;; esac
   case $1 in *"$NL"*) return 1 ;; esac
   return 0
+}
+
+# Job and run ids: plain words, safe in file names, cmdlines and answer lines.
+valid_id() {
+  case $1 in '' | *[!A-Za-z0-9._-]*) return 1 ;; esac
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }

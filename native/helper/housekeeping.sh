@@ -33,7 +33,7 @@ is_running() {
 kill_stale() {
   wd=$1 job=$2
   valid_path "$wd" || usage "work directory must be an absolute path"
-  case $job in '' | *[!A-Za-z0-9._-]*) usage "bad job id" ;; esac
+  valid_id "$job" || usage "bad job id"
   killed=0
   if [ -f "$wd/pids" ]; then
     victims=''

@@ -9,5 +9,6 @@ case $cmd in
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;
   identity) [ $# -eq 1 ] || usage "identity SOURCE"; identity "$1" ;;
-  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity)" ;;
+  lock) [ $# -eq 4 ] || usage "lock TARGET WORKDIR JOBID RUNID"; lock "$@" ;;
+  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock)" ;;
 esac

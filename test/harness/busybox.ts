@@ -48,10 +48,18 @@ export interface BusyboxRun {
   timedOut: boolean;
 }
 
+/**
+ * The command line that runs `busybox ARGS...` where only the applets of `bin` exist: spawn
+ * `unshare` with these arguments. The command keeps unshare's PID (nothing forks on the way).
+ */
+export function busyboxArgs(bin: string, args: string[]): string[] {
+  return ['--mount', '--propagation', 'private', join(bin, 'busybox'), 'sh', '-c', ENTER, 'enter', bin, ...args];
+}
+
 /** `busybox ARGS...` (e.g. `sh script.sh probe /x`) where only the applets of `bin` exist. */
-export function inBusybox(bin: string, args: string[], o: { input?: Buffer | string; timeoutMs?: number; keepStdin?: boolean } = {}): Promise<BusyboxRun> {
+export function inBusybox(bin: string, args: string[], o: { input?: Buffer | string; timeoutMs?: number } = {}): Promise<BusyboxRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['--mount', '--propagation', 'private', join(bin, 'busybox'), 'sh', '-c', ENTER, 'enter', bin, ...args]);
+    const child = spawn('unshare', busyboxArgs(bin, args));
     const out: Buffer[] = [];
     let err = '';
     let timedOut = false;
