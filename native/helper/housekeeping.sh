@@ -80,19 +80,28 @@ create_file() {
   echo "created=1"
 }
 
-# A pull's source: resume refuses one that changed (size, inode/mtime, device serial).
+one_line() {
+  case $1 in *"$NL"*) ;; *) printf '%s' "$1" ;; esac
+}
+
+# What identifies a source or a target between runs: resume and verify refuse one that changed.
+# A block device: devno (MAJ:MIN), size, serial and wwid where sysfs has them, and for a loop
+# device its backing file (also given as serial when there is no other, as before). A regular
+# file: dev, ino, size, mtime. key: the name `lock` gives its lock.
 identity() {
   t=$1
-  valid_path "$t" || usage "source must be an absolute path on one line"
-  kind=other size=0 ino='' mtime='' mtime_frac='' dev='' devno='' serial='' wwid='' readable=0
+  valid_path "$t" || usage "path must be an absolute path on one line"
+  kind=other size=0 ino='' mtime='' mtime_frac='' dev='' devno='' serial='' wwid='' backing=''
+  readable=0 writable=0 key=''
   [ -r "$t" ] && readable=1
+  [ -w "$t" ] && writable=1
   if [ -b "$t" ]; then
     kind=block
     devno=$(majmin_of "$t")
     sys=/sys/dev/block/$devno
-    size=$(blockdev --getsize64 "$t" 2>/dev/null) ||
-      size=$(($(cat "$sys/size" 2>/dev/null || echo 0) * 512))
-    serial=$(cat "$sys/device/serial" 2>/dev/null || cat "$sys/serial" 2>/dev/null || cat "$sys/loop/backing_file" 2>/dev/null)
+    size=$(size_of "$t") || size=0
+    backing=$(cat "$sys/loop/backing_file" 2>/dev/null)
+    serial=$(cat "$sys/device/serial" 2>/dev/null || cat "$sys/serial" 2>/dev/null || printf '%s' "$backing")
     wwid=$(cat "$sys/wwid" 2>/dev/null || cat "$sys/device/wwid" 2>/dev/null)
   elif [ -f "$t" ]; then
     kind=file
@@ -101,6 +110,10 @@ identity() {
     size=$1 ino=$2 mtime=$3 dev=$4
     case ${6:-} in *.*) mtime_frac=${6#*.} ;; esac
   fi
+  lock_key "$t" && key=$KEY
+  # One line per key: a value with a line break (a backing file's name can have one) is dropped.
+  serial=$(one_line "$serial") wwid=$(one_line "$wwid") backing=$(one_line "$backing")
   printf '%s\n' "kind=$kind" "size=$size" "ino=$ino" "mtime=$mtime" "mtime_frac=$mtime_frac" "dev=$dev" \
-    "devno=$devno" "serial=$serial" "wwid=$wwid" "readable=$readable"
+    "devno=$devno" "serial=$serial" "wwid=$wwid" "readable=$readable" \
+    "writable=$writable" "backing=$backing" "key=$key"
 }

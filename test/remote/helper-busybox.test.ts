@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -240,20 +240,30 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
     assert.equal(existsSync(staged), true, 'the staged file stays where it was not written');
   });
 
-  it('identity of a loop device and of a file', async function () {
+  it('identity of a loop device and of a file: what resume compares, and the lock key', async function () {
     requireReal(this, 'loop devices', loopAvailable());
     const file = join(dir, 'ident.img');
     await writeFile(file, Buffer.alloc(2 * MiB));
     const f = kv((await helper(bin, ['identity', file])).out.toString());
+    const fst = await stat(file, { bigint: true });
     assert.equal(f.kind, 'file');
     assert.equal(f.size, String(2 * MiB));
-    assert.match(f.ino!, /^\d+$/);
+    assert.equal(f.ino, String(fst.ino));
+    assert.equal(f.dev, String(fst.dev));
+    assert.equal(f.key, `f-${fst.dev}_${fst.ino}`, 'the name its lock has');
+    assert.equal(f.writable, '1');
     const loop = await attachLoop(file);
     try {
       const b = kv((await helper(bin, ['identity', loop.dev])).out.toString());
+      const bst = await stat(loop.dev, { bigint: true });
+      const major = (bst.rdev >> 8n) & 0xfffn;
+      const minor = (bst.rdev & 0xffn) | ((bst.rdev >> 12n) & ~0xffn);
       assert.equal(b.kind, 'block');
       assert.equal(b.size, String(2 * MiB));
-      assert.match(b.devno!, /^7:\d+$/);
+      assert.equal(b.devno, `${major}:${minor}`);
+      assert.equal(b.key, `b-${major}_${minor}`);
+      assert.equal(b.backing, await realpath(file), 'a loop device names its backing file');
+      assert.equal(b.serial, b.backing, 'as serial too, where the device has none');
     } finally {
       await loop.detach();
     }
