@@ -3,16 +3,19 @@
 // serve verb against a loop device and a file, byte-compared and hashed here; then the same
 // host without its hash applets, where the helper must say what is missing and never hang.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { appletDir, busyboxAvailable, inBusybox } from '../harness/busybox.js';
 import { attachLoop, loopAvailable, makeTempDir, type LoopDevice } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { haveCommand, requireReal } from '../harness/real.js';
 
+const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
 const MiB = 1 << 20;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -202,6 +205,31 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
       assert.equal(lines[1], 'OK');
     } finally {
       await loop?.detach();
+    }
+  });
+
+  it('probe sees a mounted loop device, and its backing file as held (busybox stat, cat, df)', async function () {
+    requireReal(this, 'loop devices and mkfs.ext4', loopAvailable() && haveCommand('mkfs.ext4'));
+    const file = join(dir, 'mounted.img');
+    await writeFile(file, Buffer.alloc(16 * MiB));
+    const loop = await attachLoop(file);
+    const mnt = join(dir, 'mnt');
+    try {
+      await run('mkfs.ext4', ['-q', '-F', loop.dev]);
+      await mkdir(mnt, { recursive: true });
+      await run('mount', [loop.dev, mnt]);
+      try {
+        const p = kv((await helper(bin, ['probe', loop.dev, mnt])).out.toString());
+        assert.equal(p.mounted, '1');
+        assert.equal(p.sector, '512');
+        assert.ok(Number(p.free) > 0 && Number(p.dir_size) > 0, 'df -P under busybox');
+        const img = kv((await helper(bin, ['probe', file])).out.toString());
+        assert.equal(img.holders, loop.dev.replace('/dev/', ''));
+      } finally {
+        await run('umount', [mnt]);
+      }
+    } finally {
+      await loop.detach();
     }
   });
 
