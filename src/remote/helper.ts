@@ -16,8 +16,8 @@ import { shCommand, validateRemotePath } from './quote.js';
 import { lastLine, runRemote, type RunResult } from './run.js';
 import { HelperWorker } from './worker.js';
 
-/** The joined helper script: from src/remote (tsx) and from the bundle in dist/cli, both two levels below the repo. */
-export const HELPER_SCRIPT_URL = new URL('../../native/ddt-helper.sh', import.meta.url);
+/** The joined helper script (native/helper/*, joined by the build): from src/remote (tsx) and from the bundle in dist/cli, both two levels below the repo. */
+export const HELPER_SCRIPT_URL = new URL('../../dist/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

@@ -12,7 +12,7 @@ import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
 
 const run = promisify(execFile);
-const SCRIPT = fileURLToPath(new URL('../../native/ddt-helper.sh', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -11,7 +11,7 @@ import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
 
 const run = promisify(execFile);
-const SCRIPT = fileURLToPath(new URL('../../native/ddt-helper.sh', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Feed `input` to `dash ddt-helper.sh serve target workdir`, return its answer lines. */

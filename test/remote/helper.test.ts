@@ -49,7 +49,7 @@ describe('remote/helper (real sshd)', function () {
     assert.equal(helper.workDir, join(sshd.home, '.ddt', 'job-install.1'));
     const st = await stat(helper.workDir);
     assert.equal((st.mode & 0o777).toString(8), '700');
-    assert.deepEqual(await readFile(helper.scriptPath), await readFile(new URL('../../native/ddt-helper.sh', import.meta.url)));
+    assert.deepEqual(await readFile(helper.scriptPath), await readFile(new URL('../../dist/ddt-helper.sh', import.meta.url)));
     // Installing again for the same job (a resume) reuses the directory.
     const again = await RemoteHelper.install(pool, { jobId: 'job-install.1' });
     assert.equal(again.workDir, helper.workDir);
