@@ -159,9 +159,15 @@ lock() {
     fi
     state=$(lock_state)
     if read_owner "$LOCK/owner"; then
-      if owner_alive; then
+      # This very run holds it already, through a connection that dropped and whose session
+      # sshd has not ended yet: the new holder takes its place, the old one leaves it alone.
+      if owner_alive && { [ "$O_JOB" != "$JOB" ] || [ "$O_RUN" != "$RUN" ]; }; then
         echo "BUSY job=$O_JOB run=$O_RUN since=$O_SINCE pid=$O_PID"
         exit 3
+      fi
+      if owner_alive && take_over "$state"; then
+        mine=1
+        break
       fi
     elif [ "$(age_of "$LOCK")" -lt 5 ]; then
       sleep 1 # a holder that has made the dir and not yet written its owner

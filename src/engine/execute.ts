@@ -10,6 +10,7 @@ import { describeEnd, type JobHeader } from '../journal/records.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { runPipeline } from './pipeline.js';
+import { changedSinceProven } from './recheck.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
 
 export async function executeJob(
@@ -17,12 +18,23 @@ export async function executeJob(
   journal: JournalWriter,
   previous: JournalState | undefined,
   ends: { source: BlockSource; sink: BlockSink },
-  o: { run: string; emit: ProgressListener; signal: AbortSignal },
+  /** `recheck`: why the blocks proven earlier must be hashed again before they are trusted. */
+  o: { run: string; recheck?: string; emit: ProgressListener; signal: AbortSignal },
 ): Promise<JobSummary> {
   const started = Date.now();
   const blocks = planBlocks(header.source.size, header.blockSize);
-  const provenBefore = blocks.filter((b) => isProven(previous?.blocks.get(b.index)));
-  const todo = blocks.filter((b) => !isProven(previous?.blocks.get(b.index)));
+  let provenBefore = blocks.filter((b) => isProven(previous?.blocks.get(b.index)));
+  let todo = blocks.filter((b) => !isProven(previous?.blocks.get(b.index)));
+  if (o.recheck && previous && provenBefore.length) {
+    o.emit({ type: 'warning', message: `re-checking the ${provenBefore.length} block(s) an earlier run proved before trusting them: ${o.recheck}` });
+    const changed = await changedSinceProven(provenBefore, previous, ends.sink, header.checksum, o.signal);
+    if (changed.length) {
+      o.emit({ type: 'warning', message: `${changed.length} block(s) proven earlier read differently on the target now: they are sent again` });
+      const again = new Set(changed.map((b) => b.index));
+      provenBefore = provenBefore.filter((b) => !again.has(b.index));
+      todo = blocks.filter((b) => again.has(b.index) || !isProven(previous.blocks.get(b.index)));
+    }
+  }
   const engine = header.path.name === 'rsync' ? 'rsync' : 'native';
   journal.run({ event: 'start', run: o.run, pid: process.pid });
   o.emit({

@@ -12,7 +12,8 @@ import { probeDevice, probeSource } from '../local/device.js';
 import type { RemoteSession } from '../paths/types.js';
 import { remotePathInfo } from '../remote/remote-source.js';
 import { checkLocalTarget, checkResumedLocalTarget, createTargetFile } from './local-end.js';
-import { checkRemoteSource, checkRemoteTarget, chooseChecksum } from './remote-end.js';
+import { checkRemoteSource, checkRemoteTarget } from './remote-end.js';
+import { checkRemoteTools, chooseChecksum } from '../remote/tools.js';
 import { remoteRecordOf, type EndSetup, type JobSetup } from './job-setup.js';
 import { warn, type JobUi } from './ui.js';
 
@@ -39,9 +40,10 @@ interface TargetCheck {
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|ip6-localhost)$/i;
 
 export async function checkEnds(s: JobSetup, session: RemoteSession | undefined, ui: JobUi): Promise<CheckedEnds> {
+  if (session) checkRemoteTools(session.probe, session.endpoint.hosts[0]!);
   const source = s.source.endpoint ? await remoteSource(s, s.source, session!, ui) : await localSource(s.source);
   const checksum = s.previous ? s.previous.header.checksum : s.checksum === 'auto' && !session ? 'xxh64' : s.checksum;
-  const algo = session ? chooseChecksum(checksum, session.probe) : (checksum as ChecksumAlgo);
+  const algo = session ? chooseChecksum(checksum, session.probe, session.endpoint.hosts[0]!) : (checksum as ChecksumAlgo);
   const target = s.target.endpoint ? await remoteTarget(s, session!, source.record.size, ui) : await localTarget(s, source.record, session);
   return {
     source: source.record,

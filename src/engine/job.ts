@@ -6,7 +6,7 @@
 import type { BlockSink, BlockSource } from '../block/types.js';
 import { initChecksums } from '../checksum/hasher.js';
 import { DdtError, messageOf } from '../errors.js';
-import { JournalWriter } from '../journal/journal.js';
+import { JournalWriter, type JournalState } from '../journal/journal.js';
 import type { JobHeader } from '../journal/records.js';
 import { BlockReader } from '../local/block-reader.js';
 import { probeDevice } from '../local/device.js';
@@ -16,6 +16,9 @@ import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
 import { removeStagingDir } from '../remote/sftp-target.js';
+import { lockRemoteTarget, type HeldLock } from '../remote/target-lock.js';
+import { lockLocalTarget } from '../local/lock.js';
+import { distrust } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { checkEnds } from './job-checks.js';
@@ -60,6 +63,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     }
   }
   let prepared: PreparedPath | undefined;
+  let lock: HeldLock | undefined;
   let started = false;
   let ok = false;
   try {
@@ -72,22 +76,31 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const ctx: PathContext = { session, query: { ...query, probe: session?.probe }, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, signal: ui.signal, warn: (m) => warn(ui, m), early };
     prepared = await prepare(choice, ctx);
     const blocks = planBlocks(ends.source.size, s.blockSize).length;
+    const run = `${s.jobId}.${Date.now().toString(36)}`;
+    const takeLock = () => lockTarget(s, s.target.endpoint ? session : undefined, run, ui);
+    // An existing target is locked before the question (a busy one is refused at once); a new
+    // one once it exists. A dry run only checks that it could be.
+    if (!ends.createTarget) lock = await takeLock();
     if (s.dryRun) return { kind: 'dry-run', plan: [...ends.describe, `blocks: ${blocks} × ${s.blockSize} bytes, checksum ${ends.checksum}, journal ${s.journalPath}`, ...prepared.describe] };
     if (!s.yes && ends.overwrites) {
       if (!(await ui.confirm(ends.overwrites))) throw new DdtError('NOT_CONFIRMED', 'not confirmed: nothing was written');
     }
     // A target that did not exist is created only now; what identifies it goes into the header.
     const target = (await ends.createTarget?.()) ?? ends.target;
+    lock ??= await takeLock();
     const recorded = s.previous?.header;
     const header: JobHeader = recorded
       ? { ...recorded, options: s.options, path: prepared.record }
       : newHeader(s, { source: ends.source, target, checksum: ends.checksum, path: prepared.record, blocks });
     const journal = recorded ? JournalWriter.append(s.journalPath) : JournalWriter.create(s.journalPath, header);
     started = true;
-    const summary = await transfer(header, journal, s, prepared, ui);
+    const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
+    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined }, ui);
     ok = summary.ok;
+    if (ok) await lock.clean();
     return { kind: 'done', summary };
   } finally {
+    await lock?.release().catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);
     await early?.discard();
     if (session) {
@@ -112,8 +125,21 @@ async function prepare(choice: PathChoice, ctx: PathContext): Promise<PreparedPa
   }
 }
 
+/** The id of the last run a journal knows of. */
+function lastRunOf(state: JournalState): string | undefined {
+  return state.runs.filter((r) => r.event === 'start').at(-1)?.run;
+}
+
+/** Hold the target's lock for the run: through the helper on its host, or here. */
+async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi): Promise<HeldLock> {
+  const path = s.target.path;
+  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, `${remote.endpoint.hosts[0]}:${path}`, ui.signal, (m) => warn(ui, m)) : await lockLocalTarget(path, s.jobId, run);
+  if (lock.tookOver) warn(ui, `took over the lock of ${path} from job ${lock.tookOver}, which is gone`);
+  return lock;
+}
+
 /** Open both ends of this run, shape the sink, run the pipeline, close the ends. */
-async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, prepared: PreparedPath, ui: JobUi) {
+async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, prepared: PreparedPath, o: { run: string; recheck?: string }, ui: JobUi) {
   let source: BlockSource | undefined;
   let sink: BlockSink | undefined;
   try {
@@ -123,7 +149,7 @@ async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, 
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
     const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'block' && e.state === 'sent' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
-    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: `${s.jobId}.${Date.now()}`, emit, signal: ui.signal });
+    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { ...o, emit, signal: ui.signal });
   } catch (err) {
     journal.close();
     throw err;

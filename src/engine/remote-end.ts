@@ -3,7 +3,6 @@
  * helper and probe the remote path in one round trip, the refusals before anything is written,
  * and the end of it all.
  */
-import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { RemoteSession } from '../paths/types.js';
 import { RemoteHelper } from '../remote/helper.js';
@@ -36,7 +35,8 @@ export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi
     knownHostsFiles: knownHostsFilesOf(endpoint),
     acceptNewHostKey: o.acceptNewHostKey,
     connections: o.connections,
-    channelsPerConnection: o.channels,
+    // One more than the blocks use: the target's lock holds a session for the whole run.
+    channelsPerConnection: o.channels + 1,
     reconnectTimeoutMs: o.reconnectTimeoutMs,
     signal: ui.signal,
     onWarning: (m) => warn(ui, m),
@@ -61,7 +61,6 @@ export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Pro
 export function checkRemoteTarget(p: RemoteProbe, where: string, sourceSize: number, force: boolean): void {
   if (!p.exists) throw new DdtError('TARGET_MISSING', `remote target ${where} does not exist: create it or check the path`);
   if (p.type === 'other') throw new DdtError('TARGET_INVALID', `remote target ${where} is neither a block device nor a regular file`);
-  if (!p.seekBytes) throw new DdtError('TOOL_MISSING', `dd on the remote host lacks seek_bytes/count_bytes: install GNU coreutils there`);
   if (p.size < sourceSize) {
     throw new DdtError('TARGET_INVALID', `remote target ${where} has ${p.size} bytes, smaller than the source's ${sourceSize}: use a target of at least that size`);
   }
@@ -79,13 +78,4 @@ export function checkRemoteSource(info: RemotePathInfo, probe: RemoteProbe, wher
   if (info.kind === 'other') throw new DdtError('SOURCE_INVALID', `remote source ${where} is neither a block device nor a regular file: give the path of a device or an image file`);
   if (!info.readable) throw new DdtError('SOURCE_INVALID', `remote source ${where} is not readable by ${user}: connect as a user who can read it (e.g. -l root), or pass --sudo`);
   if (info.size === 0) throw new DdtError('SOURCE_INVALID', `remote source ${where} is empty (0 bytes): nothing to copy`);
-  if (!probe.seekBytes) throw new DdtError('TOOL_MISSING', 'dd on the remote host lacks skip_bytes/count_bytes: install GNU coreutils there');
-}
-
-/** The block checksum: what was asked (exit 2 when the remote host cannot compute it), else the fastest it can. */
-export function chooseChecksum(wanted: ChecksumAlgo | 'auto', p: RemoteProbe): ChecksumAlgo {
-  if (wanted === 'xxh64' && !p.xxhsum) throw new DdtError('TOOL_MISSING', 'the remote host has no xxhsum for --checksum xxh64: install the xxhash package there or use --checksum sha256');
-  if (wanted === 'sha256' && !p.sha256sum && !p.openssl) throw new DdtError('TOOL_MISSING', 'the remote host has neither sha256sum nor openssl: install coreutils there');
-  if (wanted !== 'auto') return wanted;
-  return p.xxhsum ? 'xxh64' : 'sha256';
 }

@@ -17,7 +17,8 @@ import { RemoteTarget } from '../remote/remote-target.js';
 import { resolveEndpoint } from '../transport/endpoint.js';
 import { isRemoteSpec, parseRemoteSpec } from '../transport/target-spec.js';
 import type { SshRequest } from './job-setup.js';
-import { chooseChecksum, closeRemote, openRemote } from './remote-end.js';
+import { closeRemote, openRemote } from './remote-end.js';
+import { checkRemoteTools, chooseChecksum } from '../remote/tools.js';
 import type { JobUi } from './ui.js';
 
 export interface VerifyResult {
@@ -71,7 +72,8 @@ export async function runVerify(req: VerifyRequest, ui: JobUi, onBlock?: (index:
       if (!p.exists) throw new DdtError('TARGET_MISSING', `remote target ${where} does not exist: check the path`);
       if (p.type === 'other') throw new DdtError('TARGET_INVALID', `remote target ${where} is neither a block device nor a regular file: give the path of a device or an image file`);
       refuseSmaller(where, p.size, source.size);
-      const algo = chooseChecksum(req.checksum, p);
+      checkRemoteTools(p, endpoint.hosts[0]!);
+      const algo = chooseChecksum(req.checksum, p, endpoint.hosts[0]!);
       hasher = await RemoteTarget.open(session.helper, path, session.pool, { workers: req.connections * req.channels, signal: ui.signal });
       return await verifyBlocks(source.size, req.blockSize, algo, reader, hasher, hasher.capacity, ui.signal, onBlock);
     } finally {

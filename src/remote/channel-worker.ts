@@ -107,11 +107,10 @@ export abstract class ChannelWorker {
 
 /**
  * The error an answer line reports, if it is one: `ERR <text>` fails this attempt (the block
- * goes again); `FATAL <text>` is what no retry can mend (a missing tool, an option the host's
- * dd refuses, a permission) and stops the run at once.
+ * goes again), except `ERR missing tool …`, which no retry can mend: it stops the run at once.
  */
 export function helperError(label: string, line: string): DdtError | undefined {
-  if (line.startsWith('FATAL ')) return new DdtError('REMOTE_PERMANENT', `${label}: ${line.slice(6)}`);
+  if (line.startsWith('ERR missing tool ')) return new DdtError('REMOTE_PERMANENT', `${label}: ${line.slice(4)}`);
   if (line.startsWith('ERR ')) return new DdtError('REMOTE_ERR', `${label}: ${line.slice(4)}`);
   return undefined;
 }

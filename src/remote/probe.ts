@@ -34,6 +34,12 @@ export interface RemoteProbe {
   /** perl runs there: `X` (zero runs inside a block sent as no bytes) costs one process per block. */
   perl: boolean;
   pid: number;
+  /** Hash tools that printed the right digest, best first (`xxhsum`, `openssl`, `sha256sum`). */
+  hashTools: string[];
+  /** Tools the helper needs that are absent with nothing to fall back on (a run is refused). */
+  missing: string[];
+  /** gzip is there (compressed parts). */
+  gzip: boolean;
 }
 
 export function parseProbe(text: string): RemoteProbe {
@@ -51,6 +57,7 @@ export function parseProbe(text: string): RemoteProbe {
     return n;
   };
   const flag = (k: string): boolean => kv.get(k) === '1';
+  const list = (k: string): string[] => (kv.get(k) ?? '').split(',').filter((w) => /^[a-z0-9_.-]+$/i.test(w));
   const type = kv.get('type');
   return {
     exists: flag('exists'),
@@ -74,5 +81,8 @@ export function parseProbe(text: string): RemoteProbe {
     cores: Math.max(1, num('cores')),
     perl: flag('perl'),
     pid: num('pid'),
+    hashTools: list('hash_tools'),
+    missing: list('missing'),
+    gzip: flag('gzip'),
   };
 }

@@ -216,6 +216,6 @@ export class HelperReadWorker extends ChannelWorker {
  * improve on retry, so the run stops resumable; `FATAL` (a missing tool) stops it too.
  */
 function sourceError(block: BlockRef, line: string): DdtError | undefined {
-  if (line.startsWith('ERR ')) return new DdtError('SOURCE_READ', `remote source ${block.offset}..${block.offset + block.length}: ${line.slice(4)}`);
+  if (line.startsWith('ERR ') && !line.startsWith('ERR missing tool ')) return new DdtError('SOURCE_READ', `remote source ${block.offset}..${block.offset + block.length}: ${line.slice(4)}`);
   return helperError('remote source', line);
 }

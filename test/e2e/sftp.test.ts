@@ -211,7 +211,8 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
     try {
       const target = join(dir, 'maxsessions.img');
       await fileOfSize(target, 41 * MiB, 'zero');
-      const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(small), '--via', 'sftp', '-b', '2M', '--connections', '1', '--channels', '6', '--yes', '--json', '--progress', 'plain', '--journal', join(dir, 'ms.journal')]);
+      // Two connections: one session holds the target's lock, an SFTP session and a worker need one each.
+      const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(small), '--via', 'sftp', '-b', '2M', '--connections', '2', '--channels', '6', '--yes', '--json', '--progress', 'plain', '--journal', join(dir, 'ms.journal')]);
       assert.equal(r.code, 0, r.stderr);
       const warnings = r.stderr.split('\n').filter((l) => /warning/i.test(l));
       assert.equal(warnings.length, 1, r.stderr);

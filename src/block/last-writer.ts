@@ -1,0 +1,38 @@
+/**
+ * Each target remembers which job wrote it last and whether that job's run finished its
+ * bookkeeping (`job=J run=R state=writing|clean`, kept next to the target's lock). A resume
+ * trusts the blocks its journal proved only when that record names its own last run: if
+ * another job (or a run of this one the journal does not know) wrote the target since, the
+ * proofs are re-checked first.
+ */
+export interface LastWriter {
+  job: string;
+  run: string;
+  state: 'writing' | 'clean';
+}
+
+/** The record as the lock prints it (`none`, `garbled` or `job=… run=… state=…`). */
+export function parseLastWriter(text: string): LastWriter | undefined {
+  const kv = new Map(text.trim().split(/\s+/).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)] as const));
+  const job = kv.get('job');
+  const run = kv.get('run');
+  const state = kv.get('state');
+  if (!job || !run || (state !== 'writing' && state !== 'clean')) return undefined;
+  return { job, run, state };
+}
+
+export function formatLastWriter(w: LastWriter): string {
+  return `job=${w.job} run=${w.run} state=${w.state}`;
+}
+
+/**
+ * Why a resume must re-check the blocks proven earlier, or undefined when it may trust them:
+ * the target's record names this job's last run (which may have been killed mid-write: its
+ * proofs still hold, the blocks it was writing were never proven).
+ */
+export function distrust(last: LastWriter | undefined, jobId: string, lastRun: string | undefined): string | undefined {
+  if (!last) return 'the target has no record of who wrote it last';
+  if (last.job !== jobId) return `job ${last.job} wrote the target since`;
+  if (lastRun === undefined || last.run !== lastRun) return `a run of this job that its journal does not know (${last.run}) wrote the target since`;
+  return undefined;
+}
