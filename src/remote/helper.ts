@@ -39,9 +39,12 @@ const INSTALL_SCRIPT = [
   'pwd -P',
   'shift 2',
   '[ $# -eq 0 ] && exit 0',
-  // The probe in the same round trip, through `sudo -n` where the helper runs as root.
+  // The probe in the same round trip, through `sudo -n` where the helper runs as root. Its
+  // staging dir defaults to the login user's home (under sudo, $HOME is root's), where SFTP,
+  // which runs as the login user, can write.
   'r=$1',
   'shift',
+  '[ $# -eq 1 ] && set -- "$1" "$HOME"',
   '[ "$r" = sudo ] && exec sudo -n sh "$d/ddt-helper.sh" probe "$@"',
   'exec sh "$d/ddt-helper.sh" probe "$@"',
 ].join('; '); // one line: also survives csh-family login shells
