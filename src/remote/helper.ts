@@ -143,12 +143,15 @@ export class RemoteHelper {
     return worker ?? new HelperWorker(channels, ch, label);
   }
 
-  /** Create a sparse regular file of `size` bytes if `target` does not exist. True if created. */
-  async createFile(target: string, size: number, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * Create a sparse regular file of `size` bytes if `target` does not exist. True if created.
+   * `check`: only refuse (exit 2) where it could not be (no such directory, not writable).
+   */
+  async createFile(target: string, size: number, signal?: AbortSignal, o: { check?: boolean } = {}): Promise<boolean> {
     validateRemotePath(target, 'remote target');
     if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('BAD_SIZE', `bad size ${size}`);
     // Not run twice: a second run would answer created=0 for the file the first one made.
-    return (await this.run(['create-file', target, String(size)], signal, { once: true })).includes('created=1');
+    return (await this.run(['create-file', target, String(size), ...(o.check ? ['check'] : [])], signal, { once: true })).includes('created=1');
   }
 
   /** `key=value` lines of a helper subcommand that reports facts (identity of a path, say). */

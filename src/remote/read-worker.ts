@@ -48,7 +48,7 @@ export class HelperReadWorker extends ChannelWorker {
    * reaches a busy worker through its owner's `destroy` (one listener per reader, not per block).
    */
   async read(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal, onIdle: () => void): Promise<OpenedBlock> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(block.length));
     let handedOver = false;
     const idle = () => {
       end();
@@ -87,7 +87,7 @@ export class HelperReadWorker extends ChannelWorker {
 
   /** `H`: checksum of the source range as it is now, computed on the source host (`--skip-identical`). */
   async hash(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(block.length));
     try {
       this.ch.write(`H ${block.offset} ${block.length} ${algo}\n`);
       const line = await this.readLine();

@@ -13,11 +13,7 @@ import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
-
-/** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
-function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
-  return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');
-}
+import { frameHeader, lengthOf, toAsync } from './wire.js';
 
 /** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
 export interface WriteResult {
@@ -144,7 +140,7 @@ export class HelperWorker extends ChannelWorker {
 
   /** One request (header, then the payload if any), its answer line. */
   private async request(header: string, signal: AbortSignal, payload?: Payload): Promise<string> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(lengthOf(header)));
     try {
       const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
@@ -163,7 +159,7 @@ export class HelperWorker extends ChannelWorker {
    * answers in order: many blocks hashed, or a block's parts written, with no round trip each.
    */
   private async *requests(items: AsyncIterable<{ head: string; data?: Buffer }> | Iterable<{ head: string; data?: Buffer }>, signal: AbortSignal, ahead = 1): AsyncGenerator<string> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(64 << 20));
     const answers: Promise<string>[] = [];
     const it = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : toAsync(items[Symbol.iterator]());
     let exhausted = false;
@@ -258,7 +254,11 @@ export class HelperWorker extends ChannelWorker {
   private send(buf: Buffer): Promise<void> {
     if (this.dead) return Promise.reject(this.deadError());
     const written = new Promise<void>((resolve, reject) => {
-      this.ch.write(buf, (err?: Error | null) => (err ? reject(err) : resolve()));
+      this.ch.write(buf, (err?: Error | null) => {
+        if (err) return reject(err);
+        this.heard();
+        resolve();
+      });
     });
     return this.death.race(written);
   }
@@ -294,8 +294,4 @@ export class HelperWorker extends ChannelWorker {
     this.death.kill(err);
     for (const p of this.pending.splice(0)) p.reject(err);
   }
-}
-
-async function* toAsync<T>(it: Iterator<T>): AsyncGenerator<T> {
-  for (let r = it.next(); !r.done; r = it.next()) yield r.value;
 }

@@ -112,6 +112,23 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
     }
   });
 
+  it('a remote target file that does not exist is created at the source size; never under /dev, never in a missing directory', async () => {
+    const t = join(dir, 'created-remote.img');
+    const r = await runCli(['send', mixed, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '4M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'created.journal')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await fs.stat(t)).size, 40 * MiB + 4096);
+    assert.equal(await sha256File(t), await sha256File(mixed));
+    for (const [path, message] of [
+      ['/dev/ddt-no-such-device', /does not exist: a device must be there already/],
+      [join(dir, 'no-such-dir', 'x.img'), /cannot create .*directory .*no-such-dir does not exist/],
+    ] as const) {
+      const n = await runCli(['send', mixed, `root@127.0.0.1:${path}`, ...sshArgs(sshd), '--yes', '--progress', 'none', '--journal', join(dir, `nocreate-${path.length}.journal`)]);
+      assert.equal(n.code, 2, n.stderr);
+      assert.match(n.stderr, message);
+      assert.equal(existsSync(path), false);
+    }
+  });
+
   it('survives a connection killed mid-run (the per-connection sshd process, by PID)', async () => {
     const src = join(dir, 'kill-conn-src.img');
     await fileOfSize(src, 96 * MiB, 'random', 103);
