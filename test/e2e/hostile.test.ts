@@ -13,6 +13,9 @@ import { countConnections, sshArgs, verifiedCount, waitForVerified } from './rem
 
 const MiB = 1024 * 1024;
 
+/** A journal header, as crafted journals edit it. */
+type Header = { options: { connections: number }; blocks: number; target: { path: string } };
+
 /** One line on stderr, and it is an error. */
 function oneLine(stderr: string): string {
   const lines = stderr.trim().split('\n').filter((l) => !/warning/.test(l));
@@ -128,7 +131,7 @@ describe('e2e: hostile input and careless use', function () {
       good = readFileSync(j, 'utf8').trim().split('\n');
     });
 
-    const cases: Array<[string, (h: Record<string, any>) => unknown, RegExp]> = [
+    const cases: Array<[string, (h: Header) => unknown, RegExp]> = [
       ['100000 connections', (h) => (h.options.connections = 100000), /line 1: options\.connections must be an integer from 1 to 64, got 100000/],
       ['1e15 blocks', (h) => (h.blocks = 1e15), /line 1: blocks must be an integer from 1 to \d+, got 1000000000000000/],
       ['-5 blocks', (h) => (h.blocks = -5), /line 1: blocks must be an integer/],
@@ -137,7 +140,7 @@ describe('e2e: hostile input and careless use', function () {
     ];
     for (const [what, edit, message] of cases) {
       it(what, async () => {
-        const h = JSON.parse(good[0]!) as Record<string, any>;
+        const h = JSON.parse(good[0]!) as Header;
         edit(h);
         const j = join(dir, `crafted-${what.replace(/\W+/g, '-')}.journal`);
         await writeFile(j, [JSON.stringify(h), ...good.slice(1)].join('\n') + '\n');
@@ -169,7 +172,7 @@ describe('e2e: hostile input and careless use', function () {
     });
 
     it('escapes in a journal never reach the terminal', async () => {
-      const h = JSON.parse(good[0]!) as Record<string, any>;
+      const h = JSON.parse(good[0]!) as Header;
       h.target.path = '/tmp/x\u001b]0;owned\u0007\u001b[2J\u001b[32mAll good, 8/8 verified\u001b[0m';
       const j = join(dir, 'escapes.journal');
       const fail = { type: 'run', event: 'end', time: new Date().toISOString(), exitCode: 4, error: 'boom\u001b[2J\u009b31m' };
