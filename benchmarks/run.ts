@@ -2,7 +2,7 @@
 //
 // ddt against `dd | ssh dd` (a), the original script's dd → rsync -z → dd pipeline (b) and
 // `rsync --inplace` (c) on a private loopback sshd and loop devices, plus a tbf-shaped link
-// between two network namespaces (DESIGN §6, issue #9), and links with latency through a
+// between two network namespaces, and links with latency through a
 // userspace delay line. Writes RESULTS.md and results.json
 // (with --quick: quick/RESULTS.md, quick/results.json). Run as root after `npm ci`; see
 // benchmarks/README.md. Everything it creates (sshd, namespaces, loop devices, temp files, the

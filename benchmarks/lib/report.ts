@@ -1,4 +1,4 @@
-// Aggregates (medians, ratios against each baseline), the DESIGN §6 target checks, and
+// Aggregates (medians, ratios against each baseline), the performance target checks, and
 // RESULTS.md. A hand-written section after the NOTES marker in an existing RESULTS.md is kept.
 
 import { latencyOf, latencyTable, linkTargets, type LatencyAggregate } from './link-report.js';
@@ -185,7 +185,7 @@ export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]
     const resent = median(krRuns.map((r) => r.bytesOnWire));
     const written = median(krRuns.map((r) => (r.parts!.killedWritten ?? NaN) + r.parts!.resumeWire));
     out.push({
-      target: 'kill at 50 % + resume: overhead against one uninterrupted run (no DESIGN target; informational)',
+      target: 'kill at 50 % + resume: overhead against one uninterrupted run (no target; informational)',
       measured:
         `+${f(kr.wall - full.wall, 1)} s (${pct(kr.wall / full.wall - 1)}); payload ${f(resent / 1e6, 0)} MB in finished blocks` +
         (Number.isFinite(written) ? `, ${f(written / 1e6, 0)} MB written to sockets incl. blocks in flight at the kill` : '') +
@@ -223,7 +223,7 @@ export function markdown(rep: Report, notes: string): string {
   L.push('');
   for (const [k, v] of Object.entries(rep.machine)) L.push(`- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
   L.push('');
-  L.push('## Targets (DESIGN §6, issue #9)');
+  L.push('## Targets');
   L.push('');
   L.push('| target | measured | |');
   L.push('|---|---|---|');

@@ -1,4 +1,4 @@
-// The scenarios of issue #9 / DESIGN §6, in full and --quick sizes.
+// The benchmark scenarios, in full and --quick sizes.
 
 import { classic, ddSsh, ddt, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
 
