@@ -5,6 +5,7 @@ import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { HashAhead } from './hash-ahead.js';
+import type { BlockTally } from './summary.js';
 
 export interface PipelineOptions {
   algo: ChecksumAlgo;
@@ -18,13 +19,7 @@ export interface PipelineOptions {
   skipIdentical?: boolean;
 }
 
-export interface PipelineCounters {
-  verified: number;
-  sent: number;
-  zeroBlocks: number;
-  identicalBlocks: number;
-  retransmitted: number;
-  failed: number;
+export interface PipelineCounters extends BlockTally {
   bytesOnWire: number;
   lastError?: string;
   /** the error that stopped the run early (a source read error) */

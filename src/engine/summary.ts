@@ -1,20 +1,24 @@
 import type { PipelineCounters } from './pipeline.js';
 import { ExitCode, messageOf, type ExitCodeValue } from '../errors.js';
 
-/** The `--json` summary: whole-job figures, plus this run's wire bytes and time. */
-export interface JobSummary {
-  ok: boolean;
-  exitCode: ExitCodeValue;
-  command: string;
-  source: string;
-  target: string;
-  blocks: number;
+/** How many blocks ended how (a run's, or the whole job's). */
+export interface BlockTally {
   verified: number;
   sent: number;
   zeroBlocks: number;
   identicalBlocks: number;
   retransmitted: number;
   failed: number;
+}
+
+/** The `--json` summary: whole-job figures, plus this run's wire bytes and time. */
+export interface JobSummary extends BlockTally {
+  ok: boolean;
+  exitCode: ExitCodeValue;
+  command: string;
+  source: string;
+  target: string;
+  blocks: number;
   pending: number;
   badRanges: { offset: number; length: number }[];
   bytesTotal: number;
