@@ -5,7 +5,6 @@ import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { HashAhead } from './hash-ahead.js';
-import type { BlockTally } from './summary.js';
 
 export interface PipelineOptions {
   algo: ChecksumAlgo;
@@ -17,6 +16,16 @@ export interface PipelineOptions {
   targetZeroed: boolean;
   /** hash the target ahead and send only blocks whose checksum differs */
   skipIdentical?: boolean;
+}
+
+/** How many blocks ended how (a run's, or the whole job's). */
+export interface BlockTally {
+  verified: number;
+  sent: number;
+  zeroBlocks: number;
+  identicalBlocks: number;
+  retransmitted: number;
+  failed: number;
 }
 
 export interface PipelineCounters extends BlockTally {

@@ -1,15 +1,5 @@
-import type { PipelineCounters } from './pipeline.js';
+import type { BlockTally, PipelineCounters } from './pipeline.js';
 import { ExitCode, messageOf, type ExitCodeValue } from '../errors.js';
-
-/** How many blocks ended how (a run's, or the whole job's). */
-export interface BlockTally {
-  verified: number;
-  sent: number;
-  zeroBlocks: number;
-  identicalBlocks: number;
-  retransmitted: number;
-  failed: number;
-}
 
 /** The `--json` summary: whole-job figures, plus this run's wire bytes and time. */
 export interface JobSummary extends BlockTally {
