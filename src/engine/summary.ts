@@ -18,6 +18,9 @@ export interface JobSummary extends BlockTally {
   engine: string;
   /** the data path of this run */
   via: string;
+  /** blocks in flight at once (workers, sessions), and the round trip to the target's host where measured */
+  channels: number;
+  rttMs?: number;
   journal: string;
   error?: string;
 }
