@@ -78,6 +78,8 @@ export const ERROR_CODES = {
   SOURCE_READ: runStop,
   STAGING_FULL: runStop,
   CLOSED: runStop,
+  // the target's lock went with a dropped connection and could not be taken back as it was
+  LOCK_LOST: runStop,
   INTERRUPTED: { exit: ExitCode.interrupted, retry: 'never' },
 } as const satisfies Record<string, { exit: ExitCodeValue; retry: RetryClass }>;
 

@@ -8,7 +8,8 @@
 #
 # Next to it, KEY.last records which job wrote the target last and whether that job finished
 # (`state=clean`) or may have left it half-written (`state=writing`); it outlives the lock, and,
-# for root, reboots (/var/lib, not /tmp).
+# for root, reboots (/var/lib, not /tmp). Taking the lock leaves the record alone: LOCKED says
+# what it holds, and the holder asks for `writing` before its first write.
 
 # KEY: b-MAJ_MIN for a block device, f-DEV_INO for a regular file; status 1 for anything else.
 lock_key() {
@@ -188,12 +189,16 @@ lock() {
     IFS= read -r last <"$LAST" || last=garbled
     case $last in '' | *[!A-Za-z0-9._=\ -]*) last=garbled ;; esac
   fi
-  write_record writing || { release; echo "ERR cannot write $LAST"; exit 2; }
   [ -z "$taken" ] || echo "$taken"
   echo "LOCKED last=$last"
+  # The record changes only on request: a run that ends before writing (refused, not
+  # confirmed, a dry run) leaves it as it was. WRITING comes before the first block is written,
+  # CLEAN once the run has proven them all; PING measures the round trip.
   while IFS= read -r line; do
     case $line in
+      WRITING) if write_record writing; then echo OK; else echo "ERR cannot write $LAST"; fi ;;
       CLEAN) if write_record clean; then echo OK; else echo "ERR cannot write $LAST"; fi ;;
+      PING) echo PONG ;;
       '') ;;
       *) echo "ERR unknown request '$line'" ;;
     esac

@@ -88,6 +88,8 @@ probe() {
     "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
     "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
     "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)"
+  # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.
+  (identity "$t") | while IFS= read -r line; do printf 'id_%s\n' "$line"; done
 }
 
 # `has LIST WORD...`: every WORD is in the comma-separated LIST.

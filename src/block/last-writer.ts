@@ -36,3 +36,31 @@ export function distrust(last: LastWriter | undefined, jobId: string, lastRun: s
   if (lastRun === undefined || last.run !== lastRun) return `a run of this job that its journal does not know (${last.run}) wrote the target since`;
   return undefined;
 }
+
+/** Does the record say what `expected` says (both missing counts as the same)? */
+export function sameLastWriter(a: LastWriter | undefined, b: LastWriter | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.job === b.job && a.run === b.run && a.state === b.state;
+}
+
+/**
+ * A target's lock, held for one run (here or through the helper on the target's host). Taking
+ * it leaves the record alone: a run that ends before writing (refused, not confirmed, a dry
+ * run) changes nothing. The run says `writing()` before its first write, `clean()` once every
+ * block is proven.
+ */
+export interface HeldLock {
+  /** Who wrote the target last, before this run (undefined: no record). */
+  readonly last: LastWriter | undefined;
+  /** The job whose dead holder's lock this run took over, if it did. */
+  readonly tookOver?: string;
+  /** The record names this run, `writing`, durably: call before the first write. */
+  writing(): Promise<void>;
+  /**
+   * Resolves while the lock is this run's; waits while it is being taken back after its
+   * connection dropped; rejects (LOCK_LOST) when it could not be, or another writer had it meanwhile.
+   */
+  held(signal?: AbortSignal): Promise<void>;
+  /** This run finished its bookkeeping: the record says so. */
+  clean(): Promise<void>;
+  release(): Promise<void>;
+}

@@ -66,8 +66,6 @@ export interface BlockHasher {
 export interface BlockSink extends BlockHasher {
   /** Blocks it takes at once (its workers or channels). */
   readonly capacity: number;
-  /** The round trip to the target's host, where the sink measured it (ms). */
-  readonly rttMs?: number;
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   /**
    * A sink that may answer before its flush (group commit) has this: it resolves once the block's

@@ -19,7 +19,7 @@ export async function executeJob(
   previous: JournalState | undefined,
   ends: { source: BlockSource; sink: BlockSink },
   /** `recheck`: why the blocks proven earlier must be hashed again before they are trusted. */
-  o: { run: string; recheck?: string; emit: ProgressListener; signal: AbortSignal },
+  o: { run: string; recheck?: string; emit: ProgressListener; signal: AbortSignal; rttMs?: number },
 ): Promise<JobSummary> {
   const started = Date.now();
   const blocks = planBlocks(header.source.size, header.blockSize);
@@ -100,7 +100,7 @@ export async function executeJob(
     engine,
     via: header.path.name,
     channels: concurrency,
-    ...(ends.sink.rttMs !== undefined && { rttMs: Math.round(ends.sink.rttMs * 10) / 10 }),
+    ...(o.rttMs !== undefined && { rttMs: Math.round(o.rttMs * 10) / 10 }),
     journal: journal.path,
   };
   if (error) summary.error = error;

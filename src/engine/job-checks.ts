@@ -71,7 +71,7 @@ async function localSource(s: EndSetup) {
 
 async function remoteSource(s: JobSetup, end: EndSetup, session: RemoteSession, ui: JobUi) {
   const where = `${session.endpoint.hosts[0]}:${end.path}`;
-  const info = await remotePathInfo(session.helper, end.path, ui.signal);
+  const info = session.probe.pathInfo;
   checkRemoteSource(info, session.probe, where, session.endpoint.user);
   const record: EndRecord = { path: end.path, size: info.size, device: info.identity, remote: remoteRecordOf(session.endpoint, s.sudo) };
   refuseChangedSource(end, record, where);
@@ -114,7 +114,7 @@ async function remoteTarget(s: JobSetup, session: RemoteSession, sourceSize: num
     const rec = s.previous.header.target;
     if (!p.exists || p.size !== rec.size) throw new DdtError('TARGET_CHANGED', `remote target ${where} changed size from ${rec.size} to ${p.exists ? p.size : 'missing'}: start a new run`);
     checkRemoteTarget(p, where, sourceSize, s.options.force);
-    const now = (await remotePathInfo(session.helper, s.target.path, ui.signal)).identity;
+    const now = p.pathInfo.identity;
     const change = rec.device && identityChange(rec.device, now, { target: true });
     if (change) throw new DdtError('TARGET_CHANGED', `remote target ${where} is not the one this job wrote: ${change} (recorded ${describeIdentity(rec.device!)}, now ${describeIdentity(now)}): start a new run for it`);
     return { record: rec, line };
@@ -122,7 +122,7 @@ async function remoteTarget(s: JobSetup, session: RemoteSession, sourceSize: num
   if (!p.exists) return newRemoteFile(s, session, sourceSize, where, line, ui);
 
   checkRemoteTarget(p, where, sourceSize, s.options.force);
-  const device = (await remotePathInfo(session.helper, s.target.path, ui.signal)).identity;
+  const device = p.pathInfo.identity;
   return {
     record: { path: s.target.path, size: p.size, device, remote },
     overwrites: `${p.type} ${where} (${p.size} bytes) on ${session.endpoint.hosts.join(',')}`,

@@ -16,9 +16,10 @@ import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
 import { removeStagingDir } from '../remote/sftp-target.js';
-import { lockRemoteTarget, type HeldLock } from '../remote/target-lock.js';
+import { lockRemoteTarget } from '../remote/target-lock.js';
 import { lockLocalTarget } from '../local/lock.js';
-import { distrust } from '../block/last-writer.js';
+import { distrust, type HeldLock } from '../block/last-writer.js';
+import { existsSync } from 'node:fs';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { checkEnds } from './job-checks.js';
@@ -26,10 +27,12 @@ import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js
 import { closeRemote, openRemote } from './remote-end.js';
 import { shapeSink } from './shaping.js';
 import { warn, type JobOutcome, type JobUi } from './ui.js';
+import { trace } from '../trace.js';
 
 export type { JobRequest } from './job-setup.js';
 
 export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
+  trace('start');
   const s = await setUp(req);
   await initChecksums();
   const remote = s.source.endpoint ? s.source : s.target.endpoint ? s.target : undefined;
@@ -64,23 +67,51 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   }
   let prepared: PreparedPath | undefined;
   let lock: HeldLock | undefined;
+  let locking: Promise<HeldLock> | undefined;
+  let sinkOpening: Promise<BlockSink> | undefined;
   let started = false;
   let ok = false;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
+    const run = `${s.jobId}.${Date.now().toString(36)}`;
+    const takeLock = (onChannel?: () => void) => lockTarget(s, s.target.endpoint ? session : undefined, run, ui, onChannel);
+    // An existing target's lock is asked for now, while the ends are checked and the path
+    // prepared (their refusals come first); a new one's once the target exists. Taking it
+    // changes nothing: the record says this run writes only just before it does.
+    let lockChannel: Promise<unknown> = Promise.resolve();
+    if (targetExists(s, session)) {
+      let onChannel!: () => void;
+      const opened = new Promise<void>((resolve) => (onChannel = resolve));
+      locking = takeLock(onChannel);
+      locking.catch(() => undefined); // awaited below, or released in the end
+      lockChannel = Promise.race([opened, locking.catch(() => undefined)]);
+    }
     const ends = await checkEnds(s, session, ui);
+    trace('ends checked');
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
     if (choice.path !== first.path) await early?.discard();
     for (const w of choice.warnings) warn(ui, w);
     const ctx: PathContext = { session, query: { ...query, probe: session?.probe }, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, signal: ui.signal, warn: (m) => warn(ui, m), early };
     prepared = await prepare(choice, ctx);
+    trace(`path ${prepared.name} prepared`);
     const blocks = planBlocks(ends.source.size, s.blockSize).length;
-    const run = `${s.jobId}.${Date.now().toString(36)}`;
-    const takeLock = () => lockTarget(s, s.target.endpoint ? session : undefined, run, ui);
-    // An existing target is locked before the question (a busy one is refused at once); a new
-    // one once it exists. A dry run only checks that it could be.
-    if (!ends.createTarget) lock = await takeLock();
+    // With no question to ask, the remote target's workers start while the lock is taken (once
+    // its session has its slot: the workers cannot take them all). They write nothing before
+    // the record names this run. A sink that leaves staging behind waits for the journal
+    // that will name it.
+    if (session && s.target.endpoint && locking && !prepared.sinkLeavesState && !s.dryRun && (s.yes || !ends.overwrites)) {
+      await lockChannel;
+      sinkOpening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
+      sinkOpening.catch(() => undefined); // adopted by transfer, or closed in the end
+    }
+    // An existing target is locked before the question (a busy one is refused at once). A dry
+    // run only checks that it could be.
+    if (!ends.createTarget) {
+      lock = await (locking ?? takeLock());
+      locking = undefined;
+      trace('target locked');
+    }
     if (s.dryRun) return { kind: 'dry-run', plan: [...ends.describe, `blocks: ${blocks} × ${s.blockSize} bytes, checksum ${ends.checksum}, journal ${s.journalPath}`, ...prepared.describe] };
     if (!s.yes && ends.overwrites) {
       if (!(await ui.confirm(ends.overwrites))) throw new DdtError('NOT_CONFIRMED', 'not confirmed: nothing was written');
@@ -88,6 +119,9 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     // A target that did not exist is created only now; what identifies it goes into the header.
     const target = (await ends.createTarget?.()) ?? ends.target;
     lock ??= await takeLock();
+    // The record names this run before its first write (a round trip, while the ends open).
+    const writing = lock.writing();
+    writing.catch(() => undefined); // awaited in transfer
     const recorded = s.previous?.header;
     const header: JobHeader = recorded
       ? { ...recorded, options: s.options, path: prepared.record }
@@ -95,12 +129,16 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const journal = recorded ? JournalWriter.append(s.journalPath) : JournalWriter.create(s.journalPath, header);
     started = true;
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
-    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined }, ui);
+    const opening = sinkOpening;
+    sinkOpening = undefined; // transfer closes it
+    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
     return { kind: 'done', summary };
   } finally {
+    await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
     await lock?.release().catch(() => undefined);
+    await locking?.then((l) => l.release()).catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);
     await early?.discard();
     if (session) {
@@ -130,32 +168,53 @@ function lastRunOf(state: JournalState): string | undefined {
   return state.runs.filter((r) => r.event === 'start').at(-1)?.run;
 }
 
+/** Does the target exist already (the remote one, as probed)? Then it is locked early. */
+function targetExists(s: JobSetup, remote: RemoteSession | undefined): boolean {
+  return s.target.endpoint ? remote?.probe.exists === true : existsSync(s.target.path);
+}
+
 /** Hold the target's lock for the run: through the helper on its host, or here. */
-async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi): Promise<HeldLock> {
+async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void): Promise<HeldLock & { rttMs?: number }> {
   const path = s.target.path;
-  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, `${remote.endpoint.hosts[0]}:${path}`, ui.signal, (m) => warn(ui, m)) : await lockLocalTarget(path, s.jobId, run);
+  const where = remote && `${remote.endpoint.hosts[0]}:${path}`;
+  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, where!, { signal: ui.signal, warn: (m) => warn(ui, m), onChannel }) : await lockLocalTarget(path, s.jobId, run);
   if (lock.tookOver) warn(ui, `took over the lock of ${path} from job ${lock.tookOver}, which is gone`);
   return lock;
 }
 
-/** Open both ends of this run, shape the sink, run the pipeline, close the ends. */
-async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, prepared: PreparedPath, o: { run: string; recheck?: string }, ui: JobUi) {
+/**
+ * Open both ends of this run, shape the sink, run the pipeline, close the ends. Nothing is
+ * written before `writing` (the target's record naming this run) has resolved.
+ */
+async function transfer(
+  header: JobHeader,
+  journal: JournalWriter,
+  s: JobSetup,
+  prepared: PreparedPath,
+  o: { run: string; recheck?: string; lock: HeldLock & { rttMs?: number }; writing: Promise<void>; sink?: Promise<BlockSink> },
+  ui: JobUi,
+) {
   let source: BlockSource | undefined;
   let sink: BlockSink | undefined;
+  const opening = o.sink;
   try {
     source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
-    sink = header.target.remote ? await prepared.openSink() : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
-    const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts });
+    const rttMs = o.lock.rttMs;
+    sink = header.target.remote ? await (opening ?? prepared.openSink({ rttMs })) : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
+    await o.writing;
+    trace('ends open, target record says writing');
+    const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts, lock: o.lock });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
     const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'block' && e.state === 'sent' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
-    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { ...o, emit, signal: ui.signal });
+    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
   } catch (err) {
     journal.close();
     throw err;
   } finally {
     await source?.close().catch(() => undefined);
-    await sink?.close().catch(() => undefined);
+    // A sink opened early that this run never got to (its source failed to open) closes too.
+    await (sink ? sink.close() : opening?.then((x) => x.close()))?.catch(() => undefined);
   }
 }
 

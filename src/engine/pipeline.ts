@@ -1,3 +1,4 @@
+import { trace } from '../trace.js';
 import PQueue from 'p-queue';
 import type { BlockRef, BlockSink, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
@@ -164,6 +165,7 @@ export async function runPipeline(
     }
     let reported: number | undefined;
     if (opened.payload.kind === 'data') opened.payload.onWire = (n) => (reported = (reported ?? 0) + n);
+    if (counters.sent === 0) trace('first block write');
     const tgt = await writer.writeAt(block, opened.payload, opts.algo, runSignal);
     const src = await opened.checksum;
     const wire = reported ?? (zero ? 0 : block.length);

@@ -11,6 +11,7 @@ import type { RemotePathInfo } from '../remote/remote-source.js';
 import { knownHostsFilesOf, type Endpoint } from '../transport/endpoint.js';
 import { SshPool } from '../transport/ssh-pool.js';
 import { warn, type JobUi } from './ui.js';
+import { trace } from '../trace.js';
 
 export interface RemoteOptions {
   connections: number;
@@ -41,9 +42,11 @@ export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi
     signal: ui.signal,
     onWarning: (m) => warn(ui, m),
   });
+  trace('connected');
   try {
     const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir } });
     const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
+    trace('helper installed, probed');
     return { endpoint, pool, helper, path: o.path, probe };
   } catch (err) {
     await pool.close();

@@ -1,9 +1,10 @@
 /**
  * How block bytes are put on the link, as wrappers around any BlockSink (as restic's
  * LimitBackend wraps a backend): `--bwlimit` paces the payload, `--compress` turns whole blocks
- * into parts (zero runs as commands, gzip where it shrinks) for sinks that take parts. The sinks
- * themselves know nothing of either.
+ * into parts (zero runs as commands, gzip where it shrinks) for sinks that take parts, and every
+ * write waits while the target's lock is not this run's. The sinks themselves know nothing of these.
  */
+import type { HeldLock } from '../block/last-writer.js';
 import type { BlockPart, BlockPayload, BlockRef, BlockSink } from '../block/types.js';
 import { isZero } from '../block/zero.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
@@ -16,9 +17,6 @@ abstract class SinkWrapper implements BlockSink {
   constructor(protected readonly inner: BlockSink) {}
   get capacity(): number {
     return this.inner.capacity;
-  }
-  get rttMs(): number | undefined {
-    return this.inner.rttMs;
   }
   abstract writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
@@ -93,8 +91,26 @@ export class CompressingSink extends SinkWrapper {
 }
 
 /** The sink as a job's options shape it: compressed where the path takes parts, then paced. */
-export function shapeSink(sink: BlockSink, o: { compress: CompressMode; bwlimit?: string; takesParts: boolean }): BlockSink {
-  let shaped = sink;
+/**
+ * Writes only while the target's lock is this run's: after a dropped connection they wait until
+ * it is taken back, and fail (stopping the run) if it was lost.
+ */
+class LockedSink extends SinkWrapper {
+  constructor(
+    inner: BlockSink,
+    private readonly lock: HeldLock,
+  ) {
+    super(inner);
+  }
+
+  async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    await this.lock.held(signal);
+    return this.inner.writeAt(block, payload, algo, signal);
+  }
+}
+
+export function shapeSink(sink: BlockSink, o: { compress: CompressMode; bwlimit?: string; takesParts: boolean; lock?: HeldLock }): BlockSink {
+  let shaped = o.lock ? new LockedSink(sink, o.lock) : sink;
   const schedule = o.bwlimit === undefined ? undefined : parseBwLimit(o.bwlimit);
   // The bucket sees what goes on the wire: compressed parts, so it wraps inside compression.
   if (schedule) shaped = new LimitedSink(shaped, new TokenBucket(schedule));

@@ -8,19 +8,9 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { formatLastWriter, parseLastWriter, type LastWriter } from '../block/last-writer.js';
+import { formatLastWriter, parseLastWriter, type HeldLock, type LastWriter } from '../block/last-writer.js';
 import { DdtError } from '../errors.js';
 import { splitDevno } from './device.js';
-
-export interface TargetLock {
-  /** Who wrote the target last, before this run (undefined: no record). */
-  readonly last: LastWriter | undefined;
-  /** The job whose dead holder's lock this run took over, if it did. */
-  readonly tookOver?: string;
-  /** This run finished its bookkeeping: the record says so. */
-  clean(): Promise<void>;
-  release(): Promise<void>;
-}
 
 /** Where locks and records live: persistent for root (they outlive reboots), else the user's own. */
 export function lockBase(): string {
@@ -62,7 +52,7 @@ function parseOwner(text: string): Owner | undefined {
   return { pid, start: kv.get('start')!, job: kv.get('job')!, run: kv.get('run') ?? '', since: kv.get('since') ?? '' };
 }
 
-export async function lockLocalTarget(path: string, jobId: string, run: string): Promise<TargetLock> {
+export async function lockLocalTarget(path: string, jobId: string, run: string): Promise<HeldLock> {
   const base = lockBase();
   await fs.mkdir(base, { recursive: true, mode: 0o700 });
   const key = await lockKey(path);
@@ -103,11 +93,13 @@ export async function lockLocalTarget(path: string, jobId: string, run: string):
     await fh.close();
     await fs.rename(tmp, lastPath);
   };
-  await record('writing');
   let released = false;
   return {
     last,
     tookOver,
+    writing: () => record('writing'),
+    // Held by this process until it releases it or ends: nothing here can take it away.
+    held: async () => undefined,
     clean: () => record('clean'),
     async release() {
       if (released) return;

@@ -91,18 +91,15 @@ export const opensshPath: DataPath = {
       record: { name: 'openssh' },
       describe: [`via openssh: blocks piped through ${masters} OpenSSH connection(s) × ${ctx.query.channels} session(s) into the helper's dd, flushes shared on the ssh2 connection`],
       takesParts: true,
-      // The ssh2 connection stays idle during the transfer: its flusher lets blocks share an fsync.
-      async openSink() {
-        const sink = await RemoteTarget.open(s.helper, s.path, spread, { workers, signal: ctx.signal, deferFlush: true, framed: s.probe.perl });
-        // On a long link one connection's send buffer caps what it moves per round trip: the
-        // ssh2 connection carries blocks too (on a short one the masters' C encryption is
-        // worth more than a second connection, and node's event loop stays free).
-        const rtt = await sink.roundTrip(ctx.signal);
-        sink.rttMs = rtt;
-        if (rtt !== undefined && rtt >= LONG_LINK_RTT_MS) {
-          spread.setShare(1, ctx.query.channels);
-          await sink.grow(ctx.query.channels, ctx.signal);
-        }
+      // On a long link one connection's send buffer caps what it moves per round trip: the
+      // ssh2 connection carries blocks too, all but two of its sessions (the target's lock and
+      // the flusher of deferred writes keep theirs). On a short one the masters' C encryption
+      // is worth more than a second connection, node's event loop stays free, and the ssh2
+      // connection's flusher lets blocks share an fsync.
+      async openSink(o = {}) {
+        const long = o.rttMs !== undefined && o.rttMs >= LONG_LINK_RTT_MS;
+        if (long) spread.setShare(1, Math.max(0, ctx.query.channels - 1));
+        const sink = await RemoteTarget.open(s.helper, s.path, spread, { workers: workers + (long ? ctx.query.channels - 1 : 0), signal: ctx.signal, deferFlush: true, framed: s.probe.perl });
         return sink;
       },
       openSource: () => RemoteSource.open(s.helper, s.path, sessions, { workers, signal: ctx.signal }),

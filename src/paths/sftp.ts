@@ -43,6 +43,7 @@ export const sftpPath: DataPath = {
       record: { name: 'sftp', ...(ctx.query.remoteDir !== undefined && { remoteDir: ctx.query.remoteDir }), ...(ctx.query.remoteReserve !== undefined && { remoteReserve: ctx.query.remoteReserve }) },
       describe: [`via sftp: staging in ${stagingDir} (${plan.free} bytes available, ${plan.reserve} kept free)`],
       takesParts: false,
+      sinkLeavesState: true,
       openSink() {
         // Uploads and remote writes need a channel each at least; the writers follow the remote
         // cores, the SFTP sessions get the rest.

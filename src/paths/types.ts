@@ -63,8 +63,11 @@ export interface PreparedPath {
   readonly describe: string[];
   /** The sink takes compressed parts (`parts` payloads), not only whole blocks. */
   readonly takesParts: boolean;
-  /** The remote target of a send. */
-  openSink(): Promise<BlockSink>;
+  /** Opening the sink leaves something on the target host (a staging dir) that only a journal
+   * can later name and remove: it must not be opened before the journal exists. */
+  readonly sinkLeavesState?: boolean;
+  /** The remote target of a send; `rttMs`: the link's round trip, where it was measured. */
+  openSink(o?: { rttMs?: number }): Promise<BlockSink>;
   /** The remote source of a pull. */
   openSource(): Promise<BlockSource>;
   /** After the run; `ok`: every block proven, so staging can go. */

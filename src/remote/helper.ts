@@ -154,16 +154,6 @@ export class RemoteHelper {
     return (await this.run(['create-file', target, String(size), ...(o.check ? ['check'] : [])], signal, { once: true })).includes('created=1');
   }
 
-  /** `key=value` lines of a helper subcommand that reports facts (identity of a path, say). */
-  async facts(args: string[], signal?: AbortSignal): Promise<Map<string, string>> {
-    const kv = new Map<string, string>();
-    for (const line of (await this.run(args, signal)).split('\n')) {
-      const i = line.indexOf('=');
-      if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1).trim());
-    }
-    return kv;
-  }
-
   /** End helpers a previous run of this job left behind (by recorded PID). Returns how many. */
   async killStale(signal?: AbortSignal): Promise<number> {
     const out = await this.run(['kill-stale', this.workDir, this.jobId], signal);

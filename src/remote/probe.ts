@@ -1,5 +1,14 @@
-import { DdtError } from '../errors.js';
 /** The `probe` answer of ddt-helper.sh, typed. One round trip tells everything setup needs. */
+import type { DeviceIdentity } from '../block/identity.js';
+import { DdtError } from '../errors.js';
+
+/** What `identity PATH` tells (also in the probe's answer, as id_*): kind, size, readable, identity. */
+export interface RemotePathInfo {
+  kind: 'file' | 'block' | 'other';
+  size: number;
+  readable: boolean;
+  identity: DeviceIdentity;
+}
 
 export interface RemoteProbe {
   exists: boolean;
@@ -40,14 +49,50 @@ export interface RemoteProbe {
   missing: string[];
   /** gzip is there (compressed parts). */
   gzip: boolean;
+  /** The probed path's identity (`identity`'s answer, given with the probe). */
+  pathInfo: RemotePathInfo;
 }
 
-export function parseProbe(text: string): RemoteProbe {
+function keyValues(text: string): Map<string, string> {
   const kv = new Map<string, string>();
   for (const line of text.split('\n')) {
     const i = line.indexOf('=');
-    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1));
+    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1).trim());
   }
+  return kv;
+}
+
+/** `identity`'s keys (each maybe with a prefix, as in the probe's id_*), typed. */
+export function parsePathInfo(kv: Map<string, string>, prefix = ''): RemotePathInfo {
+  const get = (k: string) => kv.get(prefix + k);
+  const kindText = get('kind');
+  const kind = kindText === 'file' || kindText === 'block' ? kindText : 'other';
+  const size = Number(get('size') ?? NaN);
+  if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('REMOTE_PROTOCOL', `remote identity gave no valid size (${JSON.stringify(get('size'))})`);
+  const identity: DeviceIdentity = { kind: kind === 'block' ? 'block' : 'file', size };
+  const set = (k: keyof DeviceIdentity, v: string | undefined) => {
+    if (v) (identity as unknown as Record<string, string>)[k] = v;
+  };
+  if (kind === 'file') {
+    set('ino', get('ino'));
+    set('dev', get('dev'));
+    const frac = (get('mtime_frac') ?? '').padEnd(3, '0').slice(0, 3);
+    identity.mtimeMs = Number(get('mtime') ?? 0) * 1000 + Number(/^\d{3}$/.test(frac) ? frac : 0);
+  } else if (kind === 'block') {
+    set('devno', get('devno'));
+    set('serial', get('serial'));
+    set('wwid', get('wwid'));
+  }
+  return { kind, size, readable: get('readable') === '1', identity };
+}
+
+/** The answer of `identity PATH`. */
+export function parseIdentity(text: string): RemotePathInfo {
+  return parsePathInfo(keyValues(text));
+}
+
+export function parseProbe(text: string): RemoteProbe {
+  const kv = keyValues(text);
   const num = (k: string): number => {
     const v = kv.get(k);
     const n = Number(v);
@@ -84,5 +129,6 @@ export function parseProbe(text: string): RemoteProbe {
     hashTools: list('hash_tools'),
     missing: list('missing'),
     gzip: flag('gzip'),
+    pathInfo: parsePathInfo(kv, 'id_'),
   };
 }

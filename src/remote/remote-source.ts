@@ -4,7 +4,6 @@
  * the bytes it sends. A worker whose channel died is replaced on the next call; the failed call
  * rejects so the pipeline can retry the block.
  */
-import type { DeviceIdentity } from '../block/identity.js';
 import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -13,37 +12,14 @@ import type { ChannelSource } from '../transport/channels.js';
 import type { RemoteHelper } from './helper.js';
 import { validateRemotePath } from './quote.js';
 import { HelperReadWorker } from './read-worker.js';
+import { parseIdentity, type RemotePathInfo } from './probe.js';
 
-export interface RemotePathInfo {
-  kind: 'file' | 'block' | 'other';
-  size: number;
-  readable: boolean;
-  identity: DeviceIdentity;
-}
+export type { RemotePathInfo } from './probe.js';
 
 /** `ddt-helper.sh identity PATH`: size and what identifies the path between runs. */
 export async function remotePathInfo(helper: RemoteHelper, path: string, signal?: AbortSignal): Promise<RemotePathInfo> {
   validateRemotePath(path, 'remote path');
-  const kv = await helper.facts(['identity', path], signal);
-  const kindText = kv.get('kind');
-  const kind = kindText === 'file' || kindText === 'block' ? kindText : 'other';
-  const size = Number(kv.get('size') ?? NaN);
-  if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('REMOTE_PROTOCOL', `remote identity gave no valid size (${JSON.stringify(kv.get('size'))})`);
-  const identity: DeviceIdentity = { kind: kind === 'block' ? 'block' : 'file', size };
-  const set = (k: keyof DeviceIdentity, v: string | undefined) => {
-    if (v) (identity as unknown as Record<string, string>)[k] = v;
-  };
-  if (kind === 'file') {
-    set('ino', kv.get('ino'));
-    set('dev', kv.get('dev'));
-    const frac = (kv.get('mtime_frac') ?? '').padEnd(3, '0').slice(0, 3);
-    identity.mtimeMs = Number(kv.get('mtime') ?? 0) * 1000 + Number(/^\d{3}$/.test(frac) ? frac : 0);
-  } else if (kind === 'block') {
-    set('devno', kv.get('devno'));
-    set('serial', kv.get('serial'));
-    set('wwid', kv.get('wwid'));
-  }
-  return { kind, size, readable: kv.get('readable') === '1', identity };
+  return parseIdentity(await helper.run(['identity', path], signal));
 }
 
 export class RemoteSource implements BlockSource {

@@ -4,58 +4,94 @@
  * run. When ddt ends or its connection drops, sshd closes the session and the lock goes with it;
  * a holder that was killed leaves a lock the next run takes over (with a warning).
  */
-import { parseLastWriter, type LastWriter } from '../block/last-writer.js';
+import { formatLastWriter, parseLastWriter, sameLastWriter, type HeldLock, type LastWriter } from '../block/last-writer.js';
 import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
 import type { RemoteHelper } from './helper.js';
 
-export interface HeldLock {
-  readonly last: LastWriter | undefined;
-  readonly tookOver?: string;
-  /** This run finished its bookkeeping: the record says so. */
-  clean(): Promise<void>;
-  release(): Promise<void>;
+export interface RemoteLock extends HeldLock {
+  /** One round trip to the holder on the target's host, in ms, measured once the lock was taken. */
+  readonly rttMs: number | undefined;
 }
 
 /**
  * Take the lock of `target` for run `run` of the helper's job; BUSY is exit 2 naming the holder.
+ *
  * A holder whose connection dropped is replaced once the pool has reconnected (the helper lets
- * the same run take its own lock back); the record is marked clean through whichever holds it.
+ * the same run take its own lock back). Meanwhile `held()` waits; if the record changed in
+ * between (another job took the lock and wrote), the lock counts as lost: this run stops, and
+ * the resume re-checks what it proved, since the record no longer names it.
  */
-export async function lockRemoteTarget(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal, warn: (m: string) => void): Promise<HeldLock> {
-  let holder = await hold(helper, target, run, where, signal);
+export async function lockRemoteTarget(
+  helper: RemoteHelper,
+  target: string,
+  run: string,
+  where: string,
+  o: { signal: AbortSignal; warn: (m: string) => void; onChannel?: () => void },
+): Promise<RemoteLock> {
+  const { signal, warn } = o;
+  let holder = await hold(helper, target, run, where, signal, o.onChannel);
+  // Measured for the summary, off the way to the first write.
+  let rttMs: number | undefined;
+  const t0 = performance.now();
+  holder.ask('PING', 'PONG', signal).then(
+    () => (rttMs = performance.now() - t0),
+    () => undefined,
+  );
+  const first = holder.last;
+  let wrote = false;
   let released = false;
-  let lost: Promise<Holder | Error> | undefined;
+  let lost: DdtError | undefined;
+  let regaining: Promise<void> | undefined;
   const watch = (h: Holder) =>
     h.closed.then(() => {
       if (released || signal.aborted) return;
       // Taken back as soon as the connection is back (the pool waits for it).
-      lost = hold(helper, target, run, where, signal).then(
-        (again) => {
+      regaining = hold(helper, target, run, where, signal).then(
+        async (again) => {
+          const expected: LastWriter | undefined = wrote ? { job: helper.jobId, run, state: 'writing' } : first;
+          if (!sameLastWriter(again.last, expected)) {
+            await again.release();
+            const now = again.last ? formatLastWriter(again.last) : 'none';
+            lost = new DdtError('LOCK_LOST', `the lock of ${where} went with a dropped connection, and the target's record changed meanwhile (${now}): another job may have written it; resume re-checks what this run proved`);
+            return;
+          }
           holder = again;
-          lost = undefined;
+          regaining = undefined;
           watch(again);
-          return again;
         },
         (err: unknown) => {
-          warn(`the lock of ${where} could not be taken back after the connection dropped: ${(err as Error).message}`);
-          return err as Error;
+          lost = new DdtError('LOCK_LOST', `the lock of ${where} could not be taken back after the connection dropped: ${(err as Error).message}`, { cause: err });
+          warn(lost.message);
         },
       );
     });
   watch(holder);
+  const current = async (): Promise<Holder> => {
+    if (regaining) await regaining;
+    if (lost) throw lost;
+    return holder;
+  };
   return {
-    last: holder.last,
+    last: first,
     tookOver: holder.tookOver,
+    get rttMs() {
+      return rttMs;
+    },
+    async writing() {
+      await (await current()).ask('WRITING', 'OK', signal);
+      wrote = true;
+    },
+    async held() {
+      await current();
+    },
     async clean() {
-      const h = lost ? await lost : holder;
-      if (h instanceof Error) throw h;
-      await h.clean();
+      await (await current()).ask('CLEAN', 'OK', signal);
     },
     async release() {
       released = true;
-      const h = lost ? await lost : holder;
-      if (!(h instanceof Error)) await h.release();
+      if (regaining) await regaining;
+      await holder.release();
     },
   };
 }
@@ -65,12 +101,15 @@ interface Holder {
   tookOver?: string;
   /** Resolves when the holder's channel is gone. */
   closed: Promise<void>;
-  clean(): Promise<void>;
+  /** Send a request; its answer must be `expect`. */
+  ask(request: string, expect: string, signal: AbortSignal): Promise<void>;
   release(): Promise<void>;
 }
 
-async function hold(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal): Promise<Holder> {
+/** `onChannel`: the lock's session is open (it has its slot on the connection). */
+async function hold(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal, onChannel?: () => void): Promise<Holder> {
   const ch = await helper.control.exec(helper.command('lock', target, helper.workDir, helper.jobId, run), { signal });
+  onChannel?.();
   const lines = lineReader(ch);
   const fail = async (err: Error): Promise<never> => {
     await helper.control.release(ch);
@@ -86,16 +125,25 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
     }
     if (line.startsWith('TAKEN ')) tookOver = `${fields(line).get('job')} (pid ${fields(line).get('pid')})`;
     else if (line.startsWith('LOCKED ')) {
+      let released = false;
+      // Requests go at once; their answers come back in the same order.
+      let answered: Promise<unknown> = Promise.resolve();
       return {
         last: parseLastWriter(line.slice('LOCKED last='.length)),
         tookOver,
         closed: lines.ended,
-        async clean() {
-          ch.write('CLEAN\n');
-          const answer = await lines.next(signal);
-          if (answer !== 'OK') throw new DdtError('REMOTE_COMMAND', `the target's record could not be written: ${answer ?? 'the lock holder is gone'}`);
+        ask(request, expect, sig) {
+          ch.write(`${request}\n`);
+          const asked = answered.then(async () => {
+            const answer = await lines.next(sig);
+            if (answer !== expect) throw new DdtError('REMOTE_COMMAND', `the target's lock (${request}): ${answer ?? 'the lock holder is gone'}`);
+          });
+          answered = asked.catch(() => undefined);
+          return asked;
         },
         async release() {
+          if (released) return;
+          released = true;
           ch.end();
           await helper.control.release(ch);
         },
@@ -138,8 +186,12 @@ function lineReader(ch: ExecChannel): { next(signal: AbortSignal): Promise<strin
       while (ready.length === 0 && !ended) {
         signal.throwIfAborted();
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          const onAbort = () => resolve();
+          wake = () => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
         });
         wake = undefined;
       }

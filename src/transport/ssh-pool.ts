@@ -59,6 +59,8 @@ export class SshPool implements ChannelSource {
   private readonly changes = new WaitLine<void>();
   private closed = false;
   private everConnected = false;
+  /** The fastest exec channel open so far (ms): two round trips, open and exec request. */
+  private fastestExecMs = Infinity;
   private warned = false;
 
   private constructor(
@@ -113,7 +115,25 @@ export class SshPool implements ChannelSource {
    * 'close' (which frees the slot) only after the output has been consumed.
    */
   async exec(cmd: string, opts: ExecOptions = {}): Promise<ClientChannel> {
-    return (await this.openChannel((client, cb) => client.exec(cmd, cb), opts)) as ClientChannel;
+    return (await this.openChannel(
+      (client, cb) => {
+        const t0 = performance.now();
+        client.exec(cmd, (err, ch) => {
+          if (!err) this.fastestExecMs = Math.min(this.fastestExecMs, performance.now() - t0);
+          cb(err, ch);
+        });
+      },
+      opts,
+    )) as ClientChannel;
+  }
+
+  /**
+   * The link's round trip as the channel opens so far tell (half the fastest exec open: the
+   * open and the exec request each wait for an answer), in ms; undefined before any. An upper
+   * bound, close enough to tell a LAN from a long link before a session exists to measure it.
+   */
+  rttEstimateMs(): number | undefined {
+    return Number.isFinite(this.fastestExecMs) ? this.fastestExecMs / 2 : undefined;
   }
 
   /** An SFTP session; counts as one channel like an exec. Keep it for the run. */

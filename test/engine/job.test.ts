@@ -78,6 +78,10 @@ describe('engine/job: the skeleton on local ends', () => {
     await assert.rejects(runJob(job, ui(false)), (e: unknown) => e instanceof UsageError && /not confirmed/.test(e.message));
     assert.ok((await readFile(job.dst)).equals(before));
     assert.equal(existsSync(job.journal!), false);
+    // Neither left a last-writer record: a run that wrote nothing does not make a resume re-check.
+    const probe = await lockLocalTarget(job.dst, 'probe-job', 'probe-job.1');
+    assert.equal(probe.last, undefined);
+    await probe.release();
   });
 
   it('a target another run holds is refused (exit 2) naming its job, nothing written', async () => {
@@ -97,6 +101,7 @@ describe('engine/job: the skeleton on local ends', () => {
     assert.equal((await runJob(job, ui())).kind, 'done');
     // Another job overwrites block 1 (and holds, then frees, the lock like any writer).
     const other = await lockLocalTarget(job.dst, 'other-job', 'other-job.2');
+    await other.writing();
     const fh = await (await import('node:fs/promises')).open(job.dst, 'r+');
     await fh.write(Buffer.alloc(MiB, 9), 0, MiB, MiB);
     await fh.close();

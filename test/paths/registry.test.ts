@@ -13,6 +13,7 @@ function probe(free: number, dir = '/root'): RemoteProbe {
     exists: true, type: 'block', size: 8 * 2 ** 30, sector: 512, mounted: false, swap: false, holders: [], writable: true,
     free, dir, dirWritable: true, dirSize: 100 * 2 ** 30, xxhsum: true, sha256sum: true, openssl: true, seekBytes: true,
     nocache: true, direct: true, cores: 2, perl: true, pid: 1, hashTools: ['xxhsum', 'sha256sum'], missing: [], gzip: true,
+    pathInfo: { kind: 'file', size: 1 << 30, readable: true, identity: { kind: 'file', size: 1 << 30 } },
   };
 }
 

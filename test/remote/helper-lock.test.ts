@@ -128,23 +128,34 @@ for (const shell of ['dash', 'busybox'] as const) {
       assert.match(await readFile(join(wd, 'pids'), 'utf8'), new RegExp(`^${a.pid}$`, 'm'), 'kill-stale can find the holder');
     });
 
-    it('CLEAN marks the record clean; EOF releases the lock; the next holder reads the record', async () => {
+    it('WRITING, then CLEAN, mark the record; EOF releases the lock; the next holder reads the record', async () => {
       const t = await target('clean.img');
       const key = await keyOf(t);
       const a = lock(t, 'job-a', 'run-1');
       await a.first(1);
+      assert.equal(existsSync(join(base, `${key}.last`)), false, 'taking the lock writes no record');
+      a.send('PING');
+      a.send('WRITING');
+      assert.deepEqual(await a.first(3), ['LOCKED last=none', 'PONG', 'OK']);
       assert.equal(await readFile(join(base, `${key}.last`), 'utf8'), 'job=job-a run=run-1 state=writing\n');
       a.send('CLEAN');
-      assert.deepEqual(await a.first(2), ['LOCKED last=none', 'OK']);
+      assert.deepEqual(await a.first(4), ['LOCKED last=none', 'PONG', 'OK', 'OK']);
       assert.equal(await readFile(join(base, `${key}.last`), 'utf8'), 'job=job-a run=run-1 state=clean\n');
+      a.send('WHAT');
+      assert.match((await a.first(5))[4]!, /^ERR unknown request 'WHAT'$/);
       assert.equal(await a.end(), 0);
       assert.equal(existsSync(join(base, `${key}.lock`)), false, 'the lock dir is gone');
       const b = lock(t, 'job-b', 'run-1');
       assert.deepEqual(await b.first(1), ['LOCKED last=job=job-a run=run-1 state=clean']);
+      b.send('WRITING');
+      await b.first(2);
       await b.end();
       const c = lock(t, 'job-c', 'run-1');
       assert.deepEqual(await c.first(1), ['LOCKED last=job=job-b run=run-1 state=writing'], 'a run that ended without CLEAN leaves `writing`');
       await c.end();
+      const d = lock(t, 'job-d', 'run-1');
+      assert.deepEqual(await d.first(1), ['LOCKED last=job=job-b run=run-1 state=writing'], 'a holder that never asked for WRITING left the record alone');
+      await d.end();
       assert.equal((await stat(base)).mode & 0o777, 0o700);
     });
 
@@ -152,6 +163,8 @@ for (const shell of ['dash', 'busybox'] as const) {
       const t = await target('kill.img');
       const a = lock(t, 'job-a');
       await a.first(1);
+      a.send('WRITING');
+      await a.first(2);
       await a.kill('SIGKILL');
       const b = lock(t, 'job-b');
       assert.deepEqual(await b.first(2), [`TAKEN job=job-a pid=${a.pid}`, 'LOCKED last=job=job-a run=r1 state=writing']);
@@ -176,6 +189,8 @@ for (const shell of ['dash', 'busybox'] as const) {
       const t = await target('dead-race.img');
       const dead = lock(t, 'job-dead');
       await dead.first(1);
+      dead.send('WRITING');
+      await dead.first(2);
       await dead.kill('SIGKILL');
       const takers = ['job-1', 'job-2', 'job-3', 'job-4'].map((j) => lock(t, j));
       await Promise.all(takers.map((h) => h.first(1)));
