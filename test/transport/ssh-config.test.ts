@@ -41,6 +41,7 @@ describe('transport/ssh-config', () => {
       port: 2222,
       user: 'admin',
       identityFiles: [join(homedir(), '.ssh/id_vm'), join(homedir(), 'keys/admin@10.1.2.3'), join(homedir(), '.ssh/id_default')],
+      unsupported: [],
     });
     const other = await resolveSshHost('elsewhere', cfg);
     assert.equal(other.hostName, 'elsewhere');
@@ -61,7 +62,7 @@ describe('transport/ssh-config', () => {
   });
 
   it('a missing config file means no settings', async () => {
-    assert.deepEqual(await resolveSshHost('h', join(dir, 'nope')), { alias: 'h', hostName: 'h', identityFiles: [] });
+    assert.deepEqual(await resolveSshHost('h', join(dir, 'nope')), { alias: 'h', hostName: 'h', identityFiles: [], unsupported: [] });
   });
 
   it('a bad Port is a usage error', () => {
