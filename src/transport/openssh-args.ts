@@ -90,7 +90,7 @@ function literal(cmd: string): string {
  * default file, user and global (as ddt's own check does); the config's UserKnownHostsFile
  * replaces the user's; otherwise OpenSSH's defaults are the very files ddt reads.
  */
-function hostArgs(h: SshHostSettings, t: MasterTiming): string[] {
+function hostArgs(h: SshHostSettings, t: MasterTiming, logLevel = 'ERROR'): string[] {
   const known = h.knownHostsFile
     ? ['-o', `UserKnownHostsFile=${configFiles([h.knownHostsFile])}`, '-o', 'GlobalKnownHostsFile=/dev/null']
     : h.userKnownHostsFiles?.length
@@ -105,7 +105,7 @@ function hostArgs(h: SshHostSettings, t: MasterTiming): string[] {
     '-o', `ServerAliveCountMax=${KEEPALIVE_COUNT_MAX}`,
     '-o', `ConnectTimeout=${Math.max(1, Math.min(t.connectTimeoutS, Math.ceil((h.connectTimeoutMs ?? Infinity) / 1000)))}`,
     ...(h.identitiesOnly ? ['-o', 'IdentitiesOnly=yes'] : []),
-    '-o', 'LogLevel=ERROR',
+    '-o', `LogLevel=${logLevel}`,
     '-p', String(h.port),
     '-l', h.user,
     ...h.identityFiles.flatMap((f) => ['-i', sshPath(f)]),
@@ -132,7 +132,9 @@ export function masterArgs(e: Endpoint, controlPath: string, ssh: string, t: Mas
     '-F', '/dev/null',
     '-M', '-S', sshPath(controlPath),
     '-o', 'ControlPersist=no',
-    ...hostArgs(e, t),
+    // INFO: a master that ran out of keepalives says so ("Timeout, server … not responding"),
+    // which dates the loss back to when data stopped moving.
+    ...hostArgs(e, t, 'INFO'),
     ...(way !== undefined ? ['-o', `ProxyCommand=${way}`] : []),
     '-o', `Ciphers=${CIPHERS}`,
     '-T',

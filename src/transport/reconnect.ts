@@ -72,10 +72,12 @@ export async function retryInWindow<T>(what: string, w: RetryWindow, attempt: (m
       if (w.fatal(err) || w.closed() || isDdtError(err, 'CLOSED')) throw err;
       w.signal?.throwIfAborted();
       const elapsed = Date.now() - w.since;
-      if (elapsed >= w.timeoutMs - 50) {
+      // No room left for an attempt that could finish a key exchange: the window is over.
+      if (w.timeoutMs - elapsed < ATTEMPT_MIN_MS / 2) {
         throw new DdtError('SSH_CONNECT', `${(err as Error).message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
       }
-      await sleep(Math.min(delay, w.timeoutMs - elapsed), w.signal);
+      // The last attempt starts just in time to end with the window.
+      await sleep(Math.max(0, Math.min(delay, w.timeoutMs - elapsed - ATTEMPT_MIN_MS)), w.signal);
     }
   }
 }
