@@ -142,6 +142,19 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
     }
   });
 
+  it('a chain of two jump hosts (-J bastion,bastion, each resolved through the config): byte-identical on both kinds of connection', async () => {
+    for (const via of ['openssh', 'stream']) {
+      const t = await target();
+      const before = bastionConnections(pair);
+      const r = await cli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-J', 'bastion,bastion', '--via', via, '-b', '2M', '--yes', '--json', '--journal', join(dir, `chain-${via}.journal`)]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await sha256File(t), srcSum);
+      // Each ddt connection: one from here to the bastion, one from the bastion to itself.
+      const accepted = bastionConnections(pair) - before;
+      assert.ok(accepted >= 2 && accepted <= 4, `the bastion accepted ${accepted} connections for 2 ddt connections`);
+    }
+  });
+
   it('an unknown bastion host key: exit 3 naming the bastion, its fingerprint and the line to add; nothing forwarded', async () => {
     const config = await pair.writeSshConfig({ knownHostsPath: pair.targetOnlyKnownHostsPath, name: 'cfg-unknown-bastion' });
     const t = await target();

@@ -36,6 +36,23 @@ describe('e2e: --reconnect-timeout bounds an outage, and a link back in time is 
       { env: { SSH_AUTH_SOCK: '' } },
     );
 
+  it('a host whose link is down (TCP connect pending): SIGTERM after 1 s → exit 130 in < 2 s', async () => {
+    await host.linkDown();
+    try {
+      const run = send('stream', join(dir, 'never.img'), join(dir, 'never.journal'));
+      await sleep(1000);
+      const t0 = Date.now();
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      const ms = Date.now() - t0;
+      console.log(`      exit ${ms} ms after SIGTERM`);
+      assert.equal(r.code, 130, r.stderr);
+      assert.ok(ms < 2000, `exit took ${ms} ms`);
+    } finally {
+      await host.linkUp();
+    }
+  });
+
   for (const via of ['openssh', 'stream']) {
     it(`--via ${via}: link down 8 s with --reconnect-timeout 15s → the run finishes byte-identical`, async () => {
       const dst = join(dir, `dst-short-${via}.img`);
