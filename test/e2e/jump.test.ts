@@ -74,6 +74,7 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
       // Every connection from here goes to the bastion, one per ddt connection.
       assert.ok(most >= 1 && most <= connections, `${most} connections to the bastion at once, --connections ${connections}`);
       const accepted = bastionConnections(pair) - before;
+      console.log(`      --connections ${connections}: at most ${most} at once from here, ${accepted} accepted by the bastion`);
       assert.ok(accepted >= 1 && accepted <= connections, `the bastion accepted ${accepted} connections, --connections ${connections}`);
       const header = JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { target: { remote: { jump?: string; sshConfig?: string } } };
       assert.equal(header.target.remote.jump, 'bastion');
@@ -168,6 +169,18 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
     }
     assert.equal(readFileSync(pair.bastion.logPath, 'utf8').split('direct-tcpip').length, before, 'nothing was forwarded to the target');
     assert.equal(await sha256File(t), await sha256File(await target()), 'the target is untouched');
+  });
+
+  it('--accept-new-host-key records an unknown bastion key (never silently) and goes on', async () => {
+    const known = join(dir, 'known_hosts-tofu');
+    writeFileSync(known, readFileSync(pair.targetOnlyKnownHostsPath));
+    const config = await pair.writeSshConfig({ knownHostsPath: known, name: 'cfg-tofu' });
+    const t = await target();
+    const r = await cli(['send', src, `target:${t}`, '--ssh-config', config, '--accept-new-host-key', '-b', '2M', '--yes', '--journal', join(dir, 'tofu.journal')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /permanently added host key of jump host bastion/);
+    assert.ok(readFileSync(known, 'utf8').includes(`[127.0.0.1]:${pair.bastion.port} ssh-ed25519 `));
+    assert.equal(await sha256File(t), srcSum);
   });
 
   it('ssh config keywords ddt does not carry out are named in one warning', async () => {
