@@ -195,3 +195,17 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
     assert.doesNotMatch(warnings[0]!, /ControlMaster/);
   });
 });
+
+describe('e2e: remote locations as typed', () => {
+  it('an unbracketed IPv6 address: exit 2 with how to write it, before anything connects', async () => {
+    const r = await runCli(['send', '/dev/null', 'root@::1:/dev/x', '--yes', '--ssh-config', '/dev/null']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'ddt: error: cannot parse remote location "root@::1:/dev/x": the host looks like an IPv6 address; IPv6 addresses go in brackets: root@[::1]:/dev/x\n');
+  });
+
+  it('a bad -J: exit 2 naming it', async () => {
+    const r = await runCli(['send', '/dev/null', 'root@h:/dev/x', '-J', 'gw:99999', '--yes', '--ssh-config', '/dev/null']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^ddt: error: cannot parse jump host "gw:99999": port "99999" is not 1\.\.65535/);
+  });
+});
