@@ -10,17 +10,12 @@ import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
 import { bastionAvailable, startBastionPair, type BastionPair } from '../harness/remote-hosts.js';
 import { jsonOf, runCli, startCli, type CliResult } from './cli.js';
-import { sampleConnections, waitForVerified } from './remote-helpers.js';
+import { countConnections, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 24 * MiB;
 // No agent of this machine: only the fixture's keys.
 const ENV = { SSH_AUTH_SOCK: '' };
-
-/** TCP connections the bastion's sshd accepted so far (its log is at DEBUG1). */
-function bastionConnections(pair: BastionPair): number {
-  return readFileSync(pair.bastion.logPath, 'utf8').split(/\r?\n/).filter((l) => /Connection from .* port \d+ on /.test(l)).length;
-}
 
 function pathOf(journal: string): string {
   return (JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { path: { name: string } }).path.name;
@@ -63,19 +58,17 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
       const t = await target();
       const journal = join(dir, `send-${name}.journal`);
       const connections = Number(extra.includes('--connections') ? extra[extra.indexOf('--connections') + 1] : 2);
-      const before = bastionConnections(pair);
       const run = startCli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-b', '2M', '--yes', '--json', '--progress', 'none', '--journal', journal, ...extra], { env: ENV });
-      const most = await sampleConnections(pair.bastion.port, run.done);
+      // Every connection from here goes to the bastion: its log counts them all.
+      const { total, most } = await countConnections(pair.bastion, run.done);
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       assert.equal(jsonOf(r).verified, SIZE / (2 * MiB));
       assert.equal(pathOf(journal), name);
       assert.equal(await sha256File(t), srcSum);
-      // Every connection from here goes to the bastion, one per ddt connection.
+      console.log(`      --connections ${connections}: the bastion accepted ${total}, at most ${most} at once`);
       assert.ok(most >= 1 && most <= connections, `${most} connections to the bastion at once, --connections ${connections}`);
-      const accepted = bastionConnections(pair) - before;
-      console.log(`      --connections ${connections}: at most ${most} at once from here, ${accepted} accepted by the bastion`);
-      assert.ok(accepted >= 1 && accepted <= connections, `the bastion accepted ${accepted} connections, --connections ${connections}`);
+      assert.ok(total >= 1 && total <= connections, `the bastion accepted ${total} connections, --connections ${connections}`);
       const header = JSON.parse(readFileSync(journal, 'utf8').split('\n')[0]!) as { target: { remote: { jump?: string; sshConfig?: string } } };
       assert.equal(header.target.remote.jump, 'bastion');
       assert.equal(header.target.remote.sshConfig, pair.sshConfigPath);
@@ -146,13 +139,13 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
   it('a chain of two jump hosts (-J bastion,bastion, each resolved through the config): byte-identical on both kinds of connection', async () => {
     for (const via of ['openssh', 'stream']) {
       const t = await target();
-      const before = bastionConnections(pair);
-      const r = await cli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-J', 'bastion,bastion', '--via', via, '-b', '2M', '--yes', '--json', '--journal', join(dir, `chain-${via}.journal`)]);
+      const run = cli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-J', 'bastion,bastion', '--via', via, '-b', '2M', '--yes', '--json', '--journal', join(dir, `chain-${via}.journal`)]);
+      const { total } = await countConnections(pair.bastion, run);
+      const r = await run;
       assert.equal(r.code, 0, r.stderr);
       assert.equal(await sha256File(t), srcSum);
       // Each ddt connection: one from here to the bastion, one from the bastion to itself.
-      const accepted = bastionConnections(pair) - before;
-      assert.ok(accepted >= 2 && accepted <= 4, `the bastion accepted ${accepted} connections for 2 ddt connections`);
+      assert.ok(total >= 2 && total <= 4, `the bastion accepted ${total} connections for 2 ddt connections`);
     }
   });
 
