@@ -51,9 +51,7 @@ interface Conn {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function isOpenFailure(err: unknown): boolean {
-  return err instanceof Error && /Channel open failure/i.test(err.message);
-}
+const isOpenFailure = (err: unknown) => err instanceof Error && /Channel open failure/i.test(err.message);
 
 export class SshPool implements ChannelSource {
   private readonly conns: Conn[];
@@ -177,6 +175,12 @@ export class SshPool implements ChannelSource {
         } catch (err) {
           conn.budget.failed();
           if (conn.client !== client) continue; // the connection dropped meanwhile
+          // Its socket is gone but 'close' has not come yet: lost now, so the next try reconnects.
+          if (/not connected/i.test((err as Error).message)) {
+            this.onLost(conn, client, 'not connected');
+            client.destroy();
+            continue;
+          }
           if (!isOpenFailure(err)) throw new DdtError('SSH_CHANNEL', `cannot open an SSH channel: ${(err as Error).message}`, { cause: err });
           // A slot we just gave back may not be free on the server yet: wait, don't shrink.
           if (conn.budget.freeingSoon) await this.waitForChange();
@@ -263,13 +267,8 @@ export class SshPool implements ChannelSource {
   }
 
   private async connectWithBackoff(conn: Conn): Promise<void> {
-    const window = {
-      since: conn.lostAt ?? Date.now(),
-      timeoutMs: this.opts.reconnectTimeoutMs ?? 60_000,
-      signal: this.opts.signal,
-      closed: () => this.closed,
-      fatal: (err: unknown) => (isDdtError(err) && err.retry === 'never') || (!this.everConnected && isUnreachableError(err)),
-    };
+    const fatal = (err: unknown) => (isDdtError(err) && err.retry === 'never') || (!this.everConnected && isUnreachableError(err));
+    const window = { since: conn.lostAt ?? Date.now(), timeoutMs: this.opts.reconnectTimeoutMs ?? 60_000, signal: this.opts.signal, closed: () => this.closed, fatal };
     const ep = { host: conn.host, port: this.opts.port, user: this.opts.user };
     const client = await retryInWindow('the SSH connection pool', window, (left) => {
       // ConnectTimeout bounds each set-up; what is left of the window bounds it too.
