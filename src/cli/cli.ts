@@ -59,9 +59,18 @@ function skipHelpCache(cli: unknown): void {
   if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
-main(hideBin(process.argv)).catch((err: unknown) => {
-  const code = exitCodeOf(err);
-  process.stderr.write(`ddt: error: ${clean(messageOf(err))}\n`);
-  if (code === ExitCode.internal && process.env.DDT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
-  process.exitCode = code;
+let settled = false;
+// A run waiting on something that can no longer happen would otherwise end with exit 0.
+process.once('beforeExit', () => {
+  if (settled) return;
+  process.stderr.write('ddt: error: internal error: the run was left waiting with nothing left to wait for\n');
+  process.exitCode = ExitCode.internal;
 });
+main(hideBin(process.argv))
+  .catch((err: unknown) => {
+    const code = exitCodeOf(err);
+    process.stderr.write(`ddt: error: ${clean(messageOf(err))}\n`);
+    if (code === ExitCode.internal && process.env.DDT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    process.exitCode = code;
+  })
+  .finally(() => (settled = true));

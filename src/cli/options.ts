@@ -11,6 +11,7 @@ import type { JobOptions, PathName } from '../journal/records.js';
 import { LIMITS } from '../limits.js';
 import { parseReserve } from '../remote/staging-space.js';
 import { parseBwLimit } from '../transport/bwlimit.js';
+import { parseJumpSpecs } from '../transport/target-spec.js';
 import { parseDuration } from './duration.js';
 
 export const PROGRESS_CHOICES = ['auto', 'tty', 'plain', 'json', 'none'] as const;
@@ -44,6 +45,7 @@ export function sshOptions<T>(y: Argv<T>) {
     .option('known-hosts', { type: 'string', describe: 'known_hosts file to use instead of ~/.ssh/known_hosts' })
     .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'trust an unknown host key and record it (never a changed one)' })
     .option('ssh-config', { type: 'string', describe: 'ssh config file [~/.ssh/config]' })
+    .option('jump', { alias: 'J', type: 'string', describe: 'jump host(s) on the way, like ssh -J: [user@]host[:port][,…] (each resolved through the ssh config)' })
     .option('sudo', { type: 'boolean', default: false, describe: 'run the remote helper through sudo -n (a login user who may write the device only as root)' })
     .option('keep-logs', { type: 'boolean', default: false, describe: "keep the helper's remote work directory after a successful run" })
     .option('compress', { choices: ['none', 'gzip', 'auto'] as const, default: 'auto' as const, describe: 'per-chunk gzip on the wire (auto: only while it shrinks data and outruns the link)' })
@@ -115,6 +117,14 @@ export function jobOptionsOf(argv: Record<string, unknown>, ssh: boolean): JobOp
   return o;
 }
 
+/** `-J` checked now (exit 2 before connecting); given twice, the last one counts. */
+export function jumpOf(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const text = String(Array.isArray(v) ? v.at(-1) : v);
+  parseJumpSpecs(text);
+  return text;
+}
+
 export function sshRequestOf(argv: Record<string, unknown>): SshRequest {
   return {
     port: argv.port as number | undefined,
@@ -122,6 +132,7 @@ export function sshRequestOf(argv: Record<string, unknown>): SshRequest {
     identity: argv.identity as string[] | undefined,
     knownHosts: argv['known-hosts'] as string | undefined,
     sshConfig: argv['ssh-config'] as string | undefined,
+    jump: jumpOf(argv.jump),
     acceptNewHostKey: Boolean(argv['accept-new-host-key']),
     sudo: Boolean(argv.sudo),
   };

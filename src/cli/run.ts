@@ -11,7 +11,7 @@ export async function runTransfer(
 ): Promise<void> {
   const ui = new RunUi(o.progress as ProgressMode);
   try {
-    const outcome = await start(ui.jobUi(Boolean(o.yes)));
+    const outcome = await start(ui.jobUi(Boolean(o.yes))).catch((err: unknown) => Promise.reject(ui.outcomeOf(err)));
     if (outcome.kind === 'dry-run') {
       process.stdout.write(`dry run, nothing written:\n  ${outcome.plan.map((l) => clean(l, { newlines: false })).join('\n  ')}\n`);
       return;

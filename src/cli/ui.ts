@@ -5,7 +5,7 @@ import type { ProgressRenderer } from '../progress/renderer.js';
 import type { ProgressListener } from '../progress/events.js';
 import { progressLine } from '../progress/plain.js';
 import type { JobUi } from '../engine/ui.js';
-import { DdtError } from '../errors.js';
+import { DdtError, ExitCode } from '../errors.js';
 import { clean } from './terminal.js';
 
 export type { ProgressMode } from '../progress/select.js';
@@ -29,9 +29,16 @@ export async function confirmOnTty(question: string): Promise<boolean> {
   }
 }
 
+/** How long a stopping run may take after the first signal before the process just exits. */
+export const STOP_WITHIN_MS = 1_000;
+
 /**
  * The run's user interface: progress renderer, warnings, and SIGINT/SIGTERM turned into an
- * abort (first signal: stop cleanly, journal consistent; second: leave at once).
+ * abort (first signal: stop cleanly, journal consistent; second: leave at once). Whatever the
+ * phase (a name lookup, a server that never sends its banner, a flush), the process ends with
+ * 130 within STOP_WITHIN_MS of the first signal: the journal is written synchronously, so it is
+ * consistent at any instant, and whatever stopping in order did not finish by then a resume
+ * takes care of.
  */
 export class RunUi {
   readonly aggregator = new ProgressAggregator();
@@ -40,8 +47,9 @@ export class RunUi {
   private signals = 0;
   private readonly onSignal = (sig: NodeJS.Signals) => {
     this.signals++;
-    if (this.signals > 1) process.exit(130);
+    if (this.signals > 1) process.exit(ExitCode.interrupted);
     process.stderr.write(`\nddt: ${sig} received, stopping after the blocks in flight (again to quit at once)\n`);
+    if (this.stopWithinMs !== false) setTimeout(() => process.exit(ExitCode.interrupted), this.stopWithinMs).unref();
     this.controller.abort(new DdtError('INTERRUPTED', `interrupted by ${sig}: the journal is consistent`));
   };
   /** bytes an earlier run had proven (resume): not this run's work */
@@ -52,7 +60,11 @@ export class RunUi {
     process.stderr.write(s.phase === 'setup' ? 'ddt: connecting and checking, no block moved yet\n' : `${progressLine(s)}\n`);
   };
 
-  constructor(private readonly mode: ProgressMode) {
+  /** `stopWithinMs`: false for a caller that cleans up after the run itself (the demo). */
+  constructor(
+    private readonly mode: ProgressMode,
+    private readonly stopWithinMs: number | false = STOP_WITHIN_MS,
+  ) {
     // Started now, not at the first block: warnings during connection setup (a host key
     // accepted, fewer channels than asked) must show too.
     this.renderer = createRenderer(mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
@@ -64,6 +76,11 @@ export class RunUi {
 
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /** The error a run ends with: once a signal stopped it, whatever failed on the way is the interruption. */
+  outcomeOf(err: unknown): unknown {
+    return this.signal.aborted ? this.signal.reason : err;
   }
 
   readonly emit: ProgressListener = (event) => {

@@ -8,7 +8,7 @@ import { defaultJournalPath, JournalWriter, type JournalState } from '../journal
 import { newJobId, type EndRecord, type JobCommand, type JobHeader, type JobOptions, type PathName, type PathRecord, type RemoteRecord } from '../journal/records.js';
 import { validateBlockSize } from '../plan/block-plan.js';
 import { validateRemotePath } from '../remote/quote.js';
-import { resolveEndpoint, type Endpoint, type EndpointOptions } from '../transport/endpoint.js';
+import { checkEndpointFiles, resolveEndpoint, resolveRoute, type Endpoint, type EndpointOptions } from '../transport/endpoint.js';
 import { parseRemoteSpec } from '../transport/target-spec.js';
 
 /** How to reach the remote end of a new job. */
@@ -45,6 +45,8 @@ export interface ResumeOverrides {
   channels?: number;
   identity?: string[];
   knownHosts?: string;
+  /** Where the recorded jump hosts are resolved [as recorded, else ~/.ssh/config]. */
+  sshConfig?: string;
   bwlimit?: string;
   reconnectTimeoutMs?: number;
   via?: PathName;
@@ -136,9 +138,7 @@ async function setUpResume(req: ResumeJob): Promise<JobSetup> {
   const o = req.overrides;
   const end = (rec: EndRecord): EndSetup => {
     if (!rec.remote) return { path: rec.path, record: rec };
-    const r = rec.remote;
-    const endpoint: Endpoint = { hosts: r.hosts, port: r.port, user: r.user, identityFiles: o.identity?.length ? o.identity : r.identityFiles, knownHostsFile: o.knownHosts ?? r.knownHosts };
-    return { path: rec.path, record: rec, endpoint };
+    return { path: rec.path, record: rec, endpoint: endpointOf(rec.remote, o) };
   };
   return {
     command: h.command,
@@ -194,6 +194,32 @@ export function remoteRecordOf(e: Endpoint, sudo: boolean): RemoteRecord {
     user: e.user,
     identityFiles: e.identityFiles,
     ...(e.knownHostsFile !== undefined && { knownHosts: e.knownHostsFile }),
+    ...(e.userKnownHostsFiles !== undefined && { userKnownHosts: e.userKnownHostsFiles }),
+    ...(e.identitiesOnly !== undefined && { identitiesOnly: e.identitiesOnly }),
+    ...(e.connectTimeoutMs !== undefined && { connectTimeoutMs: e.connectTimeoutMs }),
+    ...(e.serverAliveIntervalMs !== undefined && { serverAliveIntervalMs: e.serverAliveIntervalMs }),
+    ...(e.jump !== undefined && { jump: e.jump }),
+    // A jump host's own ProxyCommand comes from the ssh config again; only the target's is recorded.
+    ...(e.jump === undefined && e.proxyCommand !== undefined && { proxyCommand: e.proxyCommand }),
+    ...(e.sshConfig !== undefined && { sshConfig: e.sshConfig }),
     ...(sudo && { sudo }),
   };
+}
+
+/** How a resume reaches the remote end: as recorded, this run's overrides applied, the jump hosts resolved again. */
+function endpointOf(r: RemoteRecord, o: ResumeOverrides): Endpoint {
+  const e: Endpoint = { hosts: r.hosts, port: r.port, user: r.user, identityFiles: o.identity?.length ? o.identity : r.identityFiles };
+  const knownHosts = o.knownHosts ?? r.knownHosts;
+  if (knownHosts !== undefined) e.knownHostsFile = knownHosts;
+  else if (r.userKnownHosts) e.userKnownHostsFiles = r.userKnownHosts;
+  if (r.identitiesOnly !== undefined) e.identitiesOnly = r.identitiesOnly;
+  if (r.connectTimeoutMs !== undefined) e.connectTimeoutMs = r.connectTimeoutMs;
+  if (r.serverAliveIntervalMs !== undefined) e.serverAliveIntervalMs = r.serverAliveIntervalMs;
+  if (r.jump !== undefined) e.jump = r.jump;
+  if (r.proxyCommand !== undefined) e.proxyCommand = r.proxyCommand;
+  const sshConfig = o.sshConfig ?? r.sshConfig;
+  if (sshConfig !== undefined) e.sshConfig = sshConfig;
+  const routed = resolveRoute(e);
+  checkEndpointFiles(routed);
+  return routed;
 }

@@ -56,7 +56,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   if (remote?.endpoint) {
     // Known host keys: the OpenSSH masters connect while ssh2 does (OpenSSH checks the same
     // files, strictly). With --accept-new-host-key they wait until ssh2 has recorded the key.
-    const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m) };
+    const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m), signal: ui.signal };
     early = s.acceptNewHostKey ? undefined : first.path.begin?.(remote.endpoint, o);
     try {
       session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo }, ui);

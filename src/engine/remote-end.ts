@@ -27,11 +27,19 @@ export interface RemoteOptions {
 }
 
 export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi): Promise<RemoteSession> {
+  if (endpoint.unsupported?.length) {
+    warn(ui, `the ssh config sets ${endpoint.unsupported.join(', ')}, which ddt does not carry out: ignored (ddt connects as if they were not there)`);
+  }
   const pool = await SshPool.open({
     hosts: endpoint.hosts,
     port: endpoint.port,
     user: endpoint.user,
     identityFiles: endpoint.identityFiles,
+    identitiesOnly: endpoint.identitiesOnly,
+    hops: endpoint.hops,
+    proxyCommand: endpoint.proxyCommand,
+    readyTimeoutMs: endpoint.connectTimeoutMs,
+    serverAliveIntervalMs: endpoint.serverAliveIntervalMs,
     agent: process.env.SSH_AUTH_SOCK || undefined,
     knownHostsFiles: knownHostsFilesOf(endpoint),
     acceptNewHostKey: o.acceptNewHostKey,

@@ -27,10 +27,19 @@ export interface RemoteRecord {
   identityFiles: string[];
   /** `--known-hosts FILE`, which replaces the default files. */
   knownHosts?: string;
-  /** `-J`/ProxyJump: the bastion chain, `[user@]host[:port]`, comma-separated. */
+  /** UserKnownHostsFile of the ssh config (the global files stay). */
+  userKnownHosts?: string[];
+  /** IdentitiesOnly of the ssh config. */
+  identitiesOnly?: boolean;
+  /** ConnectTimeout and ServerAliveInterval of the ssh config. */
+  connectTimeoutMs?: number;
+  serverAliveIntervalMs?: number;
+  /** `-J`/ProxyJump: the bastion chain, `[user@]host[:port]`, comma-separated, as given (resolved through the ssh config on every run). */
   jump?: string;
   /** ProxyCommand from the ssh config (tokens expanded). */
   proxyCommand?: string;
+  /** `--ssh-config FILE`: where the jump hosts are resolved. */
+  sshConfig?: string;
   /** The helper runs through `sudo -n`. */
   sudo?: boolean;
 }

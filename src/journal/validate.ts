@@ -75,9 +75,16 @@ function remoteOf(f: Fields, o: Obj, field: string): RemoteRecord {
   const knownHosts = f.optStr(o, 'knownHosts', `${field}.knownHosts`);
   const jump = f.optStr(o, 'jump', `${field}.jump`, ONE_LINE);
   const proxyCommand = f.optStr(o, 'proxyCommand', `${field}.proxyCommand`, ONE_LINE);
+  const sshConfig = f.optStr(o, 'sshConfig', `${field}.sshConfig`, ONE_LINE);
   if (knownHosts !== undefined) r.knownHosts = knownHosts;
   if (jump !== undefined) r.jump = jump;
   if (proxyCommand !== undefined) r.proxyCommand = proxyCommand;
+  if (sshConfig !== undefined) r.sshConfig = sshConfig;
+  if (o.userKnownHosts !== undefined) r.userKnownHosts = f.strings(o, 'userKnownHosts', LIMITS.identityFiles, `${field}.userKnownHosts`);
+  if (o.identitiesOnly !== undefined) r.identitiesOnly = f.bool(o, 'identitiesOnly', `${field}.identitiesOnly`);
+  for (const k of ['connectTimeoutMs', 'serverAliveIntervalMs'] as const) {
+    if (o[k] !== undefined) r[k] = f.int(o, k, 1000, 86_400_000, `${field}.${k}`);
+  }
   if (o.sudo !== undefined) r.sudo = f.bool(o, 'sudo', `${field}.sudo`);
   return r;
 }

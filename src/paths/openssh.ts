@@ -26,9 +26,12 @@ const LONG_LINK_RTT_MS = 10;
 class MastersStarting implements EarlyStart {
   readonly result: Promise<OpenSshMux[] | Error>;
   private adopted = false;
+  /** Ends masters still connecting when they are discarded (no waiting for a host that does not answer). */
+  private readonly abandon = new AbortController();
 
-  constructor(endpoint: Endpoint, o: { masters: number; jobId: string; reconnectTimeoutMs: number; warn(m: string): void }) {
-    this.result = startMasters(endpoint, o).then(
+  constructor(endpoint: Endpoint, o: MasterOptions) {
+    const signal = o.signal ? AbortSignal.any([o.signal, this.abandon.signal]) : this.abandon.signal;
+    this.result = startMasters(endpoint, { ...o, signal }).then(
       (muxes) => muxes,
       (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
     );
@@ -44,17 +47,26 @@ class MastersStarting implements EarlyStart {
   /** Stop the masters unless adopted (then the prepared path stops them). Idempotent. */
   async discard(): Promise<void> {
     if (this.adopted) return;
+    this.abandon.abort(new Error('discarded'));
     const r = await this.result;
     if (!(r instanceof Error)) await Promise.all(r.map((m) => m.stop()));
   }
 }
 
-async function startMasters(endpoint: Endpoint, o: { masters: number; jobId: string; reconnectTimeoutMs: number; warn(m: string): void }): Promise<OpenSshMux[]> {
+interface MasterOptions {
+  masters: number;
+  jobId: string;
+  reconnectTimeoutMs: number;
+  warn(m: string): void;
+  signal?: AbortSignal;
+}
+
+async function startMasters(endpoint: Endpoint, o: MasterOptions): Promise<OpenSshMux[]> {
   const started = await Promise.allSettled(
     Array.from({ length: o.masters }, (_, i) => {
       // Several addresses (`host a,b`): the ssh2 connection takes the first, the masters the next ones.
       const hosts = endpoint.hosts.map((_h, k) => endpoint.hosts[(i + 1 + k) % endpoint.hosts.length]!);
-      return OpenSshMux.start({ ...endpoint, hosts }, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.warn, purpose: 'the blocks' });
+      return OpenSshMux.start({ ...endpoint, hosts }, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.warn, purpose: 'the blocks', signal: o.signal });
     }),
   );
   const up = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -81,7 +93,7 @@ export const opensshPath: DataPath = {
   async prepare(ctx: PathContext): Promise<PreparedPath> {
     const s = ctx.session!;
     const masters = ctx.query.connections - 1;
-    const starting = ctx.early instanceof MastersStarting ? ctx.early : new MastersStarting(s.endpoint, { masters, jobId: ctx.jobId, reconnectTimeoutMs: ctx.reconnectTimeoutMs, warn: ctx.warn });
+    const starting = ctx.early instanceof MastersStarting ? ctx.early : new MastersStarting(s.endpoint, { masters, jobId: ctx.jobId, reconnectTimeoutMs: ctx.reconnectTimeoutMs, warn: ctx.warn, signal: ctx.signal });
     // OpenSSH's MaxSessions (10 by default) counts the master's own session too: refusals shrink the share.
     const sessions = new MuxSessions(await starting.adopt(), ctx.query.channels, 1, ctx.warn);
     const workers = masters * ctx.query.channels;

@@ -81,7 +81,7 @@ export interface DataPath {
   /** The run's TCP connections the ssh2 pool gets; the rest are this path's own. */
   poolConnections(connections: number): number;
   /** Start what can start before the ssh2 connections are up. */
-  begin?(endpoint: Endpoint, o: { connections: number; jobId: string; reconnectTimeoutMs: number; warn(m: string): void }): EarlyStart;
+  begin?(endpoint: Endpoint, o: { connections: number; jobId: string; reconnectTimeoutMs: number; warn(m: string): void; signal?: AbortSignal }): EarlyStart;
   /** Remove what a killed run of this path left on this host (a resume, on whatever path). */
   sweep?(jobId: string, q: PathQuery): Promise<void>;
   /** Set up for this run before anything is written (exit 2 where it cannot work after all). */

@@ -130,7 +130,7 @@ export class RsyncSession {
     const staging = await LocalStaging.open(o.localDir, o.largestBlock, o.jobId);
     let mux: OpenSshMux;
     try {
-      mux = await OpenSshMux.start(endpoint, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.onWarning, ssh: local.ssh });
+      mux = await OpenSshMux.start(endpoint, { reconnectTimeoutMs: o.reconnectTimeoutMs, jobId: o.jobId, onWarning: o.onWarning, ssh: local.ssh, signal: o.signal });
     } catch (err) {
       await staging.close();
       throw err;

@@ -8,6 +8,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { readBoundedFile, SSH_FILE_MAX } from './bounded-file.js';
 
 export type HostKeyStatus = 'ok' | 'unknown' | 'changed';
 
@@ -103,13 +104,9 @@ function parseLine(text: string, where: string): Entry | undefined {
 async function readEntries(files: string[]): Promise<Entry[]> {
   const out: Entry[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // missing file = no keys, like ssh
-      throw err;
-    }
+    // A missing file holds no keys, like ssh; a device or a huge file is refused (exit 2).
+    const text = readBoundedFile(file, { what: 'known_hosts file', max: SSH_FILE_MAX })?.toString('utf8');
+    if (text === undefined) continue;
     text.split('\n').forEach((l, i) => {
       const e = parseLine(l, `${file}:${i + 1}`);
       if (e) out.push(e);

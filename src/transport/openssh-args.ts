@@ -4,7 +4,8 @@
  */
 import { tmpdir } from 'node:os';
 import { DdtError } from '../errors.js';
-import { knownHostsFilesOf, type Endpoint } from './endpoint.js';
+import type { Endpoint, SshHostSettings } from './endpoint.js';
+import { KEEPALIVE_COUNT_MAX } from './reconnect.js';
 
 // Same preference as the ssh2 pool (AES-GCM measured faster than chacha20 here); every entry
 // exists since OpenSSH 6.5, so an old local ssh accepts the list.
@@ -66,30 +67,77 @@ export function clientArgs(controlPath: string): string[] {
   return ['-F', '/dev/null', '-S', sshPath(controlPath), '-o', 'ControlMaster=no', '-o', 'ProxyCommand=false', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
 }
 
-/** Arguments of the master: the endpoint's host key and auth rules, its own session `cat`. */
-export function masterArgs(e: Endpoint, controlPath: string): string[] {
-  // `--known-hosts FILE` replaces every default file, user and global (as ddt's own check
-  // does); otherwise OpenSSH's defaults are the very files ddt reads.
-  const knownArgs = e.knownHostsFile
-    ? ['-o', `UserKnownHostsFile=${configFiles(knownHostsFilesOf(e))}`, '-o', 'GlobalKnownHostsFile=/dev/null']
-    : [];
+/** Timing of a master's connection, derived from the reconnect window (see reconnect.ts). */
+export interface MasterTiming {
+  /** ConnectTimeout: what is left of the window, or the configured one if shorter. */
+  connectTimeoutS: number;
+  /** ServerAliveInterval (with ServerAliveCountMax KEEPALIVE_COUNT_MAX). */
+  aliveIntervalS: number;
+}
+
+/** A word for `sh -c` (ssh runs a ProxyCommand with the user's shell). */
+export function shWord(w: string): string {
+  return /^[A-Za-z0-9_./=,:@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+/** ssh expands `%` tokens in a ProxyCommand before running it: a literal `%` is `%%`. */
+function literal(cmd: string): string {
+  return cmd.replace(/%/g, '%%');
+}
+
+/**
+ * How a host is trusted and logged in to, as `ssh` options: `--known-hosts FILE` replaces every
+ * default file, user and global (as ddt's own check does); the config's UserKnownHostsFile
+ * replaces the user's; otherwise OpenSSH's defaults are the very files ddt reads.
+ */
+function hostArgs(h: SshHostSettings, t: MasterTiming, logLevel = 'ERROR'): string[] {
+  const known = h.knownHostsFile
+    ? ['-o', `UserKnownHostsFile=${configFiles([h.knownHostsFile])}`, '-o', 'GlobalKnownHostsFile=/dev/null']
+    : h.userKnownHostsFiles?.length
+      ? ['-o', `UserKnownHostsFile=${configFiles(h.userKnownHostsFiles)}`]
+      : [];
+  return [
+    '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=yes',
+    ...known,
+    '-o', 'UpdateHostKeys=no',
+    '-o', `ServerAliveInterval=${t.aliveIntervalS}`,
+    '-o', `ServerAliveCountMax=${KEEPALIVE_COUNT_MAX}`,
+    '-o', `ConnectTimeout=${Math.max(1, Math.min(t.connectTimeoutS, Math.ceil((h.connectTimeoutMs ?? Infinity) / 1000)))}`,
+    ...(h.identitiesOnly ? ['-o', 'IdentitiesOnly=yes'] : []),
+    '-o', `LogLevel=${logLevel}`,
+    '-p', String(h.port),
+    '-l', h.user,
+    ...h.identityFiles.flatMap((f) => ['-i', sshPath(f)]),
+  ];
+}
+
+/**
+ * The ProxyCommand that reaches `hops[k]` (through the hops before it, or the user's own
+ * ProxyCommand) and forwards its stdio to `%h:%p`: `ssh -W`, as `ssh -J` runs it, but with
+ * every setting of that host passed explicitly (`-F /dev/null`: no config is read). Nested
+ * commands are `%`-escaped once per level, since each ssh expands the tokens of its own.
+ */
+function hopCommand(ssh: string, e: Endpoint, k: number, t: MasterTiming): string {
+  const hop = e.hops![k]!;
+  const before = k > 0 ? hopCommand(ssh, e, k - 1, t) : e.proxyCommand !== undefined ? literal(e.proxyCommand) : undefined;
+  const args = [ssh, '-F', '/dev/null', ...hostArgs(hop, t), ...(before !== undefined ? ['-o', `ProxyCommand=${before}`] : [])];
+  return `${literal(args.map(shWord).join(' '))} -W '[%h]:%p' ${literal(['--', hop.host].map(shWord).join(' '))}`;
+}
+
+/** Arguments of the master: the endpoint's host key and auth rules, its way there, its own session `cat`. */
+export function masterArgs(e: Endpoint, controlPath: string, ssh: string, t: MasterTiming): string[] {
+  const way = e.hops?.length ? hopCommand(ssh, e, e.hops.length - 1, t) : e.proxyCommand !== undefined ? literal(e.proxyCommand) : undefined;
   return [
     '-F', '/dev/null',
     '-M', '-S', sshPath(controlPath),
     '-o', 'ControlPersist=no',
-    '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=yes',
-    ...knownArgs,
-    '-o', 'UpdateHostKeys=no',
-    '-o', 'ServerAliveInterval=10',
-    '-o', 'ServerAliveCountMax=3',
-    '-o', 'ConnectTimeout=30',
+    // INFO: a master that ran out of keepalives says so ("Timeout, server … not responding"),
+    // which dates the loss back to when data stopped moving.
+    ...hostArgs(e, t, 'INFO'),
+    ...(way !== undefined ? ['-o', `ProxyCommand=${way}`] : []),
     '-o', `Ciphers=${CIPHERS}`,
-    '-o', 'LogLevel=ERROR',
     '-T',
-    '-p', String(e.port),
-    '-l', e.user,
-    ...e.identityFiles.flatMap((f) => ['-i', sshPath(f)]),
     '--', e.hosts[0]!,
     // The master's own session: it ends when our end of its stdin closes.
     'cat',

@@ -22,6 +22,7 @@ import type { Endpoint } from './endpoint.js';
 import { findOnPath, lastLineOf, runProcess } from './local-process.js';
 import { MuxChannel } from './mux-channel.js';
 import { clientArgs, masterArgs, muxDirPrefix, rsyncWord, socketBase } from './openssh-args.js';
+import { keepaliveFor, retryInWindow, silentSince } from './reconnect.js';
 
 export { muxDirBase, muxDirPrefix, sessionRefusal } from './openssh-args.js';
 import { DdtError, isDdtError } from '../errors.js';
@@ -36,15 +37,17 @@ export interface MuxOptions {
   ssh?: string;
   /** What the connection carries, for messages ['rsync']. */
   purpose?: string;
+  /** Ends the first connect at once (a signal during setup). */
+  signal?: AbortSignal;
 }
 
 /** Host name clients pass: irrelevant to a mux client (the socket decides), never resolved. */
 export const MUX_HOST = 'ddt-target';
 
 const READY_TIMEOUT_MS = 90_000;
+/** OpenSSH's ConnectTimeout (TCP and banner) of a first connect. */
+const CONNECT_TIMEOUT_MS = 30_000;
 const STOP_WAIT_MS = 5_000;
-const BACKOFF_START_MS = 250;
-const BACKOFF_MAX_MS = 8_000;
 const STDERR_KEEP = 4096;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class OpenSshMux {
@@ -129,36 +132,37 @@ export class OpenSshMux {
     return clientArgs(this.controlPath);
   }
 
-  private masterArgs(): string[] {
-    return masterArgs(this.endpoint, this.controlPath);
+  /** The keepalive that notices a dead link early enough in the reconnect window. */
+  private get aliveMs(): number {
+    return keepaliveFor(this.opts.reconnectTimeoutMs, this.endpoint.serverAliveIntervalMs);
+  }
+
+  private masterArgs(budgetMs: number): string[] {
+    const timing = { connectTimeoutS: Math.ceil(Math.min(CONNECT_TIMEOUT_MS, budgetMs) / 1000), aliveIntervalS: Math.max(1, Math.round(this.aliveMs / 1000)) };
+    return masterArgs(this.endpoint, this.controlPath, this.ssh, timing);
   }
 
   private async reconnect(): Promise<void> {
-    const started = this.lostAt ?? Date.now();
-    for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
-      if (this.stopped) throw new DdtError('CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
-      try {
-        await this.launch();
-        this.lostAt = undefined;
-        return;
-      } catch (err) {
-        if (!isDdtError(err, 'SSH_CONNECT')) throw err; // host key, auth: never retried
-        const elapsed = Date.now() - started;
-        if (elapsed >= this.opts.reconnectTimeoutMs) {
-          throw new DdtError('SSH_CONNECT', `${err.message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
-        }
-        await sleep(Math.min(delay, this.opts.reconnectTimeoutMs - elapsed));
-      }
-    }
+    const window = {
+      since: this.lostAt ?? Date.now(),
+      timeoutMs: this.opts.reconnectTimeoutMs,
+      closed: () => this.stopped,
+      fatal: (err: unknown) => !isDdtError(err, 'SSH_CONNECT'), // host key, auth: never retried
+    };
+    await retryInWindow(`the OpenSSH connection for ${this.purpose}`, window, (left) => this.launch(left));
+    this.lostAt = undefined;
   }
 
-  /** Start a master and wait until its control socket is there (that is: authenticated). */
-  private async launch(): Promise<void> {
+  /**
+   * Start a master and wait until its control socket is there (that is: authenticated), for at
+   * most `budgetMs` (what is left of the reconnect window; a first connect has longer).
+   */
+  private async launch(budgetMs = READY_TIMEOUT_MS): Promise<void> {
     // A master killed hard leaves its socket; a new one could not bind over it.
     if (existsSync(this.controlPath)) unlinkSync(this.controlPath);
     this.stderr = '';
     // Own process group: a terminal's Ctrl-C reaches ddt, which then stops the master in order.
-    const child = spawn(this.ssh, this.masterArgs(), { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+    const child = spawn(this.ssh, this.masterArgs(budgetMs), { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr = (this.stderr + s).slice(-STDERR_KEEP)));
     child.stdin!.on('error', () => undefined); // EPIPE once the master is gone
     let gone = false;
@@ -176,13 +180,17 @@ export class OpenSshMux {
     child.unref();
     (child.stderr as unknown as { unref?(): void }).unref?.();
     (child.stdin as unknown as { unref?(): void }).unref?.();
-    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const waitMs = Math.min(READY_TIMEOUT_MS, budgetMs);
+    const deadline = Date.now() + waitMs;
     while (!gone && !existsSync(this.controlPath)) {
-      if (this.stopped || Date.now() > deadline) {
+      if (this.stopped || this.opts.signal?.aborted || Date.now() > deadline) {
         child.kill('SIGKILL');
+        // Unreferenced, the child would not keep the process alive until its exit is seen.
+        child.ref();
         await exited;
         if (this.stopped) throw new DdtError('CLOSED', `the OpenSSH connection for ${this.purpose} is closed`);
-        throw new DdtError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for ${this.purpose} not ready after ${READY_TIMEOUT_MS / 1000} s`);
+        this.opts.signal?.throwIfAborted();
+        throw new DdtError('SSH_CONNECT', `OpenSSH connection to ${this.endpoint.hosts[0]} for ${this.purpose} not ready after ${(waitMs / 1000).toFixed(1)} s`);
       }
       // Short polls: the first block waits for this socket (a 20 ms poll cost ≈ 10 ms on average).
       await sleep(5);
@@ -198,7 +206,8 @@ export class OpenSshMux {
       this.child = undefined;
       this.exited = undefined;
       if (this.stopped) return;
-      this.lostAt ??= Date.now();
+      // The window starts when data stopped moving: a master that timed out had waited for it.
+      this.lostAt ??= silentSince(this.stderr, this.aliveMs);
       const why = lastLineOf(this.stderr);
       this.opts.onWarning?.(`the OpenSSH connection that carries ${this.purpose} was lost${why ? ` (${why})` : ''}; reconnecting`);
     });

@@ -2,12 +2,14 @@
  * One ssh2 connection, set up the way ddt needs it: host key checked against known_hosts
  * ssh-agent then identity files, AES-GCM first, 10 s keepalive. Failures come
  * back as DdtErrors with a one-line message; `fatal` ones (host key, authentication) are never
- * retried, the others may be (see ssh-pool).
+ * retried, the others may be (see ssh-pool). The connection may run over a stream that is
+ * already there (a channel forwarded by a jump host, a proxy command's stdio) instead of TCP.
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import type * as Ssh2 from 'ssh2';
 import type { AlgorithmList, AnyAuthMethod, CipherAlgorithm, Client, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
+import { IDENTITY_FILE_MAX, readBoundedFile } from './bounded-file.js';
 import { appendKnownHost, checkHostKey, knownHostName, knownKeyTypes } from './known-hosts.js';
 import { DdtError } from '../errors.js';
 
@@ -25,6 +27,8 @@ export interface SshEndpoint {
   host: string;
   port: number;
   user: string;
+  /** What messages call it (`jump host bastion`); default its known_hosts name. */
+  label?: string;
 }
 
 export interface SshAuthSettings {
@@ -33,6 +37,8 @@ export interface SshAuthSettings {
   agent?: string;
   knownHostsFiles: string[];
   acceptNewHostKey: boolean;
+  /** Only the identity files, not the agent's keys (IdentitiesOnly). */
+  identitiesOnly?: boolean;
   keepaliveMs?: number;
   readyTimeoutMs?: number;
   /** Cipher preference; default AES-128-GCM first (measured faster than chacha20 on these machines). */
@@ -78,13 +84,19 @@ function prepend<T>(list: T[]): AlgorithmList<T> {
  */
 export function loadAuthMethods(user: string, s: SshAuthSettings): AnyAuthMethod[] {
   const methods: AnyAuthMethod[] = [];
-  if (s.agent) methods.push({ type: 'agent', username: user, agent: s.agent });
+  if (s.agent && !(s.identitiesOnly && s.identityFiles.length)) methods.push({ type: 'agent', username: user, agent: s.agent });
   for (const file of s.identityFiles) {
-    let key: Buffer;
+    let key: Buffer | undefined;
     try {
-      key = readFileSync(file);
+      // A device or a huge file is refused (exit 2), never read without end.
+      key = readBoundedFile(file, { what: 'identity file', max: IDENTITY_FILE_MAX });
     } catch (err) {
+      if (err instanceof DdtError) throw err;
       s.onWarning?.(`identity file ${file} not readable (${(err as NodeJS.ErrnoException).code ?? err}); skipped`);
+      continue;
+    }
+    if (key === undefined) {
+      s.onWarning?.(`identity file ${file} does not exist; skipped`);
       continue;
     }
     const parsed = ssh2().utils.parseKey(key);
@@ -105,12 +117,13 @@ async function verifyHostKey(ep: SshEndpoint, s: SshAuthSettings, key: Buffer): 
   const run = hostKeyLock.then(async () => {
     const check = await checkHostKey(s.knownHostsFiles, ep.host, ep.port, '', key);
     const name = knownHostName(ep.host, ep.port);
+    const who = ep.label ? `${ep.label} (${name})` : name;
     if (check.status === 'ok') return;
     if (check.status === 'changed') {
       const what = check.revoked ? `is marked @revoked (${check.offending})` : `HAS CHANGED (offending entry ${check.offending})`;
       throw new DdtError(
       'SSH_HOST_KEY_CHANGED',
-        `host key of ${name} ${what}: now ${check.keyType} ${check.fingerprint}; possible man-in-the-middle attack, refusing to connect ` +
+        `host key of ${who} ${what}: now ${check.keyType} ${check.fingerprint}; possible man-in-the-middle attack, refusing to connect ` +
           `(if the change is expected, remove the old entry: ssh-keygen -R '${name}')`,
       );
     }
@@ -118,25 +131,33 @@ async function verifyHostKey(ep: SshEndpoint, s: SshAuthSettings, key: Buffer): 
     if (!s.acceptNewHostKey || !file) {
       throw new DdtError(
       'SSH_HOST_KEY_UNKNOWN',
-        `host key of ${name} is not known: ${check.keyType} ${check.fingerprint}; if that is the right key, add this line to ` +
+        `host key of ${who} is not known: ${check.keyType} ${check.fingerprint}; if that is the right key, add this line to ` +
           `${file ?? '~/.ssh/known_hosts'}: "${check.line}", or run again with --accept-new-host-key`,
       );
     }
     await appendKnownHost(file, ep.host, ep.port, check.keyType, key);
-    s.onWarning?.(`permanently added host key of ${name} (${check.keyType} ${check.fingerprint}) to ${file}`);
+    s.onWarning?.(`permanently added host key of ${who} (${check.keyType} ${check.fingerprint}) to ${file}`);
   });
   hostKeyLock = run.catch(() => undefined);
   return run;
 }
 
 function classify(err: Error & { level?: string; code?: unknown }, ep: SshEndpoint, s: SshAuthSettings): DdtError {
-  const where = `${ep.user}@${knownHostName(ep.host, ep.port)}`;
+  const where = `${ep.label ? `${ep.label} ` : ''}${ep.user}@${knownHostName(ep.host, ep.port)}`;
   if (err.level === 'client-authentication') {
     const tried = [s.agent ? 'ssh-agent' : '', ...s.identityFiles].filter(Boolean).join(', ') || 'nothing';
     return new DdtError('SSH_AUTH', `authentication as ${where} failed (tried: ${tried})`, { cause: err });
   }
   const code = typeof err.code === 'string' ? ` (${err.code})` : '';
   return new DdtError('SSH_CONNECT', `cannot connect to ${where}: ${err.message}${code}`, { cause: err });
+}
+
+/** Where the connection runs, and what ends its setup early. */
+export interface ConnectVia {
+  /** An open stream to the server instead of a TCP connection. */
+  sock?: Duplex;
+  /** Destroys the connection at once (setup included) and rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -148,35 +169,51 @@ export async function connectSsh(
   s: SshAuthSettings,
   auth: AnyAuthMethod[],
   onLost: (client: Client, reason: string) => void,
+  via: ConnectVia = {},
 ): Promise<Client> {
   if (auth.length === 0) {
-    throw new DdtError('SSH_NO_AUTH', 'no way to authenticate: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)');
+    throw new DdtError('SSH_NO_AUTH', `no way to authenticate${ep.label ? ` to ${ep.label}` : ''}: no ssh-agent (SSH_AUTH_SOCK) and no usable identity file (-i)`);
   }
+  via.signal?.throwIfAborted();
   const preferred = hostKeyPreference(await knownKeyTypes(s.knownHostsFiles, ep.host, ep.port));
+  via.signal?.throwIfAborted();
   const client = new (ssh2().Client)();
   return new Promise<Client>((resolve, reject) => {
     let hostKeyError: DdtError | undefined;
     let ready = false;
     let lastError = '';
+    const onAbort = () => {
+      if (ready) return;
+      ready = true;
+      reject(via.signal!.reason);
+      client.destroy();
+      via.sock?.destroy();
+    };
+    via.signal?.addEventListener('abort', onAbort, { once: true });
+    const settled = () => via.signal?.removeEventListener('abort', onAbort);
     client.on('error', (err: Error & { level?: string }) => {
       lastError = err.message;
       if (ready) return; // 'close' follows and reports the loss
       ready = true; // settle once
+      settled();
       reject(hostKeyError ?? classify(err, ep, s));
       client.end();
     });
     client.once('ready', () => {
       if (ready) return;
       ready = true;
+      settled();
       client.once('close', () => onLost(client, lastError || 'connection closed'));
       resolve(client);
     });
     client.once('close', () => {
       if (ready) return;
       ready = true;
-      reject(hostKeyError ?? new DdtError('SSH_CONNECT', `connection to ${knownHostName(ep.host, ep.port)} closed during setup`));
+      settled();
+      reject(hostKeyError ?? new DdtError('SSH_CONNECT', `connection to ${ep.label ?? knownHostName(ep.host, ep.port)} closed during setup`));
     });
     const config: ConnectConfig = {
+      ...(via.sock ? { sock: via.sock } : {}),
       host: ep.host,
       port: ep.port,
       username: ep.user,
@@ -202,6 +239,7 @@ export async function connectSsh(
       client.connect(config);
     } catch (err) {
       ready = true;
+      settled();
       reject(classify(err as Error, ep, s));
     }
   });

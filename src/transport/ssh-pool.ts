@@ -9,7 +9,11 @@ import { WaitLine } from '../abort.js';
 import { DdtError, isDdtError } from '../errors.js';
 import { SessionBudget } from '../pool/session-budget.js';
 import type { ChannelSource, ExecChannel, ExecOptions } from './channels.js';
-import { connectSsh, isUnreachableError, loadAuthMethods, type SshAuthSettings } from './ssh-connect.js';
+import type { JumpHost } from './endpoint.js';
+import { keepaliveFor, retryInWindow, silentSince } from './reconnect.js';
+import { closeChannel, endClient, type Channel } from './ssh-close.js';
+import { isUnreachableError, loadAuthMethods, type SshAuthSettings } from './ssh-connect.js';
+import { connectRoute, routeOf, type Route } from './ssh-route.js';
 
 export interface SshPoolOptions extends SshAuthSettings {
   /** Addresses of the same machine; connection i goes to hosts[i % hosts.length]. */
@@ -18,13 +22,20 @@ export interface SshPoolOptions extends SshAuthSettings {
   user: string;
   connections: number;
   channelsPerConnection: number;
-  /** How long a lost connection may stay unreachable before its channels are given up. */
+  /**
+   * How long a connection may stay unreachable, from the moment it stopped moving data, before
+   * its channels are given up; the keepalive interval and each attempt's timeout derive from it.
+   */
   reconnectTimeoutMs?: number;
   /** Ends connection attempts (setup included) at once. */
   signal?: AbortSignal;
+  /** The jump hosts on the way; each pool connection has its own (one TCP connection still). */
+  hops?: JumpHost[];
+  /** Run instead of the TCP connection to the first host of the way (`sh -c`). */
+  proxyCommand?: string;
+  /** The configured ServerAliveInterval; the reconnect timeout may shorten it. */
+  serverAliveIntervalMs?: number;
 }
-
-type Channel = ClientChannel | SFTPWrapper;
 
 interface Conn {
   index: number;
@@ -38,19 +49,9 @@ interface Conn {
   lostAt?: number;
 }
 
-const BACKOFF_START_MS = 250;
-const BACKOFF_MAX_MS = 8_000;
-const CLOSE_WAIT_MS = 5_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function isExecChannel(ch: Channel): ch is ClientChannel {
-  // ssh2's SFTP wrapper has close() too (of a file handle) and a stub stderr without resume().
-  return typeof (ch as ClientChannel).close === 'function' && typeof (ch as ClientChannel).stderr?.resume === 'function';
-}
-
-function isOpenFailure(err: unknown): boolean {
-  return err instanceof Error && /Channel open failure/i.test(err.message);
-}
+const isOpenFailure = (err: unknown) => err instanceof Error && /Channel open failure/i.test(err.message);
 
 export class SshPool implements ChannelSource {
   private readonly conns: Conn[];
@@ -63,10 +64,15 @@ export class SshPool implements ChannelSource {
   private fastestExecMs = Infinity;
   private warned = false;
 
+  private readonly route: Route;
+  private readonly keepaliveMs: number;
+
   private constructor(
     private readonly opts: SshPoolOptions,
     private readonly auth: AnyAuthMethod[],
   ) {
+    this.route = routeOf(opts.hops, opts.proxyCommand, opts);
+    this.keepaliveMs = keepaliveFor(opts.reconnectTimeoutMs ?? 60_000, opts.serverAliveIntervalMs ?? opts.keepaliveMs);
     const n = Math.max(1, Math.floor(opts.connections));
     this.conns = Array.from({ length: n }, (_, index) => ({
       index,
@@ -147,21 +153,7 @@ export class SshPool implements ChannelSource {
     const conn = this.owner.get(c);
     if (!conn) return;
     conn.budget.closing_();
-    const closed = new Promise<void>((resolve) => {
-      c.once('close', () => resolve());
-      setTimeout(resolve, CLOSE_WAIT_MS).unref();
-    });
-    try {
-      if (isExecChannel(c)) {
-        // ssh2 emits 'close' only after the read side ended: drain what nobody reads any more.
-        c.stderr.resume();
-        c.resume();
-        c.close();
-      } else c.end();
-    } catch {
-      /* already closing */
-    }
-    await closed;
+    await closeChannel(c);
     conn.budget.closed();
     this.forget(c);
   }
@@ -173,15 +165,7 @@ export class SshPool implements ChannelSource {
       this.conns.map(async (c) => {
         const client = c.client;
         c.client = undefined;
-        if (!client) return;
-        await new Promise<void>((resolve) => {
-          client.once('close', () => resolve());
-          setTimeout(() => {
-            client.destroy();
-            resolve();
-          }, CLOSE_WAIT_MS).unref();
-          client.end();
-        });
+        if (client) await endClient(client);
       }),
     );
   }
@@ -211,6 +195,12 @@ export class SshPool implements ChannelSource {
         } catch (err) {
           conn.budget.failed();
           if (conn.client !== client) continue; // the connection dropped meanwhile
+          // Its socket is gone but 'close' has not come yet: lost now, so the next try reconnects.
+          if (/not connected/i.test((err as Error).message)) {
+            this.onLost(conn, client, 'not connected');
+            client.destroy();
+            continue;
+          }
           if (!isOpenFailure(err)) throw new DdtError('SSH_CHANNEL', `cannot open an SSH channel: ${(err as Error).message}`, { cause: err });
           // A slot we just gave back may not be free on the server yet: wait, don't shrink.
           if (conn.budget.freeingSoon) await this.waitForChange();
@@ -297,44 +287,30 @@ export class SshPool implements ChannelSource {
   }
 
   private async connectWithBackoff(conn: Conn): Promise<void> {
-    const started = conn.lostAt ?? Date.now();
-    const timeout = this.opts.reconnectTimeoutMs ?? 60_000;
-    for (let delay = BACKOFF_START_MS; ; delay = Math.min(delay * 2, BACKOFF_MAX_MS)) {
-      if (this.closed) throw new DdtError('CLOSED', 'the SSH connection pool is closed');
-      this.opts.signal?.throwIfAborted();
-      // What is left of the reconnect timeout bounds this attempt too: a link that comes back
-      // inside the window is used, and the run never waits past it.
-      const left = Math.max(1_000, timeout - (Date.now() - started));
-      try {
-        const ep = { host: conn.host, port: this.opts.port, user: this.opts.user };
-        const client = await connectSsh(ep, { ...this.opts, readyTimeoutMs: Math.min(this.opts.readyTimeoutMs ?? 30_000, left) }, this.auth, (lost, reason) => this.onLost(conn, lost, reason));
-        if (this.closed) {
-          client.end();
-          throw new DdtError('CLOSED', 'the SSH connection pool is closed');
-        }
-        conn.client = client;
-        conn.lostAt = undefined;
-        this.everConnected = true;
-        return;
-      } catch (err) {
-        if ((isDdtError(err) && err.retry === 'never') || (!this.everConnected && isUnreachableError(err)) || this.closed) throw err;
-        this.opts.signal?.throwIfAborted();
-        const elapsed = Date.now() - started;
-        if (elapsed >= timeout) {
-          throw new DdtError('SSH_CONNECT', `${(err as Error).message} (gave up after ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
-        }
-        await sleep(Math.min(delay, timeout - elapsed)); // the last try lands on the deadline
-      }
+    const fatal = (err: unknown) => (isDdtError(err) && err.retry === 'never') || (!this.everConnected && isUnreachableError(err));
+    const window = { since: conn.lostAt ?? Date.now(), timeoutMs: this.opts.reconnectTimeoutMs ?? 60_000, signal: this.opts.signal, closed: () => this.closed, fatal };
+    const ep = { host: conn.host, port: this.opts.port, user: this.opts.user };
+    const client = await retryInWindow('the SSH connection pool', window, (left) => {
+      // ConnectTimeout bounds each set-up; what is left of the window bounds it too.
+      const settings = { ...this.opts, keepaliveMs: this.keepaliveMs, readyTimeoutMs: Math.min(this.opts.readyTimeoutMs ?? 30_000, left) };
+      return connectRoute(ep, this.auth, this.route, { settings, signal: this.opts.signal }, (lost, reason) => this.onLost(conn, lost, reason));
+    });
+    if (this.closed) {
+      client.end();
+      throw new DdtError('CLOSED', 'the SSH connection pool is closed');
     }
+    conn.client = client;
+    conn.lostAt = undefined;
+    this.everConnected = true;
   }
 
   /** A connection dropped: its channels are gone (ssh2 ends them); reconnect lazily on demand. */
   private onLost(conn: Conn, client: Client, reason: string): void {
     if (conn.client !== client) return;
     conn.client = undefined;
-    conn.lostAt = Date.now();
-    // ssh2 ends every channel of the connection itself (users see 'end', then 'close'); the
-    // slots are free for the reconnected connection right away.
+    // The window starts when data stopped moving, not when the keepalive noticed.
+    conn.lostAt = silentSince(reason, this.keepaliveMs);
+    // ssh2 ends the connection's channels itself: their slots are free for the next one now.
     for (const ch of [...conn.channels]) this.forget(ch);
     conn.budget.reset();
     if (!this.closed) this.opts.onWarning?.(`SSH connection ${conn.index + 1} to ${conn.host} lost (${reason}); will reconnect`);

@@ -57,4 +57,29 @@ describe('journal', () => {
     assert.throws(() => readJournal(junk), UsageError);
     assert.throws(() => readJournal(join(dir, 'missing.journal')), UsageError);
   });
+
+  it('the way to a remote end (jump hosts, ssh config settings) is read back as recorded, and checked', () => {
+    const remote = {
+      hosts: ['10.0.0.9'],
+      port: 22,
+      user: 'root',
+      identityFiles: ['/k'],
+      userKnownHosts: ['/kh/a', '/kh/b'],
+      identitiesOnly: true,
+      connectTimeoutMs: 9000,
+      serverAliveIntervalMs: 5000,
+      jump: 'ops@gw:2222,inner',
+      sshConfig: '/etc/ddt/ssh_config',
+    };
+    const send = (r: object) => ({ ...testHeader({ source: '/src.img', target: '/dev/vdb', size: 3000, blockSize: 1024, command: 'send', path: { name: 'stream' } }), target: { path: '/dev/vdb', size: 3000, remote: r } });
+    const good = join(dir, 'remote.journal');
+    JournalWriter.create(good, send(remote) as never).close();
+    const recorded = remote;
+    assert.deepEqual(readJournal(good).header.target.remote, recorded);
+    for (const [field, value] of [['connectTimeoutMs', -1], ['identitiesOnly', 'yes'], ['userKnownHosts', 'not-a-list'], ['jump', 'gw\nProxyCommand x']] as const) {
+      const bad = join(dir, `remote-${field}.journal`);
+      JournalWriter.create(bad, send({ ...recorded, [field]: value }) as never).close();
+      assert.throws(() => readJournal(bad), (err: Error) => err instanceof UsageError && err.message.includes(`target.remote.${field}`));
+    }
+  });
 });

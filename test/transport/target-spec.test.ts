@@ -1,6 +1,6 @@
 import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
-import { isRemoteSpec, parseRemoteSpec } from '../../src/transport/target-spec.js';
+import { formatJumpSpec, isRemoteSpec, parseJumpSpecs, parseRemoteSpec } from '../../src/transport/target-spec.js';
 
 describe('transport/target-spec', () => {
   const good: Array<[string, ReturnType<typeof parseRemoteSpec>]> = [
@@ -52,4 +52,30 @@ describe('transport/target-spec', () => {
     assert.equal(isRemoteSpec('disk.img'), false);
     assert.equal(isRemoteSpec('/dev/disk/by-id/usb-x:0'), false);
   });
+
+  for (const [spec, hint] of [
+    ['root@::1:/dev/x', 'root@[::1]:/dev/x'],
+    ['::1:/dev/x', '[::1]:/dev/x'],
+    ['2001:db8::5:/dev/vdb', '[2001:db8::5]:/dev/vdb'],
+    ['admin@fe80::1%eth0:/img', 'admin@[fe80::1%eth0]:/img'],
+  ]) {
+    it(`an unbracketed IPv6 address (${spec}) is refused with how to write it`, () => {
+      assert.throws(
+        () => parseRemoteSpec(spec),
+        (err: Error) => err instanceof UsageError && err.message.endsWith(`IPv6 addresses go in brackets: ${hint}`),
+      );
+    });
+  }
+
+  it('-J specs: user, port, chains, ssh://, bracketed IPv6', () => {
+    assert.deepEqual(parseJumpSpecs('bastion'), [{ host: 'bastion' }]);
+    assert.deepEqual(parseJumpSpecs('ops@gw:2222,inner'), [{ user: 'ops', host: 'gw', port: 2222 }, { host: 'inner' }]);
+    assert.deepEqual(parseJumpSpecs('ssh://root@[2001:db8::1]:22'), [{ user: 'root', host: '2001:db8::1', port: 22 }]);
+    assert.deepEqual(parseJumpSpecs('[::1]'), [{ host: '::1' }]);
+    assert.equal(formatJumpSpec({ user: 'root', host: '::1', port: 2 }), 'root@[::1]:2');
+  });
+
+  for (const bad of ['', 'a,,b', 'gw:0', 'gw:99999', 'gw:x', '::1', 'u@', 'a b', '[::1', '[::1]x', '-oProxyCommand=x', 'user name@gw']) {
+    it(`-J ${JSON.stringify(bad)} is refused (exit 2)`, () => assert.throws(() => parseJumpSpecs(bad), UsageError));
+  }
 });

@@ -54,7 +54,8 @@ export const demoCommand: CommandModule = {
         say,
       });
       say(`running: ${env.commandLine()}`);
-      const ui = new RunUi(argv.progress as ProgressMode);
+      // The demo cleans up after the run (sshd, loop device, files): no exit before that.
+      const ui = new RunUi(argv.progress as ProgressMode, false);
       let summary: JobSummary;
       transferring = true;
       try {

@@ -55,6 +55,7 @@ export const resumeCommand: CommandModule = {
             channels: argv.channels === undefined ? undefined : channelsOf(argv.channels),
             identity: argv.identity as string[] | undefined,
             knownHosts: argv['known-hosts'] as string | undefined,
+            sshConfig: argv['ssh-config'] as string | undefined,
             bwlimit: bwlimitOf(argv.bwlimit),
             reconnectTimeoutMs: argv['reconnect-timeout'] === undefined ? undefined : reconnectTimeoutOf(argv['reconnect-timeout']),
             via,

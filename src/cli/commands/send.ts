@@ -20,7 +20,8 @@ export const sendCommand: CommandModule = {
       .option('local-dir', { type: 'string', describe: '--engine rsync: local directory for staged blocks (a private dir inside) [system temp dir]' })
       .example('$0 send /dev/sdb root@10.0.0.5:/dev/vdb', 'migrate a disk into a cloud VM (asks before writing)')
       .example('$0 send disk.img backup:/dev/vg0/disk --yes --json', 'host alias from ~/.ssh/config, JSON summary')
-      .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key'),
+      .example('$0 send /dev/sda root@[2001:db8::5]:/dev/vdb -p 2222 -i ~/.ssh/migrate', 'IPv6, port and key')
+      .example('$0 send /dev/sdb root@10.0.0.5:/dev/vdb -J admin@bastion.example.com', 'through a jump host (ProxyJump/ProxyCommand in ~/.ssh/config work too)'),
   handler: (argv) =>
     runTransfer(argv, (ui) =>
       runJob(

@@ -24,6 +24,7 @@ export const verifyCommand: CommandModule = {
       .option('known-hosts', { type: 'string', describe: 'remote target: known_hosts file to use instead of ~/.ssh/known_hosts' })
       .option('accept-new-host-key', { type: 'boolean', default: false, describe: 'remote target: trust an unknown host key and record it (never a changed one)' })
       .option('ssh-config', { type: 'string', describe: 'remote target: ssh config file [~/.ssh/config]' })
+      .option('jump', { alias: 'J', type: 'string', describe: 'remote target: jump host(s), like ssh -J: [user@]host[:port][,…]' })
       .option('sudo', { type: 'boolean', default: false, describe: 'remote target: run the helper through sudo -n' })
       .example('$0 verify disk.img /dev/loop3', 'exit 0 when identical, 4 when not')
       .example('$0 verify /dev/sdb root@10.0.0.5:/dev/vdb --json', 'prove a migrated disk again, hashing the remote side there'),
@@ -43,7 +44,7 @@ export const verifyCommand: CommandModule = {
           reconnectTimeoutMs: 60_000,
         },
         ui.jobUi(false),
-      );
+      ).catch((err: unknown) => Promise.reject(ui.outcomeOf(err)));
       report(r, Boolean(argv.json));
     } finally {
       ui.finish();
