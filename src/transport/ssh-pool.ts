@@ -9,45 +9,13 @@ import { WaitLine } from '../abort.js';
 import { DdtError, isDdtError } from '../errors.js';
 import { SessionBudget } from '../pool/session-budget.js';
 import type { ChannelSource, ExecChannel, ExecOptions } from './channels.js';
-import type { JumpHost } from './endpoint.js';
 import { keepaliveFor, retryInWindow, silentSince } from './reconnect.js';
 import { closeChannel, endClient, type Channel } from './ssh-close.js';
-import { isUnreachableError, loadAuthMethods, type SshAuthSettings } from './ssh-connect.js';
+import { isUnreachableError, loadAuthMethods } from './ssh-connect.js';
+import type { Conn, SshPoolOptions } from './ssh-pool-options.js';
 import { connectRoute, routeOf, type Route } from './ssh-route.js';
 
-export interface SshPoolOptions extends SshAuthSettings {
-  /** Addresses of the same machine; connection i goes to hosts[i % hosts.length]. */
-  hosts: string[];
-  port: number;
-  user: string;
-  connections: number;
-  channelsPerConnection: number;
-  /**
-   * How long a connection may stay unreachable, from the moment it stopped moving data, before
-   * its channels are given up; the keepalive interval and each attempt's timeout derive from it.
-   */
-  reconnectTimeoutMs?: number;
-  /** Ends connection attempts (setup included) at once. */
-  signal?: AbortSignal;
-  /** The jump hosts on the way; each pool connection has its own (one TCP connection still). */
-  hops?: JumpHost[];
-  /** Run instead of the TCP connection to the first host of the way (`sh -c`). */
-  proxyCommand?: string;
-  /** The configured ServerAliveInterval; the reconnect timeout may shorten it. */
-  serverAliveIntervalMs?: number;
-}
-
-interface Conn {
-  index: number;
-  host: string;
-  client?: Client;
-  budget: SessionBudget;
-  /** Given up (unreachable past the reconnect timeout while others carry on). */
-  dead: boolean;
-  channels: Set<Channel>;
-  connecting?: Promise<void>;
-  lostAt?: number;
-}
+export type { SshPoolOptions } from './ssh-pool-options.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
