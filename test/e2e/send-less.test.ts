@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 
@@ -18,7 +18,7 @@ describe('e2e: sending less', function () {
   const ssh = () => ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none'];
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     dir = await makeTempDir('ddt-e2e-less-');
     sshd = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
   });

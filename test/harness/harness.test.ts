@@ -9,7 +9,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, removeTempDir, sha256File } from './loop.js';
-import { requireReal } from './real.js';
+import { NEEDS, requireReal } from './real.js';
 import { sshdAvailable, startSshd, type TestSshd } from './sshd.js';
 import { until } from './until.js';
 
@@ -59,7 +59,7 @@ describe('test harness', () => {
   describe('startSshd', () => {
     let sshd: TestSshd | undefined;
     before(async function () {
-      requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+      requireReal(this, NEEDS.sshd, sshdAvailable());
       sshd = await startSshd();
     });
     after(async () => sshd?.stop());
@@ -91,7 +91,7 @@ describe('test harness', () => {
   });
 
   it('stop() kills the listener, its connections and orphaned sessions, and removes the dir', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     const sshd = await startSshd();
     const first = await sshSession(sshd, []);
     const second = await sshSession(sshd, []);
@@ -109,7 +109,7 @@ describe('test harness', () => {
   });
 
   it('listens on every address in `listen`', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     const sshd = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
     try {
       assert.equal((await readFile(sshd.knownHostsPath, 'utf8')).trim().split('\n').length, 2);
@@ -121,7 +121,7 @@ describe('test harness', () => {
   });
 
   it('maxSessions: 2 refuses a third session on one connection', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     const sshd = await startSshd({ maxSessions: 2, extraConfig: ['ClientAliveInterval 30'] });
     const config = await readFile(join(sshd.dir, 'sshd_config'), 'utf8');
     assert.match(config, /^MaxSessions 2$/m);
@@ -147,7 +147,7 @@ describe('test harness', () => {
   });
 
   it('attaches a loop device, writes through it and detaches it', async function () {
-    requireReal(this, 'root and losetup', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const dir = await tempDir('ddt-harness-');
     const file = join(dir, 'disk.img');
     await fileOfSize(file, 8 * MiB, 'mixed', 7);

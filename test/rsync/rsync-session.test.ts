@@ -63,7 +63,7 @@ describe('engine/local-staging: block files with free-space control', () => {
   });
 
   it('on a small filesystem: refuses when one block cannot fit, waits while staged blocks hold the space', async function () {
-    requireReal(this, 'root (tmpfs mount)', haveRoot());
+    requireReal(this, 'root', haveRoot());
     const mnt = await makeTempDir('ddt-staging-tmpfs-');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mnt]);
     try {

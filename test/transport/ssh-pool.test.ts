@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
 import { SshPool } from '../../src/transport/ssh-pool.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
@@ -49,7 +49,7 @@ describe('transport/ssh-pool (real sshd)', function () {
   let sshd: TestSshd;
 
   before(async function () {
-    requireReal(this, 'root and sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     sshd = await startSshd();
   });
   after(async () => {
