@@ -11,6 +11,7 @@ import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { runPipeline } from './pipeline.js';
 import { changedSinceProven } from './recheck.js';
+import { StallWatch } from './stall-watch.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
 
 export async function executeJob(
@@ -49,11 +50,13 @@ export async function executeJob(
     source: describeEnd(header.source),
     target: describeEnd(header.target),
   });
+  const remote = header.target.remote ? header.target : header.source.remote ? header.source : undefined;
+  const watch = new StallWatch(o.emit, { peer: describeEnd(remote ?? header.target), reconnectTimeoutMs: remote ? header.options.reconnectTimeoutMs : undefined });
   let counters;
   try {
     counters = await runPipeline(
       todo,
-      { source: ends.source, sink: ends.sink, journal, emit: o.emit },
+      { source: ends.source, sink: ends.sink, journal, emit: watch.listen },
       {
         algo: header.checksum,
         retries: header.options.retries,
@@ -67,6 +70,8 @@ export async function executeJob(
     journal.run({ event: 'end', exitCode: ExitCode.internal, error: (err as Error).message });
     journal.close();
     throw err;
+  } finally {
+    watch.stop();
   }
   const verified = provenBefore.length + counters.verified;
   const pending = blocks.length - verified - counters.failed;

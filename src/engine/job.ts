@@ -145,10 +145,11 @@ async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, 
   try {
     source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
     sink = header.target.remote ? await prepared.openSink() : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
-    const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts });
+    // Parts are a format of the link to a remote helper; a local target (pull) takes whole blocks.
+    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
-    const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'block' && e.state === 'sent' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
+    const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'bytes' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
     return await executeJob(header, journal, s.previous, { source, sink: shaped }, { ...o, emit, signal: ui.signal });
   } catch (err) {
     journal.close();
