@@ -32,10 +32,21 @@ export async function confirmOnTty(question: string): Promise<boolean> {
 /**
  * The run's user interface: progress renderer, warnings, and SIGINT/SIGTERM turned into an
  * abort (first signal: stop cleanly, journal consistent; second: leave at once).
+ *
+ * A run that may ask before overwriting (`holdForQuestion`: no --yes, and a terminal to ask on)
+ * draws nothing until the transfer starts, after the answer: a display redrawn every 250 ms
+ * would overwrite the question, and the user would answer blind; and the bars start with the
+ * transfer's figures, not a setup frame. Warnings meanwhile are written as plain lines, except
+ * while the question waits: they follow its answer.
  */
 export class RunUi {
   readonly aggregator = new ProgressAggregator();
   private renderer: ProgressRenderer | undefined;
+  private held: boolean;
+  private asking = false;
+  private finished = false;
+  /** warnings already written as plain lines, which the renderer must not repeat */
+  private warningsShown = 0;
   private readonly controller = new AbortController();
   private signals = 0;
   private readonly onSignal = (sig: NodeJS.Signals) => {
@@ -52,11 +63,14 @@ export class RunUi {
     process.stderr.write(s.phase === 'setup' ? 'ddt: connecting and checking, no block moved yet\n' : `${progressLine(s)}\n`);
   };
 
-  constructor(private readonly mode: ProgressMode) {
+  constructor(
+    private readonly mode: ProgressMode,
+    o: { holdForQuestion?: boolean } = {},
+  ) {
+    this.held = o.holdForQuestion ?? false;
     // Started now, not at the first block: warnings during connection setup (a host key
     // accepted, fewer channels than asked) must show too.
-    this.renderer = createRenderer(mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
-    this.renderer.start();
+    if (!this.held) this.startRenderer();
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     process.on('SIGUSR1', this.onUsr1);
@@ -69,9 +83,39 @@ export class RunUi {
   readonly emit: ProgressListener = (event) => {
     if (event.type === 'start') this.bytesBefore = event.bytesDone;
     this.aggregator.handle(event);
-    // With no display, warnings still reach the user: they are never silent.
-    if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
+    // With no display (or none yet), warnings still reach the user: they are never silent.
+    if (event.type === 'warning' && !this.asking && (this.mode === 'none' || !this.renderer)) {
+      process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
+      this.warningsShown = this.aggregator.warningCount;
+    }
+    // The transfer starts: no question is coming any more.
+    if (event.type === 'start') this.release();
   };
+
+  /** Ask, with nothing drawn meanwhile. */
+  private async ask(question: string): Promise<boolean> {
+    this.asking = true;
+    try {
+      return await confirmOnTty(question);
+    } finally {
+      this.asking = false;
+      // What arrived while the question waited, now below its answer.
+      for (const message of this.aggregator.warningsSince(this.warningsShown)) process.stderr.write(`ddt: warning: ${clean(message, { newlines: false })}\n`);
+      this.warningsShown = this.aggregator.warningCount;
+    }
+  }
+
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.startRenderer();
+  }
+
+  private startRenderer(start = true): void {
+    if (this.renderer || this.finished) return;
+    this.renderer = createRenderer(this.mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY), { warningsSeen: this.warningsShown });
+    if (start) this.renderer.start();
+  }
 
   /** Bytes proven by this run (zero and identical blocks included), for throughput and savings. */
   bytesProvenThisRun(): number {
@@ -80,13 +124,16 @@ export class RunUi {
 
   jobUi(yes: boolean): JobUi {
     return {
-      confirm: (q) => (yes ? Promise.resolve(true) : confirmOnTty(q)),
+      confirm: (q) => (yes ? Promise.resolve(true) : this.ask(q)),
       emit: this.emit,
       signal: this.signal,
     };
   }
 
   finish(result?: { ok: boolean; exitCode: number }): void {
+    // A display never started still owes its last word (JSON's `done` event), not its bars.
+    if (!this.finished) this.startRenderer(false);
+    this.finished = true;
     this.renderer?.stop(result);
     this.renderer = undefined;
     process.off('SIGINT', this.onSignal);
