@@ -4,12 +4,13 @@
  * whole job.
  */
 import type { BlockSink, BlockSource } from '../block/types.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, messageOf } from '../errors.js';
 import { isProven, type JournalState, type JournalWriter } from '../journal/journal.js';
 import { describeEnd, type JobHeader } from '../journal/records.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { runPipeline } from './pipeline.js';
+import { checkGpt, type GptCheck } from './gpt-fix.js';
 import { changedSinceProven } from './recheck.js';
 import { StallWatch } from './stall-watch.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
@@ -76,10 +77,24 @@ export async function executeJob(
   const verified = provenBefore.length + counters.verified;
   const pending = blocks.length - verified - counters.failed;
   const badRanges = mergeRanges([...provenBefore.flatMap((b) => previous?.blocks.get(b.index)?.ranges ?? []), ...counters.badRanges]);
-  const exitCode = exitCodeFor(counters, pending, badRanges.length);
-  const error =
+  let exitCode = exitCodeFor(counters, pending, badRanges.length);
+  let error =
     errorText(counters, journal.path) ??
     (badRanges.length ? `finished, but ${badRanges.length} unreadable source range(s) were zero-filled on the target: see ddt status ${journal.path}` : undefined);
+  // Every block is proven: the target is the source, GPT included, wherever it ended.
+  const gpt: GptCheck = {};
+  if (exitCode === ExitCode.ok || exitCode === ExitCode.badSectors) {
+    try {
+      Object.assign(gpt, await checkGpt(header, ends, { fix: header.options.fixGpt === true, firstIndex: blocks.length, signal: o.signal }));
+    } catch (err) {
+      // Only a relocation that was asked for fails the run; a look that failed is no news.
+      if (header.options.fixGpt) {
+        exitCode = ExitCode.incomplete;
+        error = `every block is verified, but moving the backup GPT to the end of the target failed: ${messageOf(err)}`;
+      }
+    }
+    if (gpt.warning) o.emit({ type: 'warning', message: gpt.warning });
+  }
   journal.run({ event: 'end', exitCode, error, bytesOnWire: counters.bytesOnWire });
   journal.close();
   const summary: JobSummary = {
@@ -106,6 +121,8 @@ export async function executeJob(
     journal: journal.path,
   };
   if (error) summary.error = error;
+  if (gpt.warning) summary.warnings = [gpt.warning];
+  if (gpt.fixed) summary.gptFixed = gpt.fixed;
   o.emit({ type: 'done', ok: summary.ok, exitCode, summary: summary as unknown as Record<string, unknown> });
   return summary;
 }
