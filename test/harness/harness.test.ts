@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, removeTempDir, sha256File } from './loop.js';
-import { NEEDS, requireReal } from './real.js';
+import { haveRoot, missingLine, missingParts, NEEDS, partsMissing, requireReal } from './real.js';
 import { sshdAvailable, startSshd, type TestSshd } from './sshd.js';
 import { until } from './until.js';
 
@@ -224,17 +224,44 @@ describe('test harness', () => {
       return ctx;
     };
 
-    it('skips locally and fails in CI when a part is missing', () => {
+    it('skips locally and fails in CI when a part is missing; the skip names the part for the end', () => {
       const check = requireReal;
       delete process.env.CI;
       const local = fakeContext();
       check(local as unknown as Mocha.Context, 'a unicorn', false);
       assert.equal(local.skipped, true);
+      assert.ok(missingParts().parts.has('a unicorn'));
+      missingParts().parts.delete('a unicorn'); // this run does not lack one
       process.env.CI = 'true';
       assert.throws(() => check(fakeContext() as unknown as Mocha.Context, 'a unicorn', false), /CI requires a unicorn/);
       const present = fakeContext();
       check(present as unknown as Mocha.Context, 'a unicorn', true);
       assert.equal(present.skipped, false);
+    });
+
+    it('names only the parts that are missing here, and the packages npm run setup installs', () => {
+      const root = haveRoot() ? [] : ['root'];
+      assert.deepEqual(partsMissing('root, sh, ddt-no-such-tool'), [...root, 'ddt-no-such-tool']);
+      if (haveRoot()) assert.deepEqual(partsMissing('root, sh, /dev/ddt-no-such-device'), ['/dev/ddt-no-such-device'], 'nothing checkable is missing: the part in words');
+      assert.equal(missingLine(new Map()), '');
+      assert.equal(
+        missingLine(new Map([['xxhsum', 'xxhash'], ['root', undefined], ['sfdisk', 'fdisk'], ['/dev/fuse', undefined]])),
+        'missing here: /dev/fuse, root, sfdisk, xxhsum (their tests were skipped); install them with: npm run setup (Debian packages fdisk xxhash); run the tests as root for the ones that need root',
+      );
+    });
+
+    it('the reporter prints that line just above its summary, which stays the last line', async () => {
+      const spec = join(await tempDir('ddt-reporter-'), 'missing.test.ts');
+      const real = new URL('./real.ts', import.meta.url).pathname;
+      await writeFile(spec, `import { requireReal } from '${real}';\ndescribe('needs', function () {\n  it('a tool', function () { requireReal(this, 'sh, ddt-no-such-tool', false); });\n  it('nothing', () => undefined);\n});\n`);
+      const mocha = new URL('../../node_modules/mocha/bin/mocha.js', import.meta.url).pathname;
+      const reporter = new URL('../reporter.cjs', import.meta.url).pathname;
+      const env = { ...process.env };
+      delete env.CI;
+      const { stdout } = await execFileP(process.execPath, [mocha, '--no-config', '--node-option', 'import=tsx', '--reporter', reporter, spec], { env });
+      const lines = stdout.trimEnd().split('\n');
+      assert.equal(lines.at(-1), '1 passed, 0 failed, 1 skipped');
+      assert.equal(lines.at(-2), 'missing here: ddt-no-such-tool (their tests were skipped)');
     });
   });
 });
