@@ -57,11 +57,11 @@ describe('e2e: progress moves with the bytes (--progress json, --bwlimit)', func
       const progress = events.filter((e) => e.type === 'progress' && e.phase === 'transfer');
       const midway = progress.filter((e) => e.bytesVerified === 0 && e.bytesWire > 0 && e.bytesWire < 12 * MiB);
       assert.ok(midway.length >= 1, `no event saw the block half-way:\n${r.stderr}`);
-      for (const e of midway) {
-        assert.ok(e.bytesMoved > 0 && e.bytesMoved < 12 * MiB, `bytesMoved ${e.bytesMoved}`);
-        assert.ok(e.percentMoved > 0 && e.percentMoved < 100);
-        assert.ok(e.bytesAcked >= e.bytesMoved);
-      }
+      // The target takes what went on the wire (this data has no zeros to take without sending).
+      for (const e of midway) assert.ok(e.bytesMoved <= e.bytesWire && e.bytesAcked === e.bytesMoved, JSON.stringify(e));
+      const moving = midway.filter((e) => e.bytesMoved > 0);
+      assert.ok(moving.length >= 1, `the bar never moved before the block was proven:\n${r.stderr}`);
+      for (const e of moving) assert.ok(e.percentMoved > 0 && e.percentMoved < 100);
       const wire = progress.map((e) => e.bytesWire);
       assert.deepEqual([...wire].sort((a, b) => a - b), wire, 'bytesWire only goes up');
       const done = events.at(-1)!;

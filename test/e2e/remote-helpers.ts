@@ -1,21 +1,20 @@
 // Shared by the end-to-end tests that run the CLI against the harness sshd.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { TestSshd } from '../harness/sshd.js';
+import { establishedTo } from '../harness/tcp.js';
 
 /** ddt's options to reach a harness sshd. */
 export function sshArgs(s: TestSshd, extra: string[] = []): string[] {
   return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
 }
 
-/** Most TCP connections to `port` seen (ss, every 20 ms) while `until` is pending. */
+/** Most TCP connections to `port` seen (every 20 ms) while `until` is pending. */
 export async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
   let max = 0;
   let done = false;
   void until.finally(() => (done = true));
   while (!done) {
-    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
-    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
+    max = Math.max(max, establishedTo(port).length);
     await new Promise((r) => setTimeout(r, 20));
   }
   return max;

@@ -9,7 +9,7 @@ import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, removeTempDir, sha256File } from './loop.js';
-import { haveRoot, missingLine, missingParts, NEEDS, partsMissing, requireReal } from './real.js';
+import { haveCommand, haveRoot, missingLine, missingParts, NEEDS, partsMissing, requireReal } from './real.js';
 import { sshdAvailable, startSshd, type TestSshd } from './sshd.js';
 import { until } from './until.js';
 
@@ -59,7 +59,7 @@ describe('test harness', () => {
   describe('startSshd', () => {
     let sshd: TestSshd | undefined;
     before(async function () {
-      requireReal(this, NEEDS.sshd, sshdAvailable());
+      requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
       sshd = await startSshd();
     });
     after(async () => sshd?.stop());
@@ -91,7 +91,7 @@ describe('test harness', () => {
   });
 
   it('stop() kills the listener, its connections and orphaned sessions, and removes the dir', async function () {
-    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd();
     const first = await sshSession(sshd, []);
     const second = await sshSession(sshd, []);
@@ -109,7 +109,7 @@ describe('test harness', () => {
   });
 
   it('listens on every address in `listen`', async function () {
-    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
     try {
       assert.equal((await readFile(sshd.knownHostsPath, 'utf8')).trim().split('\n').length, 2);
@@ -121,7 +121,7 @@ describe('test harness', () => {
   });
 
   it('maxSessions: 2 refuses a third session on one connection', async function () {
-    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd({ maxSessions: 2, extraConfig: ['ClientAliveInterval 30'] });
     const config = await readFile(join(sshd.dir, 'sshd_config'), 'utf8');
     assert.match(config, /^MaxSessions 2$/m);
@@ -242,7 +242,8 @@ describe('test harness', () => {
     it('names only the parts that are missing here, and the packages npm run setup installs', () => {
       const root = haveRoot() ? [] : ['root'];
       assert.deepEqual(partsMissing('root, sh, ddt-no-such-tool'), [...root, 'ddt-no-such-tool']);
-      if (haveRoot()) assert.deepEqual(partsMissing('root, sh, /dev/ddt-no-such-device'), ['/dev/ddt-no-such-device'], 'nothing checkable is missing: the part in words');
+      assert.deepEqual(partsMissing('sh, /dev/ddt-no-such-device, python3-fusepy'), ['/dev/ddt-no-such-device']);
+      assert.deepEqual(partsMissing('sh, /dev/null, python3-fusepy'), ['python3-fusepy'], 'nothing checkable is missing: the part in words');
       assert.equal(missingLine(new Map()), '');
       assert.equal(
         missingLine(new Map([['xxhsum', 'xxhash'], ['root', undefined], ['sfdisk', 'fdisk'], ['/dev/fuse', undefined]])),

@@ -4,11 +4,11 @@
 // broken CI image can never turn the integration suite silently green.
 //
 // `what` lists the parts, separated by commas: a command (`sshd`, `xxhsum`; .ci/setup, the one
-// list of system packages, says which package has it), `root`, or a few words for anything else
-// (`loop devices`, `/dev/fuse`). Named so, the line at the end can say which of them are missing
-// here, and which packages `npm run setup` would install.
+// list of system packages, says which package has it), `root`, a path (`/dev/fuse`), or a few
+// words for anything else (`python3-fusepy`). Named so, the line at the end can say which of
+// them are missing here, and which packages `npm run setup` would install.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { haveCommand, haveRoot } from '../../src/demo/system.js';
 
 export { commandPath, haveCommand, haveRoot } from '../../src/demo/system.js';
@@ -46,12 +46,19 @@ export function missingParts(): MissingParts {
 
 const isCommand = (p: string) => /^[a-z][\w.+-]*$/.test(p) && !PACKAGE_ONLY.has(p);
 
+/** A part this host can be asked about: root, a command, or a path (`/dev/fuse`). */
+function isMissing(p: string): boolean | undefined {
+  if (p === 'root') return !haveRoot();
+  if (p.startsWith('/')) return !existsSync(p);
+  return isCommand(p) ? !haveCommand(p) : undefined;
+}
+
 /** The parts of `what` that are missing here; the ones described in words when none is. */
 export function partsMissing(what: string): string[] {
   const parts = what.split(',').map((p) => p.trim()).filter(Boolean);
-  const missing = parts.filter((p) => (p === 'root' ? !haveRoot() : isCommand(p) && !haveCommand(p)));
+  const missing = parts.filter((p) => isMissing(p) === true);
   if (missing.length > 0) return missing;
-  const described = parts.filter((p) => p !== 'root' && !isCommand(p));
+  const described = parts.filter((p) => isMissing(p) === undefined);
   return described.length > 0 ? described : parts;
 }
 

@@ -109,7 +109,7 @@ describe('remote/helper (real sshd)', function () {
   });
 
   it('probes a loop device: size, sector, mounted, and the backing file as held', async function () {
-    requireReal(this, NEEDS.loop, loopAvailable());
+    requireReal(this, `${NEEDS.loop}, mkfs.ext4`, loopAvailable() && haveCommand('mkfs.ext4'));
     const helper = await RemoteHelper.install(pool, { jobId: 'probe-loop' });
     const file = join(dir, 'loop.img');
     await fileOfSize(file, 8 * MiB, 'zero');
