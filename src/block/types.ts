@@ -22,7 +22,12 @@ export type BlockPart =
   | { kind: 'gzip'; offset: number; length: number; data: Buffer }
   | { kind: 'zero'; offset: number; length: number };
 
-/** Hears payload bytes as they go on the wire (after compression): progress and the summary. */
+/**
+ * Hears bytes as they go, for progress and the summary: `onWire` payload bytes put on the link
+ * (after compression), `onAck` bytes of the block the target has taken (its answer to a part
+ * or an SFTP write; for a block streamed whole, what the link took under the target's flow
+ * control; for a local target, what was written).
+ */
 export type WireListener = (bytes: number) => void;
 
 /**
@@ -35,8 +40,9 @@ export type BlockPayload =
       /** Each chunk is valid until the next one is asked for: the source reads into the same buffer. */
       chunks: AsyncIterable<Buffer>;
       onWire?: WireListener;
+      onAck?: WireListener;
     }
-  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener }
+  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onAck?: WireListener }
   | { kind: 'zero' };
 
 /** A block opened for sending: its payload, and its checksum once every byte has been read. */

@@ -33,7 +33,8 @@ export function transferOptions<T>(y: Argv<T>) {
     .option('noerror', { type: 'boolean', default: false, describe: 'on unreadable source sectors: zero-fill them, record the ranges, finish with exit 5' })
     .option('engine', { choices: ['native', 'rsync'] as const, default: 'native' as const, describe: "'rsync': the classic path (block files → rsync over one OpenSSH connection → remote dd), same checksums and journal" })
     .option('progress', { choices: PROGRESS_CHOICES, default: 'auto' as const, describe: 'progress display on stderr' })
-    .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' });
+    .option('json', { type: 'boolean', default: false, describe: 'final summary as one JSON object on stdout' })
+    .option('fix-gpt', { type: 'boolean', default: false, describe: "a GPT source on a larger target: move the backup GPT to the target's end once every block is proven" });
 }
 
 /** SSH options. No password options: agent first, then identity files. */
@@ -114,6 +115,7 @@ export function jobOptionsOf(argv: Record<string, unknown>, ssh: boolean): JobOp
   };
   const bw = bwlimitOf(argv.bwlimit);
   if (bw !== undefined) o.bwlimit = bw;
+  if (argv['fix-gpt'] === true) o.fixGpt = true;
   return o;
 }
 

@@ -35,6 +35,8 @@ export function printSummary(s: JobSummary, json: boolean, run?: RunFigures): vo
     `  ${s.sent} blocks written, ${s.zeroBlocks} zero, ${s.identicalBlocks} identical, ${s.retransmitted} re-sent, ${s.failed} failed`,
     `  journal: ${s.journal}`,
   ];
+  for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
+  if (s.gptFixed) lines.push(`  ${s.gptFixed}`);
   if (s.error) lines.push(`  ${s.error}`);
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -2,14 +2,15 @@ import type { JobOutcome, JobUi } from '../engine/ui.js';
 import { exitCodeOf, messageOf } from '../errors.js';
 import { printJson, printSummary } from './output.js';
 import { clean } from './terminal.js';
-import { RunUi, type ProgressMode } from './ui.js';
+import { canAsk, RunUi, type ProgressMode } from './ui.js';
 
 /** Shared tail of every transfer command: progress, the outcome on stdout, the exit code. */
 export async function runTransfer(
   o: { [key: string]: unknown },
   start: (ui: JobUi) => Promise<JobOutcome>,
 ): Promise<void> {
-  const ui = new RunUi(o.progress as ProgressMode);
+  // Without --yes a question may come: nothing is drawn before it is answered.
+  const ui = new RunUi(o.progress as ProgressMode, { holdForQuestion: !o.yes && canAsk() });
   try {
     const outcome = await start(ui.jobUi(Boolean(o.yes))).catch((err: unknown) => Promise.reject(ui.outcomeOf(err)));
     if (outcome.kind === 'dry-run') {

@@ -39,10 +39,21 @@ export const STOP_WITHIN_MS = 1_000;
  * 130 within STOP_WITHIN_MS of the first signal: the journal is written synchronously, so it is
  * consistent at any instant, and whatever stopping in order did not finish by then a resume
  * takes care of.
+ *
+ * A run that may ask before overwriting (`holdForQuestion`: no --yes, and a terminal to ask on)
+ * draws nothing until the transfer starts, after the answer: a display redrawn every 250 ms
+ * would overwrite the question, and the user would answer blind; and the bars start with the
+ * transfer's figures, not a setup frame. Warnings meanwhile are written as plain lines, except
+ * while the question waits: they follow its answer.
  */
 export class RunUi {
   readonly aggregator = new ProgressAggregator();
   private renderer: ProgressRenderer | undefined;
+  private held: boolean;
+  private asking = false;
+  private finished = false;
+  /** warnings already written as plain lines, which the renderer must not repeat */
+  private warningsShown = 0;
   private readonly controller = new AbortController();
   private signals = 0;
   private readonly onSignal = (sig: NodeJS.Signals) => {
@@ -60,15 +71,18 @@ export class RunUi {
     process.stderr.write(s.phase === 'setup' ? 'ddt: connecting and checking, no block moved yet\n' : `${progressLine(s)}\n`);
   };
 
+  private readonly stopWithinMs: number | false;
+
   /** `stopWithinMs`: false for a caller that cleans up after the run itself (the demo). */
   constructor(
     private readonly mode: ProgressMode,
-    private readonly stopWithinMs: number | false = STOP_WITHIN_MS,
+    o: { holdForQuestion?: boolean; stopWithinMs?: number | false } = {},
   ) {
+    this.held = o.holdForQuestion ?? false;
+    this.stopWithinMs = o.stopWithinMs ?? STOP_WITHIN_MS;
     // Started now, not at the first block: warnings during connection setup (a host key
     // accepted, fewer channels than asked) must show too.
-    this.renderer = createRenderer(mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY));
-    this.renderer.start();
+    if (!this.held) this.startRenderer();
     process.on('SIGINT', this.onSignal);
     process.on('SIGTERM', this.onSignal);
     process.on('SIGUSR1', this.onUsr1);
@@ -86,9 +100,39 @@ export class RunUi {
   readonly emit: ProgressListener = (event) => {
     if (event.type === 'start') this.bytesBefore = event.bytesDone;
     this.aggregator.handle(event);
-    // With no display, warnings still reach the user: they are never silent.
-    if (event.type === 'warning' && this.mode === 'none') process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
+    // With no display (or none yet), warnings still reach the user: they are never silent.
+    if (event.type === 'warning' && !this.asking && (this.mode === 'none' || !this.renderer)) {
+      process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
+      this.warningsShown = this.aggregator.warningCount;
+    }
+    // The transfer starts: no question is coming any more.
+    if (event.type === 'start') this.release();
   };
+
+  /** Ask, with nothing drawn meanwhile. */
+  private async ask(question: string): Promise<boolean> {
+    this.asking = true;
+    try {
+      return await confirmOnTty(question);
+    } finally {
+      this.asking = false;
+      // What arrived while the question waited, now below its answer.
+      for (const message of this.aggregator.warningsSince(this.warningsShown)) process.stderr.write(`ddt: warning: ${clean(message, { newlines: false })}\n`);
+      this.warningsShown = this.aggregator.warningCount;
+    }
+  }
+
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.startRenderer();
+  }
+
+  private startRenderer(start = true): void {
+    if (this.renderer || this.finished) return;
+    this.renderer = createRenderer(this.mode, this.aggregator, process.stderr, Boolean(process.stderr.isTTY), { warningsSeen: this.warningsShown });
+    if (start) this.renderer.start();
+  }
 
   /** Bytes proven by this run (zero and identical blocks included), for throughput and savings. */
   bytesProvenThisRun(): number {
@@ -97,13 +141,16 @@ export class RunUi {
 
   jobUi(yes: boolean): JobUi {
     return {
-      confirm: (q) => (yes ? Promise.resolve(true) : confirmOnTty(q)),
+      confirm: (q) => (yes ? Promise.resolve(true) : this.ask(q)),
       emit: this.emit,
       signal: this.signal,
     };
   }
 
   finish(result?: { ok: boolean; exitCode: number }): void {
+    // A display never started still owes its last word (JSON's `done` event), not its bars.
+    if (!this.finished) this.startRenderer(false);
+    this.finished = true;
     this.renderer?.stop(result);
     this.renderer = undefined;
     process.off('SIGINT', this.onSignal);

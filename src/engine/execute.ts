@@ -4,13 +4,15 @@
  * whole job.
  */
 import type { BlockSink, BlockSource } from '../block/types.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, messageOf } from '../errors.js';
 import { isProven, type JournalState, type JournalWriter } from '../journal/journal.js';
 import { describeEnd, type JobHeader } from '../journal/records.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { runPipeline } from './pipeline.js';
+import { checkGpt, type GptCheck } from './gpt-fix.js';
 import { changedSinceProven } from './recheck.js';
+import { StallWatch } from './stall-watch.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
 
 export async function executeJob(
@@ -50,11 +52,13 @@ export async function executeJob(
     target: describeEnd(header.target),
   });
   const concurrency = Math.max(1, Math.min(ends.sink.capacity, ends.source.capacity, header.command === 'copy' ? header.options.channels : Infinity));
+  const remote = header.target.remote ? header.target : header.source.remote ? header.source : undefined;
+  const watch = new StallWatch(o.emit, { peer: describeEnd(remote ?? header.target), reconnectTimeoutMs: remote ? header.options.reconnectTimeoutMs : undefined });
   let counters;
   try {
     counters = await runPipeline(
       todo,
-      { source: ends.source, sink: ends.sink, journal, emit: o.emit },
+      { source: ends.source, sink: ends.sink, journal, emit: watch.listen },
       {
         algo: header.checksum,
         retries: header.options.retries,
@@ -68,14 +72,30 @@ export async function executeJob(
     journal.run({ event: 'end', exitCode: ExitCode.internal, error: (err as Error).message });
     journal.close();
     throw err;
+  } finally {
+    watch.stop();
   }
   const verified = provenBefore.length + counters.verified;
   const pending = blocks.length - verified - counters.failed;
   const badRanges = mergeRanges([...provenBefore.flatMap((b) => previous?.blocks.get(b.index)?.ranges ?? []), ...counters.badRanges]);
-  const exitCode = exitCodeFor(counters, pending, badRanges.length);
-  const error =
+  let exitCode = exitCodeFor(counters, pending, badRanges.length);
+  let error =
     errorText(counters, journal.path) ??
     (badRanges.length ? `finished, but ${badRanges.length} unreadable source range(s) were zero-filled on the target: see ddt status ${journal.path}` : undefined);
+  // Every block is proven: the target is the source, GPT included, wherever it ended.
+  const gpt: GptCheck = {};
+  if (exitCode === ExitCode.ok || exitCode === ExitCode.badSectors) {
+    try {
+      Object.assign(gpt, await checkGpt(header, ends, { fix: header.options.fixGpt === true, firstIndex: blocks.length, signal: o.signal }));
+    } catch (err) {
+      // Only a relocation that was asked for fails the run; a look that failed is no news.
+      if (header.options.fixGpt) {
+        exitCode = ExitCode.incomplete;
+        error = `every block is verified, but moving the backup GPT to the end of the target failed: ${messageOf(err)}`;
+      }
+    }
+    if (gpt.warning) o.emit({ type: 'warning', message: gpt.warning });
+  }
   journal.run({ event: 'end', exitCode, error, bytesOnWire: counters.bytesOnWire });
   journal.close();
   const summary: JobSummary = {
@@ -104,6 +124,8 @@ export async function executeJob(
     journal: journal.path,
   };
   if (error) summary.error = error;
+  if (gpt.warning) summary.warnings = [gpt.warning];
+  if (gpt.fixed) summary.gptFixed = gpt.fixed;
   o.emit({ type: 'done', ok: summary.ok, exitCode, summary: summary as unknown as Record<string, unknown> });
   return summary;
 }

@@ -203,10 +203,11 @@ async function transfer(
     sink = header.target.remote ? await (opening ?? prepared.openSink({ rttMs })) : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
     await o.writing;
     trace('ends open, target record says writing');
-    const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts, lock: o.lock });
+    // Parts are a format of the link to a remote helper; a local target (pull) takes whole blocks.
+    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts, lock: o.lock });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
-    const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'block' && e.state === 'sent' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
+    const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'bytes' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
     return await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
   } catch (err) {
     journal.close();

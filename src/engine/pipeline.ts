@@ -5,6 +5,7 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
+import { ByteMeter } from './byte-meter.js';
 import { HashAhead } from './hash-ahead.js';
 
 export interface PipelineOptions {
@@ -163,15 +164,24 @@ export async function runPipeline(
       }
       // Not zero after all on the target: write the zeros like any other block.
     }
-    let reported: number | undefined;
-    if (opened.payload.kind === 'data') opened.payload.onWire = (n) => (reported = (reported ?? 0) + n);
+    // The data path reports its bytes as they go; the meter turns them into progress events.
+    const meter = new ByteMeter(block.index, emit, (n) => (counters.bytesOnWire += n));
+    if (opened.payload.kind !== 'zero') {
+      opened.payload.onWire = meter.onWire;
+      opened.payload.onAck = meter.onAck;
+    }
     if (counters.sent === 0) trace('first block write');
-    const tgt = await writer.writeAt(block, opened.payload, opts.algo, runSignal);
+    let tgt: string;
+    try {
+      tgt = await writer.writeAt(block, opened.payload, opts.algo, runSignal);
+      // The answer covers the whole block, also what the path could not report on its way.
+      meter.onAck(block.length - meter.ackedBytes);
+    } finally {
+      meter.flush();
+    }
     const src = await opened.checksum;
-    const wire = reported ?? (zero ? 0 : block.length);
     counters.sent++;
-    counters.bytesOnWire += wire;
-    emit({ type: 'block', index: block.index, state: 'sent', bytes: block.length, wireBytes: wire });
+    emit({ type: 'block', index: block.index, state: 'sent', bytes: block.length });
     if (src !== tgt) {
       journal.block({ block: block.index, state: 'failed', source: src, target: tgt, reason: 'checksum mismatch after write' });
       counters.lastError = `block ${block.index}: target checksum ${tgt} != source ${src}`;

@@ -23,6 +23,10 @@ export interface JobSummary extends BlockTally {
   rttMs?: number;
   journal: string;
   error?: string;
+  /** what the user should know about the result (a GPT whose backup is not at the target's end) */
+  warnings?: string[];
+  /** `--fix-gpt`: what was moved on the target */
+  gptFixed?: string;
 }
 
 export function exitCodeFor(c: PipelineCounters, pending: number, badRanges: number): ExitCodeValue {

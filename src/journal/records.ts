@@ -70,6 +70,8 @@ export interface JobOptions {
   bwlimit?: string;
   /** Zero ranges of a file target become holes (false: `--no-sparse`, zeros are written). */
   sparse: boolean;
+  /** `--fix-gpt`: once every block is proven, move a GPT's backup to the end of a larger target. */
+  fixGpt?: boolean;
 }
 
 /** The data path the job began with, and what that path needs to continue. */

@@ -121,6 +121,7 @@ function optionsOf(f: Fields, o: Obj): JobOptions {
   };
   const bw = f.optStr(o, 'bwlimit', 'options.bwlimit', /^[0-9A-Za-z:.,=*\s-]+$/);
   if (bw !== undefined) opts.bwlimit = bw;
+  if (f.bool(o, 'fixGpt', 'options.fixGpt', false)) opts.fixGpt = true;
   return opts;
 }
 

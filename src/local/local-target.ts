@@ -40,6 +40,9 @@ export class LocalTarget implements BlockSink {
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     let pos = 0;
+    // No link here: what is written is what moved (for a pull, every data byte came over the
+    // wire to get here), and the target has it once the write returns.
+    const moved = payload.kind === 'data' ? payload : undefined;
     const put = async (chunk: Buffer): Promise<void> => {
       signal.throwIfAborted();
       if (pos + chunk.length > block.length) throw new Error(`payload for block ${block.index} is longer than the block`);
@@ -49,6 +52,8 @@ export class LocalTarget implements BlockSink {
         done += bytesWritten;
       }
       pos += chunk.length;
+      moved?.onWire?.(chunk.length);
+      moved?.onAck?.(chunk.length);
     };
     if (payload.kind === 'zero') {
       while (pos < block.length) await put(zeroChunk(Math.min(this.chunkSize, block.length - pos)));

@@ -1,4 +1,5 @@
 import type { BlockEventState, ProgressEvent } from './events.js';
+import { InFlight } from './in-flight.js';
 import { RateWindow } from './rate.js';
 
 /** Blocks per state. `verified` includes `zero` and `identical` blocks and blocks proven by an earlier run. */
@@ -28,18 +29,31 @@ export interface ProgressSnapshot {
   bytesTotal: number;
   /** bytes of verified blocks, including those proven by an earlier run (resume) */
   bytesVerified: number;
-  /** block payload bytes sent over channels this run (after compression) */
+  /** block bytes the target has taken this run, as they go (a re-sent block counts again) */
+  bytesAcked: number;
+  /** where the job stands: bytesVerified plus what the target has taken of unproven blocks */
+  bytesMoved: number;
+  /** block payload bytes put on the link this run (after compression), as they go */
   bytesWire: number;
   /** bytesVerified / bytesTotal in percent, floored to 0.1 so 100 means really done */
   percent: number;
-  /** verified bytes per second over the last ~10 s (current speed, not the run's average) */
+  /** bytesMoved / bytesTotal in percent, floored to 0.1 */
+  percentMoved: number;
+  /**
+   * bytes per second the job moved over the last ~10 s (current speed, not the run's average):
+   * bytes the target took, and blocks proven without bytes (zero, identical)
+   */
   rate: number;
+  /** the same over the whole run */
+  averageRate: number;
   /** wire payload bytes per second over the last ~10 s */
   wireRate: number;
-  /** seconds until all bytes are verified at the current rate; null when the rate is 0 */
+  /** seconds until bytesMoved reaches bytesTotal at the current rate; null when the rate is 0 */
   eta: number | null;
   /** seconds since the run started (frozen at `done`) */
   elapsed: number;
+  /** seconds since the job last moved (0 outside the transfer) */
+  idle: number;
   /** wire payload bytes per second per connection (0-based), over the last ~10 s */
   connections: Record<number, number>;
   /** most recent warnings (at most MAX_WARNINGS kept) */
@@ -56,6 +70,12 @@ export interface AggregatorOptions {
   /** clock in ms (tests inject one); default Date.now */
   now?: () => number;
 }
+
+/**
+ * Seconds without the target taking anything after which the run counts as stalled: longer than
+ * a block's flush and read-back on a slow disk, far shorter than a reconnect timeout.
+ */
+export const STALL_AFTER_S = 15;
 
 /** Warnings are rare, but `--noerror` on a dying disk can produce many: keep memory bounded. */
 export const MAX_WARNINGS = 100;
@@ -77,13 +97,18 @@ export class ProgressAggregator {
   private blockSize = 0;
   private bytesTotal = 0;
   private bytesVerified = 0;
+  private bytesAcked = 0;
   private bytesWire = 0;
+  /** everything this run moved (bytes taken, blocks proven without bytes): the average's numerator */
+  private bytesProgressed = 0;
+  private readonly inFlight = new InFlight();
   private readonly blocks: BlockCounts = { total: 0, read: 0, sent: 0, verified: 0, zero: 0, identical: 0, retried: 0, failed: 0 };
   private startedAt: number;
+  private movedAt: number;
   private doneAt: number | null = null;
   private ok: boolean | null = null;
   private exitCode: number | null = null;
-  private readonly verifiedRate: RateWindow;
+  private readonly moveRate: RateWindow;
   private readonly wireRate: RateWindow;
   private readonly connectionRates = new Map<number, RateWindow>();
   private readonly warnings: string[] = [];
@@ -92,7 +117,8 @@ export class ProgressAggregator {
   constructor(opts: AggregatorOptions = {}) {
     this.clock = opts.now ?? Date.now;
     this.startedAt = this.clock();
-    this.verifiedRate = new RateWindow(this.startedAt);
+    this.movedAt = this.startedAt;
+    this.moveRate = new RateWindow(this.startedAt);
     this.wireRate = new RateWindow(this.startedAt);
   }
 
@@ -104,7 +130,10 @@ export class ProgressAggregator {
         this.onStart(event, now);
         break;
       case 'block':
-        this.onBlock(event.state, event.bytes, event.wireBytes, event.connection, now);
+        this.onBlock(event.index, event.state, event.bytes, now);
+        break;
+      case 'bytes':
+        this.onBytes(event, now);
         break;
       case 'warning':
         this.warningTotal++;
@@ -133,11 +162,13 @@ export class ProgressAggregator {
 
   snapshot(now: number = this.clock()): ProgressSnapshot {
     const until = this.doneAt ?? now;
-    const rate = this.verifiedRate.rate(now);
-    const remaining = Math.max(0, this.bytesTotal - this.bytesVerified);
+    const rate = this.moveRate.rate(now);
+    const moved = Math.min(this.bytesTotal, this.bytesVerified + this.inFlight.bytes);
+    const remaining = Math.max(0, this.bytesTotal - moved);
     let eta: number | null = null;
     if (this.phase !== 'setup' && remaining === 0) eta = 0;
     else if (this.phase === 'transfer' && rate > 0) eta = Math.ceil(remaining / rate);
+    const elapsed = Math.max(0, until - this.startedAt) / 1000;
     const connections: Record<number, number> = {};
     for (const [connection, window] of this.connectionRates) connections[connection] = Math.round(window.rate(now));
     return {
@@ -150,12 +181,17 @@ export class ProgressAggregator {
       blocks: { ...this.blocks },
       bytesTotal: this.bytesTotal,
       bytesVerified: this.bytesVerified,
+      bytesAcked: this.bytesAcked,
+      bytesMoved: moved,
       bytesWire: this.bytesWire,
       percent: percentOf(this.bytesVerified, this.bytesTotal, this.phase),
+      percentMoved: percentOf(moved, this.bytesTotal, this.phase),
       rate: Math.round(rate),
+      averageRate: elapsed > 0 ? Math.round(this.bytesProgressed / elapsed) : 0,
       wireRate: Math.round(this.wireRate.rate(now)),
       eta,
-      elapsed: Math.max(0, until - this.startedAt) / 1000,
+      elapsed,
+      idle: this.phase === 'transfer' ? Math.max(0, now - this.movedAt) / 1000 : 0,
       connections,
       warnings: this.warnings.slice(),
       warningCount: this.warningTotal,
@@ -179,19 +215,33 @@ export class ProgressAggregator {
     this.bytesVerified += event.bytesDone;
     // Elapsed time and rates measure the transfer, not SSH setup before it.
     this.startedAt = now;
-    this.verifiedRate.reset(now);
+    this.movedAt = now;
+    this.moveRate.reset(now);
     this.wireRate.reset(now);
     this.connectionRates.clear();
+    this.inFlight.clear();
   }
 
-  private onBlock(state: BlockEventState, bytes: number, wireBytes: number | undefined, connection: number | undefined, now: number): void {
-    // A `sent` event without wireBytes carried the block uncompressed.
-    const wire = wireBytes ?? (state === 'sent' ? bytes : 0);
-    if (wire > 0) {
-      this.bytesWire += wire;
-      this.wireRate.add(now, wire);
-      if (connection !== undefined) this.connectionWindow(connection).add(now, wire);
+  private onBytes(event: Extract<ProgressEvent, { type: 'bytes' }>, now: number): void {
+    if (event.wire > 0) {
+      this.bytesWire += event.wire;
+      this.wireRate.add(now, event.wire);
+      if (event.connection !== undefined) this.connectionWindow(event.connection).add(now, event.wire);
     }
+    if (event.acked > 0) {
+      this.bytesAcked += event.acked;
+      this.inFlight.add(event.index, event.acked);
+      this.moved(now, event.acked);
+    }
+  }
+
+  private moved(now: number, bytes: number): void {
+    this.bytesProgressed += bytes;
+    this.moveRate.add(now, bytes);
+    this.movedAt = now;
+  }
+
+  private onBlock(index: number, state: BlockEventState, bytes: number, now: number): void {
     switch (state) {
       case 'read':
         this.blocks.read++;
@@ -201,9 +251,11 @@ export class ProgressAggregator {
         return;
       case 'retry':
         this.blocks.retried++;
+        this.inFlight.settle(index);
         return;
       case 'failed':
         this.blocks.failed++;
+        this.inFlight.settle(index);
         return;
       case 'zero':
         this.blocks.zero++;
@@ -216,7 +268,10 @@ export class ProgressAggregator {
     }
     this.blocks.verified++;
     this.bytesVerified += bytes;
-    this.verifiedRate.add(now, bytes);
+    // What the target took of it moved the job already; the rest (a zero or identical block, a
+    // path that says nothing until its answer) moves it now.
+    const rest = bytes - this.inFlight.settle(index);
+    if (rest > 0) this.moved(now, rest);
   }
 
   private connectionWindow(connection: number): RateWindow {

@@ -4,7 +4,7 @@
  */
 export type BlockEventState =
   | 'read' // source block read and hashed
-  | 'sent' // payload handed to the target (bytes on the wire counted here)
+  | 'sent' // the target answered for the whole payload (its bytes were counted by `bytes` events)
   | 'verified' // target read-back checksum equals source checksum
   | 'zero' // verified block that was all zeros at the source (also counted as verified)
   | 'identical' // verified without sending: target already had it (also counted as verified)
@@ -31,9 +31,23 @@ export type ProgressEvent =
       state: BlockEventState;
       /** block length in bytes */
       bytes: number;
-      /** payload bytes sent over the wire for this event (state 'sent') */
-      wireBytes?: number;
-      /** which connection carried it (0-based), when known */
+    }
+  | {
+      /**
+       * Bytes of one block on their way, since the previous such event of that block: at most
+       * one event per chunk, so a fast link does not flood the listeners.
+       */
+      type: 'bytes';
+      index: number;
+      /** payload bytes the data path put on the link (after compression; zero runs cost none) */
+      wire: number;
+      /**
+       * bytes of the block the target has taken (block bytes, not wire bytes): its answer to a
+       * part or an SFTP write, the link's flow control for a block streamed whole, the write
+       * itself for a local target
+       */
+      acked: number;
+      /** which connection carried them (0-based), when known */
       connection?: number;
     }
   | { type: 'warning'; message: string }

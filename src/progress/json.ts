@@ -8,9 +8,12 @@
  *
  * `...snapshot` is every `ProgressSnapshot` field except `warnings` (those arrive as their own
  * events): phase, command, source, target, engine, blockSize, blocks{total, read, sent, verified,
- * zero, identical, retried, failed}, bytesTotal, bytesVerified, bytesWire, percent, rate and
- * wireRate (bytes/s, ~10 s window), eta (s or null), elapsed (s), connections{n: bytes/s},
- * warningCount, done, ok, exitCode. `time` is ISO 8601 UTC.
+ * zero, identical, retried, failed}, bytesTotal, bytesVerified (proven), bytesAcked (taken by
+ * the target this run), bytesMoved (proven + taken of unproven blocks), bytesWire (payload on
+ * the link this run), percent (proven), percentMoved, rate and wireRate (bytes/s, ~10 s
+ * window), averageRate (bytes/s, whole run), eta (s or null), elapsed (s), idle (s since the
+ * target last took anything), connections{n: bytes/s}, warningCount, done, ok, exitCode.
+ * `time` is ISO 8601 UTC. The byte counts move as the bytes go, not only when a block is proven.
  *
  * Raw progress events are deliberately not echoed: a line per block state change would flood the
  * consumer on fast links and say nothing a snapshot does not.

@@ -4,8 +4,10 @@ import { LineRenderer, type ProgressSource, type RendererOptions, type RunResult
 
 /**
  * For logs and pipes (no TTY): a line every few seconds, which reads well in a journal or CI log,
- * where a redrawn bar would be noise.
- *   ddt: 412.0 MiB / 1.0 GiB (40.2%) verified, 98.3 MiB/s, ETA 6s, blocks 6/16 verified, 2 zero, 0 retried
+ * where a redrawn bar would be noise. What is proven comes first (scripts grep it), then what the
+ * target has taken, which moves between proofs:
+ *   ddt: 380.0 MiB / 1.0 GiB (37.1%) verified, 98.3 MiB/s, ETA 6s, blocks 6/16 verified, 2 zero,
+ *   0 retried; 412.0 MiB at the target, 300.2 MiB on the wire, avg 95.1 MiB/s, 4s elapsed
  */
 export class PlainRenderer extends LineRenderer {
   constructor(aggregator: ProgressSource, stream: NodeJS.WritableStream, opts: RendererOptions = {}) {
@@ -32,7 +34,8 @@ export class PlainRenderer extends LineRenderer {
 export function progressLine(s: ProgressSnapshot): string {
   return (
     `ddt: ${formatBytes(s.bytesVerified)} / ${formatBytes(s.bytesTotal)} (${s.percent.toFixed(1)}%) verified, ` +
-    `${formatRate(s.rate)}, ETA ${formatDuration(s.eta)}, ${blockCounts(s)}`
+    `${formatRate(s.rate)}, ETA ${formatDuration(s.eta)}, ${blockCounts(s)}; ` +
+    `${formatBytes(s.bytesMoved)} at the target, ${formatBytes(s.bytesWire)} on the wire, avg ${formatRate(s.averageRate)}, ${formatDuration(s.elapsed)} elapsed`
   );
 }
 
@@ -43,7 +46,7 @@ export function finalLine(s: ProgressSnapshot, result?: RunResult): string {
   const outcome = ok === true ? 'done' : exitCode === null ? 'stopped' : `stopped (exit ${exitCode})`;
   return (
     `ddt: ${outcome}: ${formatBytes(s.bytesVerified)} / ${formatBytes(s.bytesTotal)} (${s.percent.toFixed(1)}%) verified ` +
-    `in ${formatDuration(s.elapsed)}, ${formatBytes(s.bytesWire)} on the wire, ${blockCounts(s)}`
+    `in ${formatDuration(s.elapsed)} (avg ${formatRate(s.averageRate)}), ${formatBytes(s.bytesWire)} on the wire, ${blockCounts(s)}`
   );
 }
 

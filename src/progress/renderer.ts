@@ -23,6 +23,8 @@ export interface ProgressRenderer {
 export interface RendererOptions {
   /** how often to write a progress line / redraw */
   intervalMs?: number;
+  /** warnings the user has already seen (written before the renderer began): not repeated */
+  warningsSeen?: number;
 }
 
 /** The progress aggregator a renderer reads from (its public surface only). */
@@ -63,9 +65,10 @@ export class LineWriter {
 
 /** Hands out each warning once: renderers remember how many they already showed. */
 export class WarningCursor {
-  private seen = 0;
-
-  constructor(private readonly source: ProgressSource) {}
+  constructor(
+    private readonly source: ProgressSource,
+    private seen = 0,
+  ) {}
 
   take(): string[] {
     const total = this.source.warningCount;
@@ -103,7 +106,7 @@ export abstract class LineRenderer implements ProgressRenderer {
     private readonly tickAtStart: boolean,
   ) {
     this.out = new LineWriter(stream);
-    this.warnings = new WarningCursor(aggregator);
+    this.warnings = new WarningCursor(aggregator, opts.warningsSeen);
     this.intervalMs = opts.intervalMs ?? defaultIntervalMs;
   }
 

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { ProgressSnapshot } from './aggregator.js';
+import { STALL_AFTER_S, type ProgressSnapshot } from './aggregator.js';
 import { formatBytes, formatDuration, formatRate } from '../format.js';
 import {
   WarningCursor,
@@ -13,15 +13,18 @@ import {
 /**
  * Live display for a terminal, drawn by cli-progress (lines redrawn in place, each fits 80 columns):
  *   send [=====-----]  40.2%  412.0 MiB / 1.0 GiB   98.3 MiB/s  ETA 6s
+ *   proven 380.0 MiB (37.1%), 300.2 MiB on the wire, avg 95.1 MiB/s, 4s elapsed
  *   blocks 6/16 verified, 2 zero, 0 identical, 0 retried, 0 failed
  *   connections #0 50.1 MiB/s, #1 48.2 MiB/s          (once a connection has carried data)
- * Warnings are logged above the bars so they stay in the scrollback.
+ * The bar is what the target has taken (it moves with the bytes), the second line what is
+ * proven. Warnings are logged above the bars so they stay in the scrollback.
  */
 export class TtyRenderer implements ProgressRenderer {
   private readonly multi: cliProgress.MultiBar;
   private readonly warnings: WarningCursor;
   private readonly intervalMs: number;
   private bar: cliProgress.SingleBar | null = null;
+  private proven: cliProgress.SingleBar | null = null;
   private details: cliProgress.SingleBar | null = null;
   private connections: cliProgress.SingleBar | null = null;
   private stopTicker: (() => void) | null = null;
@@ -33,7 +36,7 @@ export class TtyRenderer implements ProgressRenderer {
     opts: RendererOptions = {},
   ) {
     this.intervalMs = opts.intervalMs ?? 250;
-    this.warnings = new WarningCursor(aggregator);
+    this.warnings = new WarningCursor(aggregator, opts.warningsSeen);
     this.multi = new cliProgress.MultiBar({
       stream,
       fps: 1000 / this.intervalMs,
@@ -64,7 +67,8 @@ export class TtyRenderer implements ProgressRenderer {
   start(): void {
     if (this.bar || this.stopped) return;
     const snap = this.aggregator.snapshot();
-    this.bar = this.multi.create(snap.bytesTotal, snap.bytesVerified, barPayload(snap));
+    this.bar = this.multi.create(snap.bytesTotal, snap.bytesMoved, barPayload(snap));
+    this.proven = this.multi.create(1, 0, { line: provenLine(snap) }, TEXT_LINE);
     this.details = this.multi.create(1, 0, { line: blocksLine(snap) }, TEXT_LINE);
     this.stopTicker = every(this.intervalMs, () => this.tick());
   }
@@ -86,7 +90,8 @@ export class TtyRenderer implements ProgressRenderer {
     const snap = this.aggregator.snapshot();
     if (!this.bar || !this.details) return;
     if (this.bar.getTotal() !== snap.bytesTotal) this.bar.setTotal(snap.bytesTotal);
-    this.bar.update(snap.bytesVerified, barPayload(snap));
+    this.bar.update(snap.bytesMoved, barPayload(snap));
+    this.proven?.update(0, { line: provenLine(snap) });
     this.details.update(0, { line: blocksLine(snap) });
     const conns = connectionsLine(snap);
     // Created on first use: a local copy has no connections, and an empty line would be noise.
@@ -98,12 +103,16 @@ export class TtyRenderer implements ProgressRenderer {
 function barPayload(s: ProgressSnapshot): Record<string, string> {
   return {
     label: s.command || 'ddt',
-    pct: s.percent.toFixed(1).padStart(5),
-    doneBytes: formatBytes(s.bytesVerified),
+    pct: s.percentMoved.toFixed(1).padStart(5),
+    doneBytes: formatBytes(s.bytesMoved),
     totalBytes: formatBytes(s.bytesTotal),
     rateText: formatRate(s.rate).padStart(11),
-    etaText: s.phase === 'setup' ? 'connecting' : formatDuration(s.eta),
+    etaText: s.phase === 'setup' ? 'connecting' : s.idle >= STALL_AFTER_S ? `? (stalled ${formatDuration(s.idle)})` : formatDuration(s.eta),
   };
+}
+
+function provenLine(s: ProgressSnapshot): string {
+  return `proven ${formatBytes(s.bytesVerified)} (${s.percent.toFixed(1)}%), ${formatBytes(s.bytesWire)} on the wire, avg ${formatRate(s.averageRate)}, ${formatDuration(s.elapsed)} elapsed`;
 }
 
 /** A bar without a bar: cli-progress's way of redrawing a line of text in place. */

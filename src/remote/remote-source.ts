@@ -23,7 +23,7 @@ export async function remotePathInfo(helper: RemoteHelper, path: string, signal?
 }
 
 export class RemoteSource implements BlockSource {
-  /** which connection carried the last read of a block (consumed by `connectionOf`) */
+  /** which connection carried the last read of a block (a number per block: small) */
   private readonly carriedBy = new Map<number, number>();
 
   private constructor(
@@ -84,11 +84,9 @@ export class RemoteSource implements BlockSource {
     return { checksum: await this.pool.use(this.signal, (w) => w.hash(block, algo, this.signal)), badRanges: [] };
   }
 
-  /** The connection that carried block `index` (once; for per-connection progress). */
+  /** The connection that carried block `index` (for per-connection progress, asked per chunk). */
   connectionOf(index: number): number | undefined {
-    const c = this.carriedBy.get(index);
-    this.carriedBy.delete(index);
-    return c;
+    return this.carriedBy.get(index);
   }
 
   /** Quit the idle workers politely and drop busy ones (their blocks stay unproven). Idempotent. */

@@ -99,12 +99,12 @@ export class RemoteTarget implements BlockSink {
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     this.unflushed.delete(block.index);
-    if (payload.kind === 'parts') return this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload.onWire));
+    if (payload.kind === 'parts') return this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload));
     const defer = this.flushGroup !== undefined;
     const framed = this.framed && this.zeroShare >= FRAMED_FROM;
     const chunks = payload.kind === 'zero' ? 'zero' : payload.chunks;
-    const onWire = payload.kind === 'data' ? payload.onWire : undefined;
-    const r: WriteResult = await this.pool.use(signal, (w) => w.writeBlock(block, chunks, algo, signal, { defer, framed, onWire }));
+    const heard = payload.kind === 'data' ? { onWire: payload.onWire, onAck: payload.onAck } : {};
+    const r: WriteResult = await this.pool.use(signal, (w) => w.writeBlock(block, chunks, algo, signal, { defer, framed, ...heard }));
     if (r.deferred) this.unflushed.add(block.index);
     if (payload.kind === 'data') this.zeroShare = (this.zeroShare + r.zeroBytes / block.length) / 2;
     return r.checksum;

@@ -132,8 +132,13 @@ export class SftpStagingSink implements BlockSink {
             onOpened: (existing) => {
               gate.space.truncated(held);
               gate.space.ack(held, existing);
+              payload.onAck?.(existing);
             },
-            onAcked: (bytes) => gate.space.ack(held, bytes),
+            onAcked: (bytes) => {
+              gate.space.ack(held, bytes);
+              payload.onAck?.(bytes);
+            },
+            onHole: payload.onAck,
           });
           this.restart.delete(block.index);
         } catch (err) {

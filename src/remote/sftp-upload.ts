@@ -148,6 +148,8 @@ export interface UploadOptions {
   onOpened(existing: number): void;
   /** The server confirmed `bytes` more. */
   onAcked(bytes: number): void;
+  /** `bytes` of zeros were left as a hole instead of sent (the file reads as zeros there). */
+  onHole?: (bytes: number) => void;
 }
 
 /**
@@ -218,6 +220,7 @@ async function writeAll(s: SftpSession, handle: Buffer, chunks: AsyncIterable<Bu
         if (failure !== undefined) throw failure;
         const len = Math.min(max, chunk.length - at);
         if (chunk.compare(ZEROS, 0, len, at, at + len) === 0) {
+          o.onHole?.(len);
           at += len;
           continue;
         }

@@ -14,37 +14,9 @@ import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
 import { frameHeader, lengthOf, toAsync } from './wire.js';
+import type { Payload, WriteOptions, WriteResult } from './write-request.js';
 
-/** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
-export interface WriteResult {
-  checksum: string;
-  deferred: boolean;
-  /** bytes of the block in all-zero chunks (sent or not) */
-  zeroBytes: number;
-}
-
-export interface WriteOptions {
-  /**
-   * The helper may leave the flush to a later `flush()`: where the write and the read-back both
-   * bypass the page cache (O_DIRECT), `deferred` says the checksum is of bytes the device holds,
-   * not yet durable.
-   */
-  defer?: boolean;
-  /** Send the block as `X` frames: zero chunks as a length only. */
-  framed?: boolean;
-  /** Hears payload bytes as they go on the channel. */
-  onWire?: (bytes: number) => void;
-}
-
-/** A request's payload: `length` bytes from `chunks`, as they are or as `X` frames. */
-interface Payload {
-  length: number;
-  chunks: AsyncIterable<Buffer>;
-  framed: boolean;
-  onWire?: (bytes: number) => void;
-  /** filled in as the bytes go: bytes in all-zero chunks */
-  zeroBytes: number;
-}
+export type { WriteOptions, WriteResult } from './write-request.js';
 
 export class HelperWorker extends ChannelWorker {
   private buf = '';
@@ -74,7 +46,7 @@ export class HelperWorker extends ChannelWorker {
     let zeroBytes = block.length;
     if (chunks === 'zero') line = await this.request(`Z ${tail}`, signal);
     else {
-      const payload: Payload = { length: block.length, chunks, framed: o.framed === true, onWire: o.onWire, zeroBytes: 0 };
+      const payload: Payload = { length: block.length, chunks, framed: o.framed === true, onWire: o.onWire, onAck: o.onAck, zeroBytes: 0 };
       line = await this.request(`${o.framed ? 'X' : 'W'} ${tail}`, signal, payload);
       zeroBytes = payload.zeroBytes;
     }
@@ -99,16 +71,20 @@ export class HelperWorker extends ChannelWorker {
 
   /**
    * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
-   * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent.
+   * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent,
+   * `onAck` the block bytes of each part the helper answered for.
    */
-  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void): Promise<string> {
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}): Promise<string> {
+    /** Block bytes of the parts sent and not yet answered, oldest first (answers come in order). */
+    const unanswered: number[] = [];
     async function* items(): AsyncGenerator<{ head: string; data?: Buffer }> {
       let covered = 0;
       for await (const p of parts) {
         covered += p.length;
+        unanswered.push(p.length);
         if (p.kind === 'zero') yield { head: `E ${p.offset} ${p.length}\n` };
         else {
-          onWire?.(p.data.length);
+          o.onWire?.(p.data.length);
           yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
         }
       }
@@ -117,8 +93,12 @@ export class HelperWorker extends ChannelWorker {
     }
     let last = '';
     for await (const line of this.requests(items(), signal, 8)) {
-      if (last !== '') this.partAnswer(last);
-      last = line;
+      // Every part's answer comes before S's, and S is sent only after the last part.
+      if (unanswered.length === 0) last = line;
+      else {
+        this.partAnswer(line);
+        o.onAck?.(unanswered.shift()!);
+      }
     }
     return this.digestOf(last, algo);
   }
@@ -228,14 +208,16 @@ export class HelperWorker extends ChannelWorker {
         }
         if (p.framed) {
           if (zeros > 0) void this.send(frameHeader('Z', zeros)).catch(() => undefined);
-          zeros = 0;
           // Header and bytes queued together; the header's failure is the bytes' failure too.
           void this.send(frameHeader('D', chunk.length)).catch(() => undefined);
         }
         await this.send(chunk);
         p.onWire?.(chunk.length);
+        p.onAck?.(zeros + chunk.length);
+        zeros = 0;
       }
       if (zeros > 0 && sent === p.length) await this.send(frameHeader('Z', zeros));
+      p.onAck?.(zeros);
     } catch (err) {
       void it.return?.()?.catch(() => undefined); // let the source release its buffers
       throw err;

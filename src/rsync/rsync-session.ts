@@ -72,6 +72,35 @@ export function wireBytesOf(stats: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/**
+ * A stdout listener for `rsync --progress`, which redraws a line like
+ * `  11,567,104  36%   10.00MB/s    0:00:01` with `\r` about once a second: `onBytes` hears the
+ * file's bytes rsync has sent since the last call. Never more than the file: an rsync started
+ * again (its master was lost) counts from 0 and says nothing new until it passes the old mark.
+ */
+export function progressListener(onBytes: (bytes: number) => void): (text: string) => void {
+  let partial = '';
+  let reported = 0;
+  return (text) => {
+    const pieces = (partial + text).split(/[\r\n]/);
+    partial = pieces.pop() ?? '';
+    for (const piece of pieces) {
+      const m = /^\s*([\d,.]+)\s+\d+%/.exec(piece);
+      const n = m ? Number(m[1]!.replace(/[,.]/g, '')) : NaN;
+      if (Number.isSafeInteger(n) && n > reported) {
+        onBytes(n - reported);
+        reported = n;
+      }
+    }
+  };
+}
+
+/** What `send` tells as the file goes: block bytes rsync sent, and its bytes on the wire. */
+export interface RsyncHearing {
+  onAck?: (bytes: number) => void;
+  onWire?: (bytes: number) => void;
+}
+
 export interface RsyncSessionOptions {
   target: string;
   /** The largest block (staging space needed for one). */
@@ -162,14 +191,25 @@ export class RsyncSession {
    * rsync `local` to `remote` over the ControlMaster. A master lost meanwhile is brought back
    * (ensure: backoff, reconnect timeout) and the file sent again; a session the server refuses
    * (OpenSSH MaxSessions) teaches the master's session budget and waits for a free one.
+   * `hear` is told the file's bytes as rsync sends them, and its bytes on the wire.
    */
-  async send(local: string, remote: string, length: number, signal: AbortSignal): Promise<number> {
+  async send(local: string, remote: string, length: number, signal: AbortSignal, hear: RsyncHearing = {}): Promise<void> {
+    // Uncompressed, the file's bytes are the wire's; compressed, only --stats at the end knows.
+    let live = 0;
+    const onStdout = progressListener((n) => {
+      hear.onAck?.(n);
+      if (!this.compress.length) hear.onWire?.(n);
+      live += n;
+    });
     for (let losses = 0; ; ) {
       const r = await this.sessions.withSlot(signal, async (mux) => {
-        const r = await runProcess(this.local.rsync, this.rsyncArgs(mux, local, remote), { signal, env: { ...process.env, LC_ALL: 'C' } });
+        const r = await runProcess(this.local.rsync, this.rsyncArgs(mux, local, remote), { signal, env: { ...process.env, LC_ALL: 'C' }, onStdout });
         return r.code !== 0 && /session open refused|open failed|administratively prohibited/i.test(r.stderr) ? 'refused' : r;
       });
-      if (r.code === 0) return this.compress.length ? (wireBytesOf(r.stdout) ?? length) : length;
+      if (r.code === 0) {
+        hear.onWire?.(this.compress.length ? (wireBytesOf(r.stdout) ?? length) : length - live);
+        return;
+      }
       if (!(await this.sessions.muxes[0]!.check()) && ++losses <= MAX_MASTER_LOSSES) continue;
       const why = lastLineOf(r.stderr.split('\n').filter((l) => !/^rsync error:/.test(l)).join('\n')) || lastLineOf(r.stderr) || `exit ${r.code ?? r.signal}`;
       throw new DdtError('RSYNC_FAILED', `rsync of ${local} failed (exit ${r.code ?? r.signal}): ${why}`);
@@ -191,6 +231,8 @@ export class RsyncSession {
       '--inplace',
       // with compression, --stats tells the bytes that went on the wire
       ...(this.compress.length ? [...this.compress, '--stats'] : []),
+      // the file's bytes as they go, about once a second: progress within a block
+      '--progress',
       '-e',
       mux.rsyncShell,
       '--',

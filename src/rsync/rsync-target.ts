@@ -34,7 +34,7 @@ export class RsyncSink implements BlockSink {
           throw err;
         });
         try {
-          payload.onWire?.(await this.rsync.send(staged.path, remoteFile, block.length, signal));
+          await this.rsync.send(staged.path, remoteFile, block.length, signal, payload);
         } finally {
           await staged.remove();
         }

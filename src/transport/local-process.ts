@@ -33,9 +33,10 @@ const KEEP = 64 * 1024;
 
 /**
  * Run `cmd args` without a shell; resolves when it exited and its output is drained. An abort
- * ends the process (SIGTERM) and rejects with the signal's reason.
+ * ends the process (SIGTERM) and rejects with the signal's reason. `onStdout` hears stdout as it
+ * comes (a progress display), besides the kept tail.
  */
-export function runProcess(cmd: string, args: string[], opts: { signal?: AbortSignal; env?: NodeJS.ProcessEnv } = {}): Promise<ProcessResult> {
+export function runProcess(cmd: string, args: string[], opts: { signal?: AbortSignal; env?: NodeJS.ProcessEnv; onStdout?: (text: string) => void } = {}): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(opts.signal.reason);
@@ -44,7 +45,10 @@ export function runProcess(cmd: string, args: string[], opts: { signal?: AbortSi
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout = (stdout + s).slice(-KEEP)));
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout = (stdout + s).slice(-KEEP);
+      opts.onStdout?.(s);
+    });
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr = (stderr + s).slice(-KEEP)));
     const onAbort = () => child.kill('SIGTERM');
     opts.signal?.addEventListener('abort', onAbort, { once: true });

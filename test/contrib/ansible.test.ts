@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CLI } from '../e2e/cli.js';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File, type LoopDevice } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { until } from '../harness/until.js';
 
@@ -112,10 +112,10 @@ describe('contrib/ansible: the ddt_migrate role', function () {
 
   before(async function () {
     this.timeout(120_000);
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
-    requireReal(this, 'loop devices (root)', loopAvailable());
-    requireReal(this, 'ansible-playbook (Debian package ansible-core)', haveCommand('ansible-playbook'));
-    requireReal(this, 'sudo (the playbooks become root)', haveCommand('sudo'));
+    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
+    requireReal(this, 'ansible-playbook', haveCommand('ansible-playbook'));
+    requireReal(this, 'sudo', haveCommand('sudo'));
     requireReal(this, 'npm', haveCommand('npm'));
     dir = await makeTempDir('ddt-ansible-');
     sshd = await startSshd();
@@ -178,7 +178,7 @@ describe('contrib/ansible: the ddt_migrate role', function () {
     this.timeout(120_000);
     const inv = join(PLAYBOOKS, 'inventory.example.yml');
     for (const book of ['migrate.yml', 'status.yml']) await execFileP('ansible-playbook', ['--syntax-check', '-i', inv, book], { cwd: PLAYBOOKS });
-    requireReal(this, 'ansible-lint (Debian package ansible-lint)', haveCommand('ansible-lint'));
+    requireReal(this, 'ansible-lint', haveCommand('ansible-lint'));
     const lint = await execFileP('ansible-lint', ['--offline', '--nocolor'], { cwd: PLAYBOOKS, env: { ...process.env, NO_COLOR: '1' } }).catch((e: { stdout: string; stderr: string }) => {
       throw new Error(`ansible-lint found problems:\n${e.stdout}\n${e.stderr}`);
     });

@@ -3,7 +3,7 @@ import { execFileSync, execSync } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 
 const MiB = 1024 * 1024;
@@ -37,7 +37,7 @@ describe('e2e: ddt copy / verify / status / resume (built CLI)', function () {
   }
 
   it('copies a mixed image onto a loop device with --yes, counts zero blocks, and verify agrees', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const src = join(dir, 'mixed.img');
     await fileOfSize(src, 48 * MiB, 'mixed', 11);
     const backing = join(dir, 'loop-target.img');
@@ -189,7 +189,7 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
     });
 
     it('an image file that backs an attached loop device', async function () {
-      requireReal(this, 'loop devices (root)', loopAvailable());
+      requireReal(this, NEEDS.loop, loopAvailable());
       const t = join(dir, 'backing.img');
       await fileOfSize(t, 4 * MiB, 'random', 44);
       const loop = await attachLoop(t);
@@ -201,7 +201,7 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
     });
 
     it('a mounted loop device, and a device whose partition is mounted', async function () {
-      requireReal(this, 'loop devices (root) and mkfs.ext4', loopAvailable() && haveCommand('mkfs.ext4'));
+      requireReal(this, `${NEEDS.loop}, mkfs.ext4, sfdisk, partx`, loopAvailable() && ['mkfs.ext4', 'sfdisk', 'partx'].every(haveCommand));
       const img = join(dir, 'mounted.img');
       await fileOfSize(img, 16 * MiB, 'zero');
       const loop = await attachLoop(img);
@@ -237,7 +237,7 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
     });
 
     it('a loop device in use as swap', async function () {
-      requireReal(this, 'loop devices (root), mkswap, swapon', loopAvailable() && haveCommand('swapon'));
+      requireReal(this, `${NEEDS.loop}, mkswap, swapon`, loopAvailable() && haveCommand('swapon'));
       const img = join(dir, 'swap.img');
       await fileOfSize(img, 16 * MiB, 'zero');
       const loop = await attachLoop(img);

@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isProven, readJournal } from '../../src/journal/journal.js';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 
@@ -34,7 +34,7 @@ describe('e2e: crash safety under repeated SIGKILL and resume', function () {
   let sshd: TestSshd;
   let dir: string;
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     dir = await makeTempDir('ddt-e2e-crash-');
     sshd = await startSshd();
   });

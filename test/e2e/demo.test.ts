@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { sshdMissing } from '../../src/demo/private-sshd.js';
-import { haveRoot, requireReal } from '../harness/real.js';
+import { haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli, type CliResult } from './cli.js';
 
@@ -39,7 +39,7 @@ function leftovers(dir: string): string[] {
 
 describe('e2e: ddt demo', function () {
   before(function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
   });
 
   it('--size 64M: sends, verifies, exits 0 and leaves no loop device, sshd process or temp dir', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd } from '../harness/sshd.js';
 import { until } from '../harness/until.js';
 import { jsonOf, runCli, startCli } from './cli.js';
@@ -34,7 +34,7 @@ function ddWriting(target: string): number[] {
 describe('e2e: transport faults during ddt send', function () {
   let dir: string;
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     dir = await makeTempDir('ddt-e2e-faults-');
   });
 

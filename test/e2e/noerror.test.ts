@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { fuseAvailable, withBadSectorDevice } from '../fixtures/bad-device.js';
 import { jsonOf, runCli } from './cli.js';
 
@@ -19,7 +19,7 @@ describe('e2e: --noerror on a source with unreadable sectors', function () {
   const bad = [2048 + 5, 2048 + 6, 6000];
 
   before(async function () {
-    requireReal(this, 'FUSE (python3-fusepy, /dev/fuse) and loop devices', fuseAvailable());
+    requireReal(this, NEEDS.fuse, fuseAvailable());
     dir = await makeTempDir('ddt-e2e-noerror-');
     image = join(dir, 'source.img');
     await fileOfSize(image, 4 * MiB, 'random', 201);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { childPids, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { countConnections, sshArgs, waitForVerified } from './remote-helpers.js';
@@ -35,8 +35,8 @@ describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)',
   let src: string;
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
-    requireReal(this, 'OpenSSH client', haveCommand('ssh'));
+    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, 'ssh', haveCommand('ssh'));
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-e2e-openssh-');
     sshd = await startSshd();
@@ -46,7 +46,7 @@ describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)',
   after(async () => sshd?.stop());
 
   it('is the default: a mixed image to a loop device, bytes equal, connections never above --connections', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const backing = join(dir, 'loop.img');
     await fileOfSize(backing, 24 * MiB, 'random', 502);
     const loop = await attachLoop(backing);

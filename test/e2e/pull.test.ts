@@ -4,7 +4,7 @@ import { existsSync, promises as fs, readFileSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fuseAvailable, withBadSectorDevice } from '../fixtures/bad-device.js';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { sshArgs, waitForVerified } from './remote-helpers.js';
@@ -39,7 +39,7 @@ describe('e2e: ddt pull over a real sshd', function () {
   let mixed: string;
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-e2e-pull-');
     sshd = await startSshd();
@@ -91,7 +91,7 @@ describe('e2e: ddt pull over a real sshd', function () {
   });
 
   it('pulls onto a loop device with --yes: the device holds the source, the rest untouched', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const backing = join(dir, 'loop-target.img');
     await fileOfSize(backing, 48 * MiB, 'random', 202);
     const tailBefore = execFileSync('sh', ['-c', `tail -c ${8 * MiB - 4096} "$1" | sha256sum`, 'sh', backing]).toString();
@@ -211,7 +211,7 @@ describe('e2e: ddt pull over a real sshd', function () {
   });
 
   it('a read error on the source host stops the run: exit 4, proven blocks stay proven, resumable', async function () {
-    requireReal(this, 'FUSE bad-sector device (root, python3-fusepy)', fuseAvailable());
+    requireReal(this, NEEDS.fuse, fuseAvailable());
     const img = join(dir, 'bad-src.img');
     await fileOfSize(img, 4 * MiB, 'random', 209);
     await withBadSectorDevice(img, [(3 * MiB) / 512 + 10], async (dev) => {
@@ -279,7 +279,7 @@ describe('e2e: ddt pull over a real sshd', function () {
     });
 
     it('a mounted loop device: exit 2', async function () {
-      requireReal(this, 'loop devices (root) and mkfs.ext4', loopAvailable() && haveCommand('mkfs.ext4'));
+      requireReal(this, `${NEEDS.loop}, mkfs.ext4`, loopAvailable() && haveCommand('mkfs.ext4'));
       const img = join(dir, 'mounted.img');
       await fileOfSize(img, 16 * MiB, 'zero');
       const loop = await attachLoop(img);

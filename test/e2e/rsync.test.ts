@@ -4,7 +4,7 @@ import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
-import { commandPath, haveCommand, haveRoot, requireReal } from '../harness/real.js';
+import { commandPath, haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { sshArgs, countConnections, waitForVerified } from './remote-helpers.js';
@@ -72,8 +72,8 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
   let mixed: string;
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
-    requireReal(this, 'rsync and ssh', haveCommand('rsync') && haveCommand('ssh'));
+    requireReal(this, NEEDS.sshd, sshdAvailable());
+    requireReal(this, 'rsync, ssh', haveCommand('rsync') && haveCommand('ssh'));
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-e2e-rsync-');
     sshd = await startSshd();
@@ -86,7 +86,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
   });
 
   it('sends a mixed image to a loop device: bytes equal, nothing left behind, connections ≤ --connections', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const backing = join(dir, 'loop-target.img');
     await fileOfSize(backing, 32 * MiB, 'random', 202);
     const loop = await attachLoop(backing);
@@ -273,7 +273,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
     });
 
     it('a --local-dir too small for one block', async function () {
-      requireReal(this, 'root (tmpfs mount)', haveRoot());
+      requireReal(this, 'root', haveRoot());
       const small = await makeTempDir('ddt-e2e-smallfs-');
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
       try {

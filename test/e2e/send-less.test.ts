@@ -1,12 +1,12 @@
 // Sending less (issue: skip-identical, zero blocks, --target-zeroed, --compress, --bwlimit,
 // multipath), end to end against the real sshd: bytes on the wire come from the summary.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
+import { establishedTo } from '../harness/tcp.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 
@@ -18,7 +18,7 @@ describe('e2e: sending less', function () {
   const ssh = () => ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none'];
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     dir = await makeTempDir('ddt-e2e-less-');
     sshd = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
   });
@@ -115,11 +115,7 @@ describe('e2e: sending less', function () {
     let done = false;
     void run.done.finally(() => (done = true));
     while (!done) {
-      const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${sshd.port} )`]).toString();
-      for (const line of out.split('\n')) {
-        const m = /\s(127\.0\.0\.[12]):\d+\s*$/.exec(line.trim());
-        if (m) seen.add(m[1]!);
-      }
+      for (const c of establishedTo(sshd.port)) if (/^127\.0\.0\.[12]$/.test(c.peer)) seen.add(c.peer);
       await new Promise((r) => setTimeout(r, 20));
     }
     const r = await run.done;

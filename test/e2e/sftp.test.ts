@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
-import { haveCommand, haveRoot, requireReal } from '../harness/real.js';
+import { haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
 import { sshArgs, countConnections } from './remote-helpers.js';
@@ -47,7 +47,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
   const mounts: Array<{ unmount(): void }> = [];
 
   before(async function () {
-    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-e2e-sftp-');
     sshd = await startSshd();
@@ -60,7 +60,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
   });
 
   it('sends a mixed image to a loop device: bytes equal, staging dir gone, connections ≤ --connections', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const backing = join(dir, 'loop-target.img');
     await fileOfSize(backing, 48 * MiB, 'random', 402);
     const loop = await attachLoop(backing);
@@ -86,7 +86,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
   });
 
   it('a tmpfs staging dir smaller than connections × channels × block size still completes, never over-full', async function () {
-    requireReal(this, 'root (mount tmpfs)', haveRoot());
+    requireReal(this, 'root', haveRoot());
     const size = 12 * MiB;
     const fs = await smallTmpfs(dir, 'small-staging', size);
     mounts.push(fs);
@@ -114,7 +114,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
   });
 
   it('a staging dir too small for a single block: exit 2 before anything is written, says how much is needed', async function () {
-    requireReal(this, 'root (mount tmpfs)', haveRoot());
+    requireReal(this, 'root', haveRoot());
     const fs = await smallTmpfs(dir, 'tiny-staging', 2 * MiB);
     mounts.push(fs);
     const target = join(dir, 'tiny-target.img');
@@ -130,7 +130,7 @@ describe('e2e: ddt send --via sftp over a real sshd', function () {
   });
 
   it('without --via and one connection: sftp; where staging cannot work, stream with a warning', async function () {
-    requireReal(this, 'root (mount tmpfs)', haveRoot());
+    requireReal(this, 'root', haveRoot());
     const target = join(dir, 'default-target.img');
     await fileOfSize(target, 41 * MiB, 'zero');
     const journal = join(dir, 'default.journal');

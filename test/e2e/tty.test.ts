@@ -1,11 +1,12 @@
 // The live display on a terminal: run the built CLI under `script` so stderr is a pseudo-terminal.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
+import { lastVisibleLine, renderScreen } from '../harness/vt-screen.js';
 import { CLI, startCli } from './cli.js';
 
 const run = promisify(execFile);
@@ -19,7 +20,7 @@ describe('e2e: progress on a terminal and on request', function () {
   let src: string;
 
   before(async function () {
-    requireReal(this, 'script (bsdutils)', haveCommand('script'));
+    requireReal(this, 'script', haveCommand('script'));
     dir = await makeTempDir('ddt-e2e-tty-');
     src = join(dir, 'src.img');
     // Random data so that nothing is skipped: the copy lasts a few seconds and the display ticks.
@@ -39,6 +40,39 @@ describe('e2e: progress on a terminal and on request', function () {
     assert.match(screen, /blocks \d+\/96 verified, \d+ zero, \d+ identical, \d+ retried, \d+ failed/);
     assert.match(screen, /done: 96\/96 blocks verified/);
     assert.match(screen, /384\.0 MiB proven in \S+ \([\d.]+ (KiB|MiB|GiB)\/s\)/, 'summary with the throughput');
+    assert.equal(await sha256File(target), await sha256File(src));
+  });
+
+  it('asks first: the question stays the last thing on the screen until answered, then the bars start clean', async () => {
+    const target = join(dir, 'ask.img');
+    await fileOfSize(target, 384 * MiB, 'zero', 1); // exists: overwriting it needs a yes
+    const cmd = [process.execPath, CLI, 'copy', src, target, '-b', '4M', '--journal', join(dir, 'ask.journal')].map(q).join(' ');
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, COLUMNS: '100', LINES: '30' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    for (let i = 0; i < 6000 && !out.includes('[y/N]'); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(out.includes('[y/N]'), `no question asked: ${JSON.stringify(out)}`);
+    // A display ticking every 250 ms would have drawn over the question by now. (Waiting
+    // longer can only let a wrong display show; a slow machine cannot fail this.)
+    await new Promise((r) => setTimeout(r, 1500));
+    const beforeAnswer = out;
+    const asked = renderScreen(beforeAnswer);
+    assert.match(lastVisibleLine(asked), /^Overwrite file .*ask\.img .* with .*src\.img .*\? \[y\/N\]$/, asked.join('\n'));
+    const afterPrompt = beforeAnswer.slice(beforeAnswer.indexOf('[y/N]'));
+    assert.doesNotMatch(afterPrompt, /\x1b\[\d*[ABJK]/, 'no cursor-up or erase after the question');
+    assert.doesNotMatch(beforeAnswer, /connecting|\[[=-]{5,}\]/, 'no progress drawn before the answer');
+
+    child.stdin.write('y\r');
+    assert.equal(await exited, 0, out);
+    const screen = renderScreen(out);
+    const question = screen.findIndex((l) => /^Overwrite file .*\? \[y\/N\] y$/.test(l));
+    assert.ok(question >= 0, `the question and its answer stay on the screen:\n${screen.join('\n')}`);
+    const below = screen.slice(question + 1).join('\n');
+    assert.match(below, /^copy \[=+\] 100\.0%\s+384\.0 MiB \/ 384\.0 MiB/m, 'the bars, below the answer');
+    assert.match(below, /^proven 384\.0 MiB \(100\.0%\), 384\.0 MiB on the wire, avg [\d.]+ \S+\/s, \S+ elapsed$/m);
+    assert.match(below, /done: 96\/96 blocks verified/);
+    assert.doesNotMatch(out, /connecting|0 B \/ 0 B/, 'no setup frame: the bars start with the transfer');
     assert.equal(await sha256File(target), await sha256File(src));
   });
 

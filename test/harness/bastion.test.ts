@@ -7,13 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { netnsPids } from './netns.js';
-import { requireReal } from './real.js';
+import { NEEDS, requireReal } from './real.js';
 // Through the index e2e tests import, so a broken re-export shows here.
 import { BATCH, bastionAvailable, runSsh, startBastionPair, TARGET_HOST, type BastionPair } from './remote-hosts.js';
 import { processGone } from './ssh-run.js';
 import { until } from './until.js';
 
-const NEEDS = 'root, OpenSSH sshd and client, iproute2 (ip netns) and busybox (nc)';
 
 // Requests the bastion logged to open a forwarded connection to the target.
 function forwardsToTarget(pair: BastionPair): number {
@@ -27,7 +26,7 @@ const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8'
 describe('bastion fixture', () => {
   let pair: BastionPair;
   before(async function () {
-    requireReal(this, NEEDS, bastionAvailable());
+    requireReal(this, NEEDS.bastion, bastionAvailable());
     pair = await startBastionPair();
   });
   after(async () => pair?.stop());

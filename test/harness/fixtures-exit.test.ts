@@ -13,12 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { bastionAvailable } from './bastion.js';
 import { minimalHostAvailable } from './minimal-host.js';
 import { sweepStaleNetns } from './netns.js';
-import { requireReal } from './real.js';
+import { NEEDS, requireReal } from './real.js';
 import { BATCH, processGone, sshSession } from './ssh-run.js';
 import { until } from './until.js';
 import { sweepStaleUsers, usersAvailable } from './users.js';
 
-const NEEDS = 'root, sshd, ip netns, busybox, unshare, useradd and sudo';
 const CHILD = fileURLToPath(new URL('./fixtures-child.ts', import.meta.url));
 
 interface Ready {
@@ -57,7 +56,7 @@ describe('remote-host fixtures at exit', () => {
   let child: ChildProcess | undefined;
   const clients: ChildProcess[] = [];
   beforeEach(function () {
-    requireReal(this, NEEDS, bastionAvailable() && minimalHostAvailable() && usersAvailable());
+    requireReal(this, `${NEEDS.bastion}, ${NEEDS.minimalHost}, ${NEEDS.users}`, bastionAvailable() && minimalHostAvailable() && usersAvailable());
   });
   afterEach(async () => {
     for (const client of clients.splice(0)) client.kill();

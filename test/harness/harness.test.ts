@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { attachLoop, fileOfSize, loopAvailable, makeTempDir, removeTempDir, sha256File } from './loop.js';
-import { requireReal } from './real.js';
+import { haveCommand, haveRoot, missingLine, missingParts, NEEDS, partsMissing, requireReal } from './real.js';
 import { sshdAvailable, startSshd, type TestSshd } from './sshd.js';
 import { until } from './until.js';
 
@@ -59,7 +59,7 @@ describe('test harness', () => {
   describe('startSshd', () => {
     let sshd: TestSshd | undefined;
     before(async function () {
-      requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+      requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
       sshd = await startSshd();
     });
     after(async () => sshd?.stop());
@@ -91,7 +91,7 @@ describe('test harness', () => {
   });
 
   it('stop() kills the listener, its connections and orphaned sessions, and removes the dir', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd();
     const first = await sshSession(sshd, []);
     const second = await sshSession(sshd, []);
@@ -109,7 +109,7 @@ describe('test harness', () => {
   });
 
   it('listens on every address in `listen`', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
     try {
       assert.equal((await readFile(sshd.knownHostsPath, 'utf8')).trim().split('\n').length, 2);
@@ -121,7 +121,7 @@ describe('test harness', () => {
   });
 
   it('maxSessions: 2 refuses a third session on one connection', async function () {
-    requireReal(this, 'root and OpenSSH sshd', sshdAvailable());
+    requireReal(this, `${NEEDS.sshd}, ssh`, sshdAvailable() && haveCommand('ssh'));
     const sshd = await startSshd({ maxSessions: 2, extraConfig: ['ClientAliveInterval 30'] });
     const config = await readFile(join(sshd.dir, 'sshd_config'), 'utf8');
     assert.match(config, /^MaxSessions 2$/m);
@@ -147,7 +147,7 @@ describe('test harness', () => {
   });
 
   it('attaches a loop device, writes through it and detaches it', async function () {
-    requireReal(this, 'root and losetup', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const dir = await tempDir('ddt-harness-');
     const file = join(dir, 'disk.img');
     await fileOfSize(file, 8 * MiB, 'mixed', 7);
@@ -224,17 +224,45 @@ describe('test harness', () => {
       return ctx;
     };
 
-    it('skips locally and fails in CI when a part is missing', () => {
+    it('skips locally and fails in CI when a part is missing; the skip names the part for the end', () => {
       const check = requireReal;
       delete process.env.CI;
       const local = fakeContext();
       check(local as unknown as Mocha.Context, 'a unicorn', false);
       assert.equal(local.skipped, true);
+      assert.ok(missingParts().parts.has('a unicorn'));
+      missingParts().parts.delete('a unicorn'); // this run does not lack one
       process.env.CI = 'true';
       assert.throws(() => check(fakeContext() as unknown as Mocha.Context, 'a unicorn', false), /CI requires a unicorn/);
       const present = fakeContext();
       check(present as unknown as Mocha.Context, 'a unicorn', true);
       assert.equal(present.skipped, false);
+    });
+
+    it('names only the parts that are missing here, and the packages npm run setup installs', () => {
+      const root = haveRoot() ? [] : ['root'];
+      assert.deepEqual(partsMissing('root, sh, ddt-no-such-tool'), [...root, 'ddt-no-such-tool']);
+      assert.deepEqual(partsMissing('sh, /dev/ddt-no-such-device, python3-fusepy'), ['/dev/ddt-no-such-device']);
+      assert.deepEqual(partsMissing('sh, /dev/null, python3-fusepy'), ['python3-fusepy'], 'nothing checkable is missing: the part in words');
+      assert.equal(missingLine(new Map()), '');
+      assert.equal(
+        missingLine(new Map([['xxhsum', 'xxhash'], ['root', undefined], ['sfdisk', 'fdisk'], ['/dev/fuse', undefined]])),
+        'missing here: /dev/fuse, root, sfdisk, xxhsum (their tests were skipped); install them with: npm run setup (Debian packages fdisk xxhash); run the tests as root for the ones that need root',
+      );
+    });
+
+    it('the reporter prints that line just above its summary, which stays the last line', async () => {
+      const spec = join(await tempDir('ddt-reporter-'), 'missing.test.ts');
+      const real = new URL('./real.ts', import.meta.url).pathname;
+      await writeFile(spec, `import { requireReal } from '${real}';\ndescribe('needs', function () {\n  it('a tool', function () { requireReal(this, 'sh, ddt-no-such-tool', false); });\n  it('nothing', () => undefined);\n});\n`);
+      const mocha = new URL('../../node_modules/mocha/bin/mocha.js', import.meta.url).pathname;
+      const reporter = new URL('../reporter.cjs', import.meta.url).pathname;
+      const env = { ...process.env };
+      delete env.CI;
+      const { stdout } = await execFileP(process.execPath, [mocha, '--no-config', '--node-option', 'import=tsx', '--reporter', reporter, spec], { env });
+      const lines = stdout.trimEnd().split('\n');
+      assert.equal(lines.at(-1), '1 passed, 0 failed, 1 skipped');
+      assert.equal(lines.at(-2), 'missing here: ddt-no-such-tool (their tests were skipped)');
     });
   });
 });

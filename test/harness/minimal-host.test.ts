@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeTempDir, removeTempDir } from './loop.js';
 import { HASH_APPLETS, minimalHostAvailable } from './minimal-host.js';
-import { requireReal } from './real.js';
+import { haveCommand, NEEDS, requireReal } from './real.js';
 import { BATCH, processGone, runSsh, sshSession } from './ssh-run.js';
 import { startMinimalHost, type TestSshd } from './sshd.js';
 import { until } from './until.js';
@@ -36,7 +36,7 @@ function processesMounting(path: string): number[] {
 describe('minimal host fixture', () => {
   let dir: string;
   before(async function () {
-    requireReal(this, 'root, busybox, util-linux unshare, OpenSSH sshd and sftp-server', minimalHostAvailable());
+    requireReal(this, NEEDS.minimalHost, minimalHostAvailable());
     dir = await makeTempDir('ddt-minimal-test-');
   });
   after(async () => dir && removeTempDir(dir));
@@ -44,13 +44,14 @@ describe('minimal host fixture', () => {
   describe('with every applet', () => {
     let sshd: TestSshd;
     before(async function () {
-      requireReal(this, 'root, busybox, util-linux unshare, OpenSSH sshd and sftp-server', minimalHostAvailable());
+      requireReal(this, NEEDS.minimalHost, minimalHostAvailable());
       sshd = await startMinimalHost();
     });
     after(async () => sshd?.stop());
 
-    it('this machine has the tools the mask must hide', async () => {
+    it('this machine has the tools the mask must hide', async function () {
       // Otherwise the next test would pass on any host.
+      requireReal(this, 'xxhsum, perl', existsSync('/usr/bin/xxhsum') && existsSync('/usr/bin/perl'));
       for (const path of ['/usr/bin/xxhsum', '/usr/bin/perl', '/usr/bin/dd']) assert.ok(existsSync(path), path);
       assert.match((await execFileP('/usr/bin/dd', ['--version'])).stdout, /coreutils/);
     });
@@ -116,7 +117,8 @@ describe('minimal host fixture', () => {
     }
   });
 
-  it('extraPrograms puts real binaries next to the applets', async () => {
+  it('extraPrograms puts real binaries next to the applets', async function () {
+    requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     const sshd = await startMinimalHost({ extraPrograms: ['xxhsum'] });
     try {
       const file = join(dir, 'hashed');

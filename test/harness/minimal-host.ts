@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { sftpServerPath } from '../../src/demo/private-sshd.js';
+import { sftpServerPath, sshdAvailable } from '../../src/demo/private-sshd.js';
 import { commandPath, haveCommand, haveRoot } from './real.js';
 
 const execFileP = promisify(execFile);
@@ -34,9 +34,9 @@ export interface MinimalHostOptions {
   extraPrograms?: readonly string[];
 }
 
-/** What a minimal host needs on this machine: root (mount namespaces), busybox, util-linux unshare, an external sftp-server. */
+/** What a minimal host needs on this machine: root (mount namespaces), its private sshd, busybox, util-linux unshare, an external sftp-server. */
 export function minimalHostAvailable(): boolean {
-  return haveRoot() && haveCommand('busybox') && haveCommand('unshare') && sftpServerPath() !== undefined;
+  return haveRoot() && sshdAvailable() && haveCommand('busybox') && haveCommand('unshare') && sftpServerPath() !== undefined;
 }
 
 export interface MinimalHostParts {

@@ -7,14 +7,13 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { minimalHostAvailable } from './minimal-host.js';
-import { requireReal } from './real.js';
+import { NEEDS, requireReal } from './real.js';
 import { BATCH, processGone, runSsh, sshSession } from './ssh-run.js';
 import { sshdAvailable, startMinimalHost, startSshd, type TestSshd } from './sshd.js';
 import { until } from './until.js';
 import { createUser, usersAvailable, type TestUser } from './users.js';
 
 const execFileP = promisify(execFile);
-const NEEDS = 'root, OpenSSH sshd, useradd/userdel, sudo and visudo';
 
 const loginArgs = (sshd: TestSshd, keyPath: string, user: string) => [
   '-p', String(sshd.port), '-i', keyPath, '-o', `UserKnownHostsFile=${sshd.knownHostsPath}`, '-o', 'IdentitiesOnly=yes', ...BATCH, `${user}@${sshd.host}`,
@@ -27,7 +26,7 @@ describe('user fixture', () => {
   let sudoer: TestUser;
   let plain: TestUser;
   before(async function () {
-    requireReal(this, NEEDS, usersAvailable() && sshdAvailable());
+    requireReal(this, `${NEEDS.users}, sshd`, usersAvailable() && sshdAvailable());
     sshd = await startSshd();
     sudoer = await createUser({ sudo: true, sshd });
     plain = await createUser({ sshd });
@@ -90,7 +89,7 @@ describe('user fixture', () => {
   });
 
   it('a minimal host turns away non-root logins with a reason', async function () {
-    requireReal(this, 'a minimal host (root, busybox, unshare, sftp-server)', minimalHostAvailable());
+    requireReal(this, NEEDS.minimalHost, minimalHostAvailable());
     const minimal = await startMinimalHost();
     try {
       await minimal.authorize(plain.name, plain.publicKey);

@@ -82,4 +82,16 @@ describe('journal', () => {
       assert.throws(() => readJournal(bad), (err: Error) => err instanceof UsageError && err.message.includes(`target.remote.${field}`));
     }
   });
+
+  it('--fix-gpt is kept for resume; absent it is off, and anything but a boolean is refused', () => {
+    const fixing = join(dir, 'fix.journal');
+    JournalWriter.create(fixing, { ...header, options: { ...header.options, fixGpt: true } }).close();
+    assert.equal(readJournal(fixing).header.options.fixGpt, true);
+    const plain = join(dir, 'plain.journal');
+    JournalWriter.create(plain, header).close();
+    assert.equal(readJournal(plain).header.options.fixGpt, undefined);
+    const bad = join(dir, 'bad-fix.journal');
+    appendFileSync(bad, JSON.stringify({ ...header, options: { ...header.options, fixGpt: 'yes' } }) + '\n');
+    assert.throws(() => readJournal(bad), (e: unknown) => e instanceof UsageError && /options\.fixGpt/.test(e.message));
+  });
 });

@@ -7,7 +7,7 @@ import { planBlocks } from '../../src/plan/block-plan.js';
 import { BlockReader } from '../../src/local/block-reader.js';
 import { probeDevice, splitDevno } from '../../src/local/device.js';
 import { attachLoop, fileOfSize, makeTempDir, loopAvailable } from '../harness/loop.js';
-import { requireReal, haveCommand } from '../harness/real.js';
+import { NEEDS, requireReal, haveCommand } from '../harness/real.js';
 
 async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -68,7 +68,7 @@ describe('source: block reader', () => {
   });
 
   it('probes a loop device through sysfs: size and logical sector size', async function () {
-    requireReal(this, 'loop devices (root)', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const path = join(dir, 'loop.img');
     await fileOfSize(path, 3 * 1024 * 1024, 'random', 3);
     const loop = await attachLoop(path);

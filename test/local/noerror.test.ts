@@ -12,7 +12,7 @@ import { mergeRanges, planBlocks } from '../../src/plan/block-plan.js';
 import type { ByteRange, OpenedBlock } from '../../src/block/types.js';
 import { BlockReader } from '../../src/local/block-reader.js';
 import { fileOfSize, makeTempDir } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { NEEDS, requireReal } from '../harness/real.js';
 import { fuseAvailable, withBadSectorDevice } from '../fixtures/bad-device.js';
 
 const SECTOR = 512;
@@ -50,7 +50,7 @@ describe('source: --noerror on a device with bad sectors', () => {
   }
 
   before(async function () {
-    requireReal(this, 'FUSE, loop devices and python3-fusepy (root)', fuseAvailable());
+    requireReal(this, NEEDS.fuse, fuseAvailable());
     await initChecksums();
     image = join(await makeTempDir('ddt-noerror-'), 'backing.img');
     await fileOfSize(image, SIZE, 'random', 5);

@@ -58,11 +58,13 @@ describe('progress/aggregator', () => {
       if (i === 4) agg.handle({ type: 'block', index: i, state: 'zero', bytes: block });
       else if (i === 5) agg.handle({ type: 'block', index: i, state: 'identical', bytes: block });
       else {
-        const wireBytes = i === 3 ? 16 * MiB : undefined; // undefined: sent uncompressed
-        agg.handle({ type: 'block', index: i, state: 'sent', bytes: block, wireBytes, connection: i % 2 });
+        const wire = i === 3 ? 16 * MiB : block; // block 3 went compressed
+        agg.handle({ type: 'bytes', index: i, wire, acked: block, connection: i % 2 });
+        agg.handle({ type: 'block', index: i, state: 'sent', bytes: block });
         if (i === 2) {
           agg.handle({ type: 'block', index: i, state: 'retry', bytes: block });
-          agg.handle({ type: 'block', index: i, state: 'sent', bytes: block, connection: 0 });
+          agg.handle({ type: 'bytes', index: i, wire: block, acked: block, connection: 0 });
+          agg.handle({ type: 'block', index: i, state: 'sent', bytes: block });
         }
         agg.handle({ type: 'block', index: i, state: 'verified', bytes: block });
       }
@@ -73,11 +75,14 @@ describe('progress/aggregator', () => {
     assert.deepEqual(s.blocks, { total: 16, read: 6, sent: 5, verified: 6, zero: 1, identical: 1, retried: 1, failed: 1 });
     assert.equal(s.bytesVerified, 6 * block);
     assert.equal(s.bytesWire, 4 * block + 16 * MiB);
+    assert.equal(s.bytesAcked, 5 * block, 'the re-sent block was taken twice');
+    assert.equal(s.bytesMoved, 6 * block, 'nothing unproven is in flight');
     assert.equal(s.elapsed, 6);
     assert.equal(s.percent, 37.5);
-    // 6 blocks in 6 s: 64 MiB/s; the remaining 10 blocks take 10 s.
-    assert.equal(s.rate, 64 * MiB);
-    assert.equal(s.eta, 10);
+    // 7 blocks' worth moved in 6 s (block 2 twice); the remaining 10 blocks at that rate:
+    assert.equal(s.rate, Math.round((7 * block) / 6));
+    assert.equal(s.averageRate, Math.round((7 * block) / 6));
+    assert.equal(s.eta, Math.ceil((10 * block) / Math.round((7 * block) / 6)));
     // Connection 0 carried blocks 0, 2, 2 (re-send); connection 1 carried 1 and 3 (compressed).
     assert.deepEqual(s.connections, { 0: Math.round((3 * block) / 6), 1: Math.round((block + 16 * MiB) / 6) });
     assert.equal(s.wireRate, Math.round((4 * block + 16 * MiB) / 6));
@@ -106,6 +111,46 @@ describe('progress/aggregator', () => {
     const idle = agg.snapshot();
     assert.equal(idle.rate, 0);
     assert.equal(idle.eta, null);
+  });
+
+  it('moves with the bytes the target takes, before a block is proven; a retry takes them back', () => {
+    const clock = manualClock();
+    const agg = new ProgressAggregator({ now: clock.now });
+    agg.handle(startEvent({ blocks: 4, bytesTotal: 4 * 64 * MiB }));
+    // 8 s at 8 MiB/s into block 0: a quarter of the job on the wire and taken, nothing proven.
+    for (let t = 0; t < 8; t++) {
+      clock.advance(1000);
+      agg.handle({ type: 'bytes', index: 0, wire: 8 * MiB, acked: 8 * MiB });
+    }
+    let s = agg.snapshot();
+    assert.equal(s.bytesVerified, 0);
+    assert.equal(s.percent, 0);
+    assert.equal(s.bytesWire, 64 * MiB);
+    assert.equal(s.bytesMoved, 64 * MiB);
+    assert.equal(s.percentMoved, 25);
+    assert.equal(s.rate, 8 * MiB);
+    assert.equal(s.eta, 24);
+    assert.equal(s.idle, 0);
+    // Proven: the bytes were counted already, the rate does not jump.
+    agg.handle({ type: 'block', index: 0, state: 'verified', bytes: 64 * MiB });
+    s = agg.snapshot();
+    assert.equal(s.bytesVerified, 64 * MiB);
+    assert.equal(s.bytesMoved, 64 * MiB);
+    assert.equal(s.rate, 8 * MiB);
+    // Half of block 1 taken, then it is re-sent: where the job stands goes back.
+    agg.handle({ type: 'bytes', index: 1, wire: 32 * MiB, acked: 32 * MiB });
+    assert.equal(agg.snapshot().bytesMoved, 96 * MiB);
+    agg.handle({ type: 'block', index: 1, state: 'retry', bytes: 64 * MiB });
+    s = agg.snapshot();
+    assert.equal(s.bytesMoved, 64 * MiB);
+    assert.equal(s.bytesAcked, 96 * MiB, 'what was taken stays counted');
+    // Nothing moves for 20 s: idle says so, the rate decays and the ETA is unknown.
+    clock.advance(20_000);
+    s = agg.snapshot();
+    assert.equal(s.idle, 20);
+    assert.equal(s.rate, 0);
+    assert.equal(s.eta, null);
+    assert.equal(s.averageRate, Math.round((96 * MiB) / 28));
   });
 
   it('counts blocks verified by an earlier run as verified, but not in the rate (resume)', () => {

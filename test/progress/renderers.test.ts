@@ -43,7 +43,8 @@ async function playRun(agg: ProgressAggregator, warning?: string): Promise<void>
       agg.handle({ type: 'block', index: i, state: 'zero', bytes: MiB });
       continue;
     }
-    agg.handle({ type: 'block', index: i, state: 'sent', bytes: MiB, connection: i % 2 });
+    agg.handle({ type: 'bytes', index: i, wire: MiB, acked: MiB, connection: i % 2 });
+    agg.handle({ type: 'block', index: i, state: 'sent', bytes: MiB });
     agg.handle({ type: 'block', index: i, state: 'verified', bytes: MiB });
     if (i === 2 && warning) agg.handle({ type: 'warning', message: warning });
   }
@@ -110,13 +111,17 @@ describe('progress/renderers', () => {
       t += 1000;
       agg.handle({ type: 'block', index: i, state: i < 2 ? 'zero' : 'verified', bytes: 64 * MiB });
     }
+    t += 500;
+    agg.handle({ type: 'bytes', index: 6, wire: 16 * MiB, acked: 32 * MiB });
     assert.equal(
       progressLine(agg.snapshot()),
-      'ddt: 384.0 MiB / 1.0 GiB (37.5%) verified, 64.0 MiB/s, ETA 10s, blocks 6/16 verified, 2 zero, 0 retried',
+      // 416 MiB moved in 6.5 s: 64 MiB/s, and 608 MiB to go.
+      'ddt: 384.0 MiB / 1.0 GiB (37.5%) verified, 64.0 MiB/s, ETA 10s, blocks 6/16 verified, 2 zero, 0 retried; ' +
+        '416.0 MiB at the target, 16.0 MiB on the wire, avg 64.0 MiB/s, 7s elapsed',
     );
     agg.handle({ type: 'block', index: 7, state: 'identical', bytes: 64 * MiB });
     agg.handle({ type: 'block', index: 8, state: 'failed', bytes: 64 * MiB });
-    assert.match(progressLine(agg.snapshot()), /blocks 7\/16 verified, 2 zero, 0 retried, 1 identical, 1 failed$/);
+    assert.match(progressLine(agg.snapshot()), /blocks 7\/16 verified, 2 zero, 0 retried, 1 identical, 1 failed; /);
   });
 
   it('plain: periodic lines once the transfer starts, warnings, and a final line', async () => {
@@ -137,7 +142,7 @@ describe('progress/renderers', () => {
     assert.deepEqual(lines.filter((l) => l.includes('warning')), ['ddt: warning: free space in /root is low']);
     assert.equal(
       lines.at(-1),
-      `ddt: done: 4.0 MiB / 4.0 MiB (100.0%) verified in ${lines.at(-1)!.match(/in (\S+),/)![1]}, 3.0 MiB on the wire, blocks 4/4 verified, 1 zero, 0 retried`,
+      `ddt: done: 4.0 MiB / 4.0 MiB (100.0%) verified in ${lines.at(-1)!.match(/in (\S+ \(avg \S+ \S+\)),/)![1]}, 3.0 MiB on the wire, blocks 4/4 verified, 1 zero, 0 retried`,
     );
   });
 
@@ -168,6 +173,7 @@ describe('progress/renderers', () => {
     assert.ok(lastBar >= 0, 'bar drawn');
     const final = text.slice(lastBar);
     assert.match(final, /100\.0%  4\.0 MiB \/ 4\.0 MiB  +[\d.]+ \S+\/s  ETA 0s/);
+    assert.match(final, /proven 4\.0 MiB \(100\.0%\), 3\.0 MiB on the wire, avg [\d.]+ \S+\/s, \d+s elapsed/);
     assert.match(final, /blocks 4\/4 verified, 1 zero, 0 identical, 0 retried, 0 failed\S*\n\S*connections #0 [\d.]+ \S+\/s, #1 [\d.]+ \S+\/s/);
     assert.ok(text.endsWith('\n'), 'leaves the cursor on a fresh line');
   });

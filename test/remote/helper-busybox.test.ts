@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { appletDir, busyboxAvailable, inBusybox } from '../harness/busybox.js';
 import { attachLoop, loopAvailable, makeTempDir, type LoopDevice } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
@@ -64,7 +64,7 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
   let bare: string;
 
   before(async function () {
-    requireReal(this, 'root, busybox and unshare', busyboxAvailable());
+    requireReal(this, NEEDS.busybox, busyboxAvailable());
     dir = await makeTempDir('ddt-busybox-');
     wd = join(dir, 'work');
     await mkdir(wd);
@@ -185,7 +185,7 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
   }
 
   it('serve, a loop device: W Z X P G E S F Y H and R, byte for byte', async function () {
-    requireReal(this, 'loop devices', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const image = randomBytes(16 * MiB);
     const file = join(dir, 'loop.img');
     await writeFile(file, image);
@@ -209,7 +209,7 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
   });
 
   it('probe sees a mounted loop device, and its backing file as held (busybox stat, cat, df)', async function () {
-    requireReal(this, 'loop devices and mkfs.ext4', loopAvailable() && haveCommand('mkfs.ext4'));
+    requireReal(this, `${NEEDS.loop}, mkfs.ext4`, loopAvailable() && haveCommand('mkfs.ext4'));
     const file = join(dir, 'mounted.img');
     await writeFile(file, Buffer.alloc(16 * MiB));
     const loop = await attachLoop(file);
@@ -269,7 +269,7 @@ describe('helper on a busybox-only host (unshare, busybox ash)', function () {
   });
 
   it('identity of a loop device and of a file: what resume compares, and the lock key', async function () {
-    requireReal(this, 'loop devices', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const file = join(dir, 'ident.img');
     await writeFile(file, Buffer.alloc(2 * MiB));
     const f = kv((await helper(bin, ['identity', file])).out.toString());

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { appletDir, busyboxArgs, busyboxAvailable } from '../harness/busybox.js';
 import { attachLoop, loopAvailable, makeTempDir } from '../harness/loop.js';
-import { haveCommand, haveRoot, requireReal } from '../harness/real.js';
+import { haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { until } from '../harness/until.js';
 
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
@@ -82,7 +82,7 @@ for (const shell of ['dash', 'busybox'] as const) {
 
     before(async function () {
       if (shell === 'dash') requireReal(this, 'dash', haveCommand('dash'));
-      else requireReal(this, 'root, busybox and unshare', busyboxAvailable());
+      else requireReal(this, NEEDS.busybox, busyboxAvailable());
       dir = await makeTempDir(`ddt-lock-${shell}-`);
       wd = join(dir, 'work');
       await mkdir(wd);
@@ -245,7 +245,7 @@ for (const shell of ['dash', 'busybox'] as const) {
     });
 
     it('a block device is keyed by its device number', async function () {
-      requireReal(this, 'loop devices', loopAvailable());
+      requireReal(this, NEEDS.loop, loopAvailable());
       const file = await target('loop.img');
       const loop = await attachLoop(file);
       try {
@@ -266,7 +266,7 @@ for (const shell of ['dash', 'busybox'] as const) {
 describe('helper lock: the default lock dir', function () {
   afterEach(killLeftovers);
   it('root keeps locks and records in /var/lib/ddt/locks', async function () {
-    requireReal(this, 'root and dash', haveRoot() && haveCommand('dash'));
+    requireReal(this, 'root, dash', haveRoot() && haveCommand('dash'));
     const dir = await makeTempDir('ddt-lock-default-');
     const t = join(dir, 't.img');
     await writeFile(t, Buffer.alloc(4096));

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { fuseAvailable, withBadSectorDevice } from '../fixtures/bad-device.js';
 import { makeTempDir } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
@@ -75,7 +75,7 @@ describe('native/ddt-helper.sh R (pull reads) and identity, local', function () 
   let bytes: Buffer;
 
   before(async function () {
-    requireReal(this, 'dash and xxhsum', haveCommand('dash') && haveCommand('xxhsum'));
+    requireReal(this, 'dash, xxhsum', haveCommand('dash') && haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-read-');
     wd = join(dir, 'work');
     await mkdir(wd);
@@ -139,7 +139,7 @@ describe('native/ddt-helper.sh R (pull reads) and identity, local', function () 
   });
 
   it('an unreadable sector: the frame is kept, the trailer reports the read error, later blocks still read', async function () {
-    requireReal(this, 'FUSE bad-sector device (root, python3-fusepy)', fuseAvailable());
+    requireReal(this, NEEDS.fuse, fuseAvailable());
     const img = join(dir, 'bad.img');
     const data = randomBytes(2 * MiB);
     await writeFile(img, data);

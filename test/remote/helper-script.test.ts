@@ -39,7 +39,7 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
   let wd: string;
 
   before(async function () {
-    requireReal(this, 'dash and xxhsum', haveCommand('dash') && haveCommand('xxhsum'));
+    requireReal(this, 'dash, xxhsum', haveCommand('dash') && haveCommand('xxhsum'));
     dir = await makeTempDir('ddt-script-');
     wd = join(dir, 'work');
     await mkdir(wd);

@@ -13,7 +13,7 @@ import { RemoteHelper } from '../../src/remote/helper.js';
 import { RemoteSource, remotePathInfo } from '../../src/remote/remote-source.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { makeTempDir } from '../harness/loop.js';
-import { haveCommand, requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
@@ -43,7 +43,7 @@ describe('remote/remote-source (real sshd)', function () {
   const signal = new AbortController().signal;
 
   before(async function () {
-    requireReal(this, 'root and sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     await initChecksums();
     sshd = await startSshd();

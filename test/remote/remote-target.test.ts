@@ -12,7 +12,7 @@ import { RemoteHelper } from '../../src/remote/helper.js';
 import { RemoteTarget } from '../../src/remote/remote-target.js';
 import { SshPool, type SshPoolOptions } from '../../src/transport/ssh-pool.js';
 import { attachLoop, loopAvailable, makeTempDir } from '../harness/loop.js';
-import { requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
@@ -44,7 +44,8 @@ describe('remote/remote-target (real sshd)', function () {
   let dir: string;
 
   before(async function () {
-    requireReal(this, 'root and sshd', sshdAvailable());
+    // The blocks are checked against xxhsum -H64 on this host.
+    requireReal(this, `${NEEDS.sshd}, xxhsum`, sshdAvailable() && haveCommand('xxhsum'));
     sshd = await startSshd();
     dir = await makeTempDir('ddt-rtarget-');
   });
@@ -104,7 +105,7 @@ describe('remote/remote-target (real sshd)', function () {
   });
 
   it('a remote error rejects that block only; the worker keeps its framing', async function () {
-    requireReal(this, 'loop devices', loopAvailable());
+    requireReal(this, NEEDS.loop, loopAvailable());
     const { helper } = await setup({ connections: 1, channelsPerConnection: 1 });
     const img = join(dir, 'small.img');
     await writeFile(img, Buffer.alloc(MiB));

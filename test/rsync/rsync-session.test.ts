@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { promises as fs, statSync } from 'node:fs';
 import { LocalStaging } from '../../src/rsync/local-staging.js';
-import { compressorsOf, rsyncCompression, wireBytesOf } from '../../src/rsync/rsync-session.js';
+import { compressorsOf, progressListener, rsyncCompression, wireBytesOf } from '../../src/rsync/rsync-session.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, haveRoot, requireReal } from '../harness/real.js';
 
@@ -36,6 +36,20 @@ describe('rsync/rsync-session: pure parts', () => {
     assert.equal(wireBytesOf('Total bytes sent: 42\n'), 42);
     assert.equal(wireBytesOf('nothing here'), undefined);
   });
+
+  it('bytes sent as rsync --progress redraws its line, split anywhere, never counted twice', () => {
+    const heard: number[] = [];
+    const listen = progressListener((n) => heard.push(n));
+    // What rsync 3.2 writes for one file, cut at arbitrary points as a pipe delivers it.
+    const out = 'block-3\n\r         32,768   0%    0.00kB/s    0:00:00  \r     11,567,104  36%   10.00MB/s    0:00:01  \r     22,708,224  72%    9.98MB/s    0:00:00  \r     31,457,280 100%   10.26MB/s    0:00:02 (xfr#1, to-chk=0/1)\n';
+    for (const piece of [out.slice(0, 30), out.slice(30, 95), out.slice(95, 131), out.slice(131)]) listen(piece);
+    assert.deepEqual(heard, [32768, 11567104 - 32768, 22708224 - 11567104, 31457280 - 22708224]);
+    // An rsync started again (its master was lost) counts from 0: nothing new until it passes the old mark.
+    listen('\r     1,048,576   3%    1.00MB/s    0:00:30  \r     31,457,280 100%   10.26MB/s    0:00:02\n');
+    assert.equal(heard.reduce((a, b) => a + b, 0), 31457280);
+    listen('Total bytes sent: 31,465,472\n');
+    assert.equal(heard.length, 4, 'the stats lines are no progress');
+  });
 });
 
 describe('engine/local-staging: block files with free-space control', () => {
@@ -63,7 +77,7 @@ describe('engine/local-staging: block files with free-space control', () => {
   });
 
   it('on a small filesystem: refuses when one block cannot fit, waits while staged blocks hold the space', async function () {
-    requireReal(this, 'root (tmpfs mount)', haveRoot());
+    requireReal(this, 'root', haveRoot());
     const mnt = await makeTempDir('ddt-staging-tmpfs-');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mnt]);
     try {

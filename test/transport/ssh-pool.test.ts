@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
 import { SshPool } from '../../src/transport/ssh-pool.js';
-import { requireReal } from '../harness/real.js';
+import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
+import { establishedTo } from '../harness/tcp.js';
 import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 
 const run = promisify(execFile);
@@ -26,9 +27,8 @@ async function output(pool: SshPool, cmd: string): Promise<string> {
 }
 
 /** Established TCP connections to the sshd port, as the kernel sees them. */
-async function establishedTo(port: number): Promise<number> {
-  const { stdout } = await run('ss', ['-tnH', 'state', 'established', `( dport = :${port} )`]);
-  return stdout.split('\n').filter((l) => l.trim()).length;
+async function establishedCount(port: number): Promise<number> {
+  return establishedTo(port).length;
 }
 
 async function expectSshError(p: Promise<unknown>, code: string, re: RegExp): Promise<DdtError> {
@@ -49,7 +49,7 @@ describe('transport/ssh-pool (real sshd)', function () {
   let sshd: TestSshd;
 
   before(async function () {
-    requireReal(this, 'root and sshd', sshdAvailable());
+    requireReal(this, NEEDS.sshd, sshdAvailable());
     sshd = await startSshd();
   });
   after(async () => {
@@ -93,7 +93,8 @@ describe('transport/ssh-pool (real sshd)', function () {
     assert.deepEqual(warnings, []);
   });
 
-  it('--accept-new-host-key records an unknown key (with a warning) and it is trusted next time', async () => {
+  it('--accept-new-host-key records an unknown key (with a warning) and it is trusted next time', async function () {
+    requireReal(this, 'ssh', haveCommand('ssh')); // OpenSSH must agree with what was written
     const kh = join(sshd.dir, 'kh-tofu');
     await writeFile(kh, '# mine\n');
     const warnings: string[] = [];
@@ -116,7 +117,8 @@ describe('transport/ssh-pool (real sshd)', function () {
     await expectSshError(SshPool.open(poolOptions(sshd, { identityFiles: [] })), 'SSH_NO_AUTH', /no way to authenticate/);
   });
 
-  it('authenticates through ssh-agent (SSH_AUTH_SOCK) without identity files', async () => {
+  it('authenticates through ssh-agent (SSH_AUTH_SOCK) without identity files', async function () {
+    requireReal(this, 'ssh-agent, ssh-add', haveCommand('ssh-agent') && haveCommand('ssh-add'));
     const sock = join(sshd.dir, 'agent.sock');
     const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
     try {
@@ -134,8 +136,7 @@ describe('transport/ssh-pool (real sshd)', function () {
     const multi = await startSshd({ listen: ['127.0.0.1', '127.0.0.2'] });
     const pool = await SshPool.open(poolOptions(multi, { hosts: multi.hosts, connections: 2 }));
     try {
-      const { stdout } = await run('ss', ['-tnH', 'state', 'established', `( dport = :${multi.port} )`]);
-      const peers = stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/).pop()!.replace(/:\d+$/, ''));
+      const peers = establishedTo(multi.port).map((c) => c.peer);
       assert.deepEqual(peers.sort(), ['127.0.0.1', '127.0.0.2']);
       assert.equal((await output(pool, 'echo ok')).trim(), 'ok');
     } finally {
@@ -151,20 +152,20 @@ describe('transport/ssh-pool (real sshd)', function () {
   });
 
   it('never opens more TCP connections than `connections`, whatever the demand', async () => {
-    const before = await establishedTo(sshd.port);
+    const before = await establishedCount(sshd.port);
     const pool = await SshPool.open(poolOptions(sshd, { connections: 2, channelsPerConnection: 3 }));
     try {
-      assert.equal(await establishedTo(sshd.port), before + 2);
+      assert.equal(await establishedCount(sshd.port), before + 2);
       // 10 concurrent commands for 6 slots: they queue, no extra connection appears.
       let peak = 0;
       const watch = setInterval(() => {
-        void establishedTo(sshd.port).then((n) => (peak = Math.max(peak, n - before)));
+        void establishedCount(sshd.port).then((n) => (peak = Math.max(peak, n - before)));
       }, 50);
       const outs = await Promise.all(Array.from({ length: 10 }, (_, i) => output(pool, `sleep 0.3; echo ${i}`)));
       clearInterval(watch);
       assert.deepEqual(outs.map((o) => Number(o.trim())), [...Array(10).keys()]);
       assert.ok(peak <= 2, `peak ${peak} connections`);
-      assert.equal(await establishedTo(sshd.port), before + 2);
+      assert.equal(await establishedCount(sshd.port), before + 2);
     } finally {
       await pool.close();
     }

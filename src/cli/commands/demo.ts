@@ -55,7 +55,7 @@ export const demoCommand: CommandModule = {
       });
       say(`running: ${env.commandLine()}`);
       // The demo cleans up after the run (sshd, loop device, files): no exit before that.
-      const ui = new RunUi(argv.progress as ProgressMode, false);
+      const ui = new RunUi(argv.progress as ProgressMode, { stopWithinMs: false });
       let summary: JobSummary;
       transferring = true;
       try {
