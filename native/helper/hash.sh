@@ -27,7 +27,10 @@ hash_range() {
   if [ "$rc" != 0 ]; then reply_err "read-back failed: $(first_err "dd exit $rc")"; return 1; fi
   if ! range_complete "$off" "$len"; then reply_err "read-back short: $(range_got "$off" "$len") of $len bytes (range beyond end of target?)"; return 1; fi
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return 1; fi
-  printf 'OK %s%s\n' "$hex" "$NOTE"
+  zw=''
+  case $ZSUM in hole | offload) zw=" zeros=$ZSUM" ;; esac
+  printf 'OK %s%s%s\n' "$hex" "$NOTE" "$zw"
+  ZSUM=''
 }
 
 # Hash stdin for algo $1 with the tool hash_setup chose.
