@@ -26,6 +26,19 @@ export type BlockPart =
 export type WireListener = (bytes: number) => void;
 
 /**
+ * What a target does with the zero ranges it writes: `sparse` (holes in files, zeroing offloaded
+ * to devices that offer it), `discard` (as sparse, and devices may unmap them where unmapped
+ * blocks read as zeros), `write` (zeros written: `--no-sparse`).
+ */
+export type ZeroMode = 'sparse' | 'discard' | 'write';
+
+/** How a target made zero bytes without writing them: holes (or zeros already there left alone), or the device zeroed them. */
+export type ZeroedHow = 'hole' | 'offload';
+
+/** Hears how a block's zero ranges were made and how many bytes they were: the summary's figures. */
+export type ZeroListener = (how: ZeroedHow, bytes: number) => void;
+
+/**
  * A block's payload as it travels: a stream of chunks (memory bounded by the chunk, never by the
  * block), the same as parts (compressed, zero runs as commands), or "all zeros" (no data).
  */
@@ -35,9 +48,10 @@ export type BlockPayload =
       /** Each chunk is valid until the next one is asked for: the source reads into the same buffer. */
       chunks: AsyncIterable<Buffer>;
       onWire?: WireListener;
+      onZeroed?: ZeroListener;
     }
-  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener }
-  | { kind: 'zero' };
+  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onZeroed?: ZeroListener }
+  | { kind: 'zero'; onZeroed?: ZeroListener };
 
 /** A block opened for sending: its payload, and its checksum once every byte has been read. */
 export interface OpenedBlock {

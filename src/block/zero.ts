@@ -20,3 +20,11 @@ export function isZero(buf: Buffer): boolean {
   const zero = zeroChunk(buf.length);
   return buf === zero || buf.equals(zero);
 }
+
+/** Passes `chunks` on and counts the bytes of the all-zero ones into `count.bytes`. */
+export async function* countingZeros(chunks: AsyncIterable<Buffer>, count: { bytes: number }): AsyncGenerator<Buffer> {
+  for await (const c of chunks) {
+    if (isZero(c)) count.bytes += c.length;
+    yield c;
+  }
+}

@@ -7,7 +7,7 @@ import type { BlockSink, BlockSource } from '../block/types.js';
 import { initChecksums } from '../checksum/hasher.js';
 import { DdtError, messageOf } from '../errors.js';
 import { JournalWriter, type JournalState } from '../journal/journal.js';
-import type { JobHeader } from '../journal/records.js';
+import { zeroModeOf, type JobHeader } from '../journal/records.js';
 import { BlockReader } from '../local/block-reader.js';
 import { probeDevice } from '../local/device.js';
 import { LocalTarget } from '../local/local-target.js';
@@ -38,6 +38,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     connections: s.options.connections,
     channels: s.options.channels,
     compress: s.options.compress,
+    zeros: zeroModeOf(s.options),
     ssh: findOnPath('ssh'),
     rsync: findOnPath('rsync'),
     blockLength: Math.min(s.blockSize, s.previous?.header.source.size ?? Infinity),

@@ -19,6 +19,10 @@ export interface JobSummary {
   badRanges: { offset: number; length: number }[];
   bytesTotal: number;
   bytesOnWire: number;
+  /** of the blocks proven by writing them: bytes the target made holes (or kept as zeros it had), zeroed by device offload, and wrote */
+  bytesHoles: number;
+  bytesOffloaded: number;
+  bytesWritten: number;
   seconds: number;
   checksum: string;
   engine: string;

@@ -11,7 +11,7 @@
  * carrying `--channels` sessions. So `--connections` still bounds the run's TCP connections.
  */
 import { RemoteSource } from '../remote/remote-source.js';
-import { RemoteTarget } from '../remote/remote-target.js';
+import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { MuxSessions } from '../transport/mux-sessions.js';
 import { removeLeftovers } from '../transport/local-process.js';
@@ -87,7 +87,7 @@ export const opensshPath: DataPath = {
       describe: [`via openssh: blocks piped through ${masters} OpenSSH connection(s) × ${ctx.query.channels} session(s) into the helper's dd, flushes shared on the ssh2 connection`],
       takesParts: true,
       // The ssh2 connection stays idle during the transfer: its flusher lets blocks share an fsync.
-      openSink: () => RemoteTarget.open(s.helper, s.path, sessions, { workers, signal: ctx.signal, deferFlush: true, framed: s.probe.perl }),
+      openSink: () => RemoteTarget.open(s.helper, s.path, sessions, { workers, signal: ctx.signal, deferFlush: true, framed: s.probe.perl, ...zeroOptions(s.probe, ctx.query.zeros) }),
       openSource: () => RemoteSource.open(s.helper, s.path, sessions, { workers, signal: ctx.signal }),
       close: () => sessions.stop(),
     };

@@ -40,7 +40,18 @@ export interface RemoteProbe {
   missing: string[];
   /** gzip is there (compressed parts). */
   gzip: boolean;
+  /** How the helper makes a zero range of this target when zeros may be holes or offloaded (`sparse`), and with `--discard`. */
+  zeroSparse: ZeroHow;
+  zeroDiscard: ZeroHow;
 }
+
+/**
+ * How a zero range is made: `punch` (a hole in a file; on a device the kernel's write-zeroes
+ * with unmap allowed), `zeroout` (the device zeroes it), `discard` (unmapped, reads as zeros),
+ * `keep` (left alone where it already reads as zeros), `write` (zeros written).
+ */
+export type ZeroHow = 'punch' | 'zeroout' | 'discard' | 'keep' | 'write';
+const ZERO_HOWS: readonly ZeroHow[] = ['punch', 'zeroout', 'discard', 'keep', 'write'];
 
 export function parseProbe(text: string): RemoteProbe {
   const kv = new Map<string, string>();
@@ -84,5 +95,12 @@ export function parseProbe(text: string): RemoteProbe {
     hashTools: list('hash_tools'),
     missing: list('missing'),
     gzip: flag('gzip'),
+    zeroSparse: zeroHow(kv.get('zero_sparse')),
+    zeroDiscard: zeroHow(kv.get('zero_discard')),
   };
+}
+
+/** A helper that predates the key writes zeros. */
+function zeroHow(v: string | undefined): ZeroHow {
+  return ZERO_HOWS.find((h) => h === v) ?? 'write';
 }

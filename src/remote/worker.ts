@@ -5,7 +5,7 @@
  * middle of a payload, a payload of the wrong length, a garbled answer) ends the worker rather
  * than risk writing bytes at the wrong offset; its pool opens a new one.
  */
-import type { BlockPart, BlockRef } from '../block/types.js';
+import type { BlockPart, BlockRef, ZeroedHow } from '../block/types.js';
 import { isZero } from '../block/zero.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -13,32 +13,10 @@ import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
+import { answerWords, frameHeader, toAsync, zerosOf, type WriteOptions, type WriteResult } from './wire.js';
 
-/** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
-function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
-  return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');
-}
+export type { WriteOptions, WriteResult } from './wire.js';
 
-/** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
-export interface WriteResult {
-  checksum: string;
-  deferred: boolean;
-  /** bytes of the block in all-zero chunks (sent or not) */
-  zeroBytes: number;
-}
-
-export interface WriteOptions {
-  /**
-   * The helper may leave the flush to a later `flush()`: where the write and the read-back both
-   * bypass the page cache (O_DIRECT), `deferred` says the checksum is of bytes the device holds,
-   * not yet durable.
-   */
-  defer?: boolean;
-  /** Send the block as `X` frames: zero chunks as a length only. */
-  framed?: boolean;
-  /** Hears payload bytes as they go on the channel. */
-  onWire?: (bytes: number) => void;
-}
 
 /** A request's payload: `length` bytes from `chunks`, as they are or as `X` frames. */
 interface Payload {
@@ -82,9 +60,8 @@ export class HelperWorker extends ChannelWorker {
       line = await this.request(`${o.framed ? 'X' : 'W'} ${tail}`, signal, payload);
       zeroBytes = payload.zeroBytes;
     }
-    const deferred = o.defer === true && line.endsWith(' deferred');
-    if (deferred) line = line.slice(0, -' deferred'.length);
-    return { checksum: this.digestOf(line, algo), deferred, zeroBytes };
+    const { words, ...r } = this.written(line, algo);
+    return { ...r, deferred: o.defer === true && words.includes('deferred'), zeroBytes };
   }
 
   /** `Y`: flush the target; every write answered before this request is then durable. */
@@ -96,21 +73,26 @@ export class HelperWorker extends ChannelWorker {
    * Write a block that arrived as a file in a remote staging dir (SFTP, rsync) at its offset;
    * the helper removes the file once written. The file must hold exactly `block.length` bytes.
    */
-  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<{ checksum: string; zeros?: ZeroedHow }> {
     validateRemotePath(remoteFile, 'staged block file');
-    return this.digestOf(await this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, signal), algo);
+    const { words: _, ...r } = this.written(await this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, signal), algo);
+    return r;
   }
 
   /**
    * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
    * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent.
    */
-  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void): Promise<string> {
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void): Promise<{ checksum: string; zeroBytes: number; zeros?: ZeroedHow }> {
+    let zeroBytes = 0;
     async function* items(): AsyncGenerator<{ head: string; data?: Buffer }> {
       let covered = 0;
       for await (const p of parts) {
         covered += p.length;
-        if (p.kind === 'zero') yield { head: `E ${p.offset} ${p.length}\n` };
+        if (p.kind === 'zero') {
+          zeroBytes += p.length;
+          yield { head: `E ${p.offset} ${p.length}\n` };
+        }
         else {
           onWire?.(p.data.length);
           yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
@@ -124,7 +106,8 @@ export class HelperWorker extends ChannelWorker {
       if (last !== '') this.partAnswer(last);
       last = line;
     }
-    return this.digestOf(last, algo);
+    const { words: _, ...r } = this.written(last, algo);
+    return { ...r, zeroBytes };
   }
 
   /** Checksum of the target range as it is now. */
@@ -268,6 +251,13 @@ export class HelperWorker extends ChannelWorker {
     throw helperError(this.label, line) ?? this.protocolError('unexpected answer to a block part', line);
   }
 
+  /** A write's answer: the read-back checksum, how its zeros were made, the other words. */
+  private written(line: string, algo: ChecksumAlgo): { checksum: string; zeros?: ZeroedHow; words: string[] } {
+    const { head, words } = answerWords(line);
+    const zeros = zerosOf(words);
+    return { checksum: this.digestOf(head, algo), words, ...(zeros && { zeros }) };
+  }
+
   private digestOf(line: string, algo: ChecksumAlgo): string {
     if (line.startsWith('OK ')) {
       const hex = line.slice(3).trim();
@@ -294,8 +284,4 @@ export class HelperWorker extends ChannelWorker {
     this.death.kill(err);
     for (const p of this.pending.splice(0)) p.reject(err);
   }
-}
-
-async function* toAsync<T>(it: Iterator<T>): AsyncGenerator<T> {
-  for (let r = it.next(); !r.done; r = it.next()) yield r.value;
 }
