@@ -103,6 +103,8 @@ export interface BlockSource {
   openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock>;
   /** Checksum only, no payload (`--skip-identical` compares it with the target's first). */
   hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }>;
+  /** Bytes of the source's holes skipped so far (never read: they read as zeros). */
+  readonly holeBytes?: number;
   /** The connection that carried block `index` (a remote source; for per-connection progress). */
   connectionOf?(index: number): number | undefined;
   close(): Promise<void>;

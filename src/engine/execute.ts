@@ -95,6 +95,7 @@ export async function executeJob(
     bytesTotal: header.source.size,
     bytesOnWire: counters.bytesOnWire,
     ...zeroBytes(provenBefore.map((b) => ({ length: b.length, s: previous?.blocks.get(b.index) })), counters),
+    sourceHoleBytes: ends.source.holeBytes ?? 0,
     seconds: (Date.now() - started) / 1000,
     checksum: header.checksum,
     engine,

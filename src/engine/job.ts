@@ -145,7 +145,9 @@ async function transfer(header: JobHeader, journal: JournalWriter, s: JobSetup, 
   let sink: BlockSink | undefined;
   try {
     source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
-    sink = header.target.remote ? await prepared.openSink() : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
+    sink = header.target.remote
+      ? await prepared.openSink()
+      : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity, zeros: zeroModeOf(header.options) });
     const shaped = shapeSink(sink, { ...header.options, takesParts: prepared.takesParts });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.

@@ -23,6 +23,8 @@ export interface JobSummary {
   bytesHoles: number;
   bytesOffloaded: number;
   bytesWritten: number;
+  /** this run: bytes of the source's holes that were never read */
+  sourceHoleBytes: number;
   seconds: number;
   checksum: string;
   engine: string;
