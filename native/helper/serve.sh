@@ -111,10 +111,11 @@ serve_setup() {
   # the read-back then comes from the device where O_DIRECT is not usable.
   dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
   zero_setup
+  readback_setup
 }
 
 serve() {
-  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write}
+  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} RTARGET=$1 ROFF=0
   case $ZEROS in sparse | discard | write) ;; *) usage "zeros must be sparse, discard or write" ;; esac
   valid_path "$TARGET" || usage "target must be an absolute path on one line"
   valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
