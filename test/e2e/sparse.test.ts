@@ -5,17 +5,19 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { zeroDigest } from '../../src/block/zero.js';
 import { initChecksums, createHasher } from '../../src/checksum/hasher.js';
 import { BlockReader } from '../../src/local/block-reader.js';
 import { dataRanges, sparseCalls } from '../../src/local/holes.js';
 import { planBlocks } from '../../src/plan/block-plan.js';
+import { answerWords, zerosOf } from '../../src/remote/wire.js';
 import { attachLoop, loopAvailable, makeTempDir, sha256File } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
 import { minimalHostAvailable, startMinimalHost } from '../harness/remote-hosts.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
-import { jsonOf, runCli } from './cli.js';
+import { jsonOf, runCli, startCli } from './cli.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 512 * MiB;
@@ -60,6 +62,19 @@ describe('e2e: sparse images and thin targets', function () {
   });
   after(async () => sshd?.stop());
 
+  it('the checksum of N zeros, computed once per length, equals hashing them; answers carry zeros=', async () => {
+    for (const algo of ['xxh64', 'sha256'] as const) {
+      for (const len of [512, MiB + 512, 64 * MiB]) {
+        const h = createHasher(algo);
+        h.update(Buffer.alloc(len));
+        assert.equal(zeroDigest(algo, len), h.digest(), `${algo} ${len}`);
+      }
+    }
+    assert.deepEqual(answerWords('OK 0123456789abcdef deferred zeros=hole'), { head: 'OK 0123456789abcdef', words: ['deferred', 'zeros=hole'] });
+    assert.equal(zerosOf(answerWords('OK 0123456789abcdef zeros=offload').words), 'offload');
+    assert.equal(zerosOf(answerWords('OK 0123456789abcdef').words), undefined);
+  });
+
   it('the reader reports the holes of a file and proves them as zeros without reading them: checksums equal reading it', async function () {
     requireReal(this, 'the native addon (npm run build)', sparseCalls() !== undefined);
     const fh = await fs.open(src, 'r');
@@ -103,6 +118,28 @@ describe('e2e: sparse images and thin targets', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
   }
+
+  it('a run killed half-way and resumed: the target ends sparse, the summary counts the holes of both runs', async () => {
+    const dst = join(dir, 'resumed.img');
+    await target(dst, SIZE, true);
+    const j = journal();
+    // Paced, so that the kill lands while blocks are still to do.
+    const run = startCli(['send', src, `root@127.0.0.1:${dst}`, ...ssh(sshd), '--bwlimit', '4M', '--journal', j]);
+    const poll = setInterval(() => {
+      const text = existsSync(j) ? readFileSync(j, 'utf8') : '';
+      if ((text.match(/"state":"verified"/g) ?? []).length >= 20) run.child.kill('SIGKILL');
+    }, 50);
+    const first = await run.done;
+    clearInterval(poll);
+    assert.equal(first.signal, 'SIGKILL', `the first run was not killed: ${first.stderr}`);
+    const r = await runCli(['resume', j, '--json', '--progress', 'none']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = jsonOf(r);
+    assert.equal(s.verified, SIZE / BLOCK);
+    assert.ok((s.bytesHoles as number) >= SIZE - DATA - 3 * BLOCK, `holes ${s.bytesHoles}`);
+    assert.ok(allocated(dst) <= DATA + BLOCK, `allocated ${allocated(dst)}`);
+    assert.equal(await sha256File(dst), await sha256File(src));
+  });
 
   it('--no-sparse writes the zeros: the target is allocated whole, the journal records sparse: false', async () => {
     const dst = join(dir, 'nosparse.img');
