@@ -25,6 +25,7 @@ import { ddt, type Endpoint, type Method } from './lib/methods.js';
 import { aggregate, markdown, notesOf, targets, type Aggregate, type Report } from './lib/report.js';
 import { runScenario, shellQuote, type RunRecord } from './lib/runner.js';
 import { LATENCY_GROUP, MiB, scenarios, type ImageSpec, type Scenario } from './lib/scenarios.js';
+import { writeIslands } from './lib/sparse-target.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -131,7 +132,8 @@ async function main(): Promise<void> {
     if (!images.has(key)) {
       const path = join(work, `${key}.img`);
       log(`generating ${key}.img`);
-      images.set(key, fileOfSize(path, spec.mib * MiB, spec.fill, spec.seed).then(() => path));
+      const made = spec.fill === 'islands' ? writeIslands(path, spec) : fileOfSize(path, spec.mib * MiB, spec.fill, spec.seed);
+      images.set(key, made.then(() => path));
     }
     return images.get(key)!;
   };
@@ -175,6 +177,7 @@ function write(results: Report['scenarios'], records: RunRecord[], info: Record<
     setup,
     scenarios: results,
     targets: targets(scs, aggs, records),
+    records,
   };
   mkdirSync(outDir, { recursive: true });
   const mdPath = join(outDir, 'RESULTS.md');
@@ -214,6 +217,7 @@ function render(file: string): void {
     setup: json.setup,
     scenarios: results,
     targets: targets(results.map((r) => r.scenario), results.flatMap((r) => r.aggregates), records),
+    records,
   };
   writeFileSync(mdPath, markdown(rep, existsSync(mdPath) ? notesOf(readFileSync(mdPath, 'utf8')) : ''));
   for (const t of rep.targets) log(`${t.pass === null ? 'info  ' : t.pass ? 'met   ' : 'MISSED'} ${t.target}: ${t.measured}`);

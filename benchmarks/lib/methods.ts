@@ -31,7 +31,7 @@ export interface RunEnv {
   cli: string;
   source: string;
   size: number;
-  /** target block device (loop) */
+  /** target block device (loop), or the target file of a scenario that writes a file */
   device: string;
   /** rsync --inplace target file (on the "remote", the same machine) */
   rsyncTarget: string;
@@ -111,6 +111,19 @@ export const ddSsh: Method = {
   ],
   bytesOnWire: (_stdout, env) => env.size,
   output: 'device',
+};
+
+/** (a) for sparse images: the remote dd seeks over all-zero blocks instead of writing them (but every byte crosses the link). */
+export const ddSshSparse: Method = {
+  ...ddSsh,
+  id: 'dd-ssh-sparse',
+  label: `(a) dd bs=4M | ssh -c ${CIPHER} 'dd of=TARGET bs=4M conv=notrunc,sparse,fdatasync'`,
+  argv: (env) => [
+    ...env.ep.exec,
+    'bash', '-o', 'pipefail', '-c',
+    `dd if=${sh(env.source)} bs=4M status=none | ssh -c ${CIPHER} ${env.ep.sshArgs.map(sh).join(' ')} ${env.ep.user}@${env.ep.host} ` +
+      sh(`dd of=${env.device} bs=4M conv=notrunc,sparse,fdatasync status=none`),
+  ],
 };
 
 export function classic(partBytes: number): Method {

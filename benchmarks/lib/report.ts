@@ -5,6 +5,7 @@ import { latencyOf, latencyTable, linkTargets, type LatencyAggregate } from './l
 import type { Method } from './methods.js';
 import type { RunRecord } from './runner.js';
 import { MiB, type Scenario } from './scenarios.js';
+import { sparseTargets } from './sparse-target.js';
 
 export interface Aggregate {
   scenario: string;
@@ -193,6 +194,10 @@ export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]
       pass: null,
     });
   }
+  out.push(...sparseTargets(aggs, records, (id) => {
+    const sc = scs.find((s) => s.id === id);
+    return sc?.image.islands ? sc.image.islands.count * sc.image.islands.mib * MiB : undefined;
+  }));
   return out;
 }
 
@@ -205,6 +210,8 @@ export interface Report {
   setup: string[];
   scenarios: Array<{ scenario: Scenario; aggregates: Aggregate[]; changedUnits?: number }>;
   targets: Target[];
+  /** every run (for figures the aggregates do not keep, such as the target's allocation) */
+  records?: RunRecord[];
 }
 
 const BASE_LABEL = { 'dd-ssh': '(a)', classic: '(b)', rsync: '(c)', tcp: 'raw TCP' } as const;
@@ -256,6 +263,11 @@ export function markdown(rep: Report, notes: string): string {
           `| ${a.method}${a.resolved ? ` (${a.resolved})` : ''} | ${a.okRuns}/${a.runs} | **${f(a.wall)}** (${a.walls.map((w) => f(w, 1)).join(', ')}) | ${bases.map((b) => f(a.ratio[b])).join(' | ')} | ${f(a.mbps, 0)} | ${wire} | ${a.connsOpened}/${a.connsPeak} | ${f(a.rssMiB, 0)} | ${f(a.cpu, 1)} / ${f(a.remoteCpu, 1)} |`,
         );
       }
+    }
+    if (sc.fresh) {
+      const alloc = (m: string) => median(rep.records?.filter((r) => r.scenario === sc.id && r.method === m).map((r) => r.allocated ?? NaN) ?? []);
+      L.push('');
+      L.push(`Target allocated after the run (\`du --block-size=1\` of the ${sc.target === 'file' ? 'target file' : "loop device's backing file"}, median): ${aggregates.map((a) => `${a.method} ${f(alloc(a.method) / MiB, 1)} MiB`).join(', ')}.`);
     }
     const errs = aggregates.flatMap((a) => a.errors.map((e) => `${a.method} ${e}`));
     if (errs.length) {

@@ -12,6 +12,7 @@ import { attachLoop } from '../../test/harness/loop.js';
 import { measure, type Measured, type Server } from './measure.js';
 import { ddtSummary, type Endpoint, type Method, type RunEnv } from './methods.js';
 import { KILL_RESUME_ID, MiB, type ImageSpec, type Scenario } from './scenarios.js';
+import { allocatedBytes, sparseIdentical } from './sparse-target.js';
 
 const execFileP = promisify(execFile);
 
@@ -34,6 +35,8 @@ export interface RunRecord {
   linkBytes?: number;
   /** target equal to the source afterwards (first round only) */
   identical?: boolean;
+  /** fresh-target scenarios: bytes the target (file, or the loop device's backing file) has allocated after the run */
+  allocated?: number;
   summary?: Record<string, unknown>;
   /** ddt: what its journal header recorded (the data path and options it really used) */
   job?: { via?: string; engine?: string; blockSize?: number; options?: Record<string, unknown> };
@@ -118,7 +121,10 @@ async function jobHeader(journal: string): Promise<RunRecord['job']> {
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
       const h = JSON.parse(buf.subarray(0, bytesRead).toString('utf8').split('\n')[0]!) as Record<string, unknown>;
       const options = h.options as Record<string, unknown> | undefined;
-      return { via: h.via as string | undefined, engine: h.engine as string | undefined, blockSize: h.blockSize as number | undefined, options };
+      // The data path is the header's `path.name` (older headers had `via` and `engine`).
+      const path = (h.path as { name?: string } | undefined)?.name;
+      const via = path ?? (h.via as string | undefined);
+      return { via, engine: path === 'rsync' ? 'rsync' : (h.engine as string | undefined), blockSize: h.blockSize as number | undefined, options };
     } finally {
       await fh.close();
     }
@@ -240,12 +246,13 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
   const journal = join(ctx.work, `${sc.id}.journal`);
   await writeFile(targetFile, '');
   await truncate(targetFile, size);
-  const loop = await attachLoop(targetFile);
+  const loop = sc.target === 'file' ? undefined : await attachLoop(targetFile);
+  const target = loop?.dev ?? targetFile;
   const records: RunRecord[] = [];
   let changedUnits: number | undefined;
   try {
     if (sc.resync) changedUnits = await makeOld(source, size, sc.resync.unitBytes, sc.resync.fraction, oldFile);
-    ctx.log(`${sc.id}: ${sc.title}; target ${loop.dev}${changedUnits ? `; ${changedUnits} units changed` : ''}`);
+    ctx.log(`${sc.id}: ${sc.title}; target ${target}${changedUnits ? `; ${changedUnits} units changed` : ''}`);
     // Every method reads the source from the page cache: warm it once here, and again before
     // each run where that is cheap (≤ 4 GiB), so no method pays for the disk and another not.
     await sh('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
@@ -255,12 +262,14 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
         // rsync target file is absent (fresh copy) or a copy of the old data (re-sync).
         await rm(rsyncTarget, { force: true });
         await rm(journal, { force: true });
+        // A fresh target: all holes again (the loop device's backing file punched through it).
+        if (sc.fresh) await sh('fallocate', ['-p', '-o', '0', '-l', String(size), target]);
         if (sc.resync) {
-          await sh('dd', [`if=${oldFile}`, `of=${loop.dev}`, 'bs=4M', 'conv=fsync', 'status=none']);
+          await sh('dd', [`if=${oldFile}`, `of=${target}`, 'bs=4M', 'conv=fsync', 'status=none']);
           await sh('cp', ['--sparse=always', oldFile, rsyncTarget]);
         }
         if (size <= 4096 * MiB) await sh('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
-        const env: RunEnv = { ep: ctx.ep, cli: ctx.cli, source, size, device: loop.dev, rsyncTarget, journal, work: ctx.work, remoteDir, tcpPort: ctx.tcpPort };
+        const env: RunEnv = { ep: ctx.ep, cli: ctx.cli, source, size, device: target, rsyncTarget, journal, work: ctx.work, remoteDir, tcpPort: ctx.tcpPort };
         const txBefore = ctx.linkTxBytes?.();
         let rec: RunRecord;
         if (m.id === KILL_RESUME_ID) {
@@ -274,8 +283,11 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
         }
         if (txBefore !== undefined) rec.linkBytes = ctx.linkTxBytes!() - txBefore;
         if (m.family === 'ddt') rec.job = await jobHeader(journal);
+        if (sc.fresh) rec.allocated = allocatedBytes(targetFile);
         if (round === 0 && ctx.check && rec.ok && m.output !== 'none') {
-          rec.identical = await identical(source, m.output === 'device' ? loop.dev : rsyncTarget, size);
+          // Mostly holes: compare what is data on either side (the backing file holds what the loop device does).
+          if (sc.image.fill === 'islands') rec.identical = await sparseIdentical(source, targetFile, size);
+          else rec.identical = await identical(source, m.output === 'device' ? target : rsyncTarget, size);
           if (!rec.identical) {
             rec.ok = false;
             rec.error = 'target differs from the source (cmp)';
@@ -286,12 +298,12 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
           `  r${round + 1} ${m.id.padEnd(18)} ${fmt(rec.wall, 2).padStart(7)} s ${fmt(size / 1e6 / rec.wall, 0).padStart(5)} MB/s  ` +
             `wire ${fmt(rec.bytesOnWire / 1e6, 1)} MB  conns ${rec.connsOpened}/${rec.connsPeak}  rss ${fmt(rec.rssMiB, 0)} MiB  ` +
             `cpu ${fmt(rec.cpu, 1)}+${fmt(rec.remoteCpu, 1)} s${rec.latency ? `  first data ${fmt(rec.latency.firstDataS ?? NaN, 2)} s, line cpu ${fmt(rec.latency.lineCpuS ?? NaN, 1)} s` : ''}` +
-            `${rec.identical ? '  cmp ok' : ''}${rec.ok ? '' : `  FAILED: ${rec.error}`}`,
+            `${rec.allocated !== undefined ? `  allocated ${fmt(rec.allocated / MiB, 1)} MiB` : ''}${rec.identical ? '  cmp ok' : ''}${rec.ok ? '' : `  FAILED: ${rec.error}`}`,
         );
       }
     }
   } finally {
-    await loop.detach().catch((err: unknown) => ctx.log(`  detach ${loop.dev}: ${String(err)}`));
+    await loop?.detach().catch((err: unknown) => ctx.log(`  detach ${loop.dev}: ${String(err)}`));
     for (const f of [targetFile, oldFile, rsyncTarget, journal, remoteDir]) await rm(f, { force: true, recursive: true });
   }
   return { records, changedUnits };

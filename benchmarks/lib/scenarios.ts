@@ -1,13 +1,15 @@
 // The benchmark scenarios, in full and --quick sizes.
 
-import { classic, ddSsh, ddt, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
+import { classic, ddSsh, ddSshSparse, ddt, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
 
-export type Fill = 'mixed' | 'random' | 'sparse';
+export type Fill = 'mixed' | 'random' | 'sparse' | 'islands';
 
 export interface ImageSpec {
   fill: Fill;
   mib: number;
   seed: number;
+  /** fill `islands`: this many runs of random data of `mib` MiB each, the rest holes */
+  islands?: { count: number; mib: number };
 }
 
 export interface Scenario {
@@ -22,6 +24,12 @@ export interface Scenario {
   resync?: { unitBytes: number; fraction: number };
   /** kill-and-resume: the composite method `ddt-kill-resume` is killed at this percent verified */
   killAtPercent?: number;
+  /**
+   * What the methods write: a loop device (default) or a file on the "remote" side. With
+   * `fresh`, every run starts on an all-hole target and its allocation is measured after it.
+   */
+  target?: 'loop' | 'file';
+  fresh?: boolean;
 }
 
 export const MiB = 1024 * 1024;
@@ -80,6 +88,20 @@ export function scenarios(quick: boolean): Scenario[] {
       link: 'loopback',
       methods: [ddt('ddt', 'defaults'), ddSsh, ddt('ddt-target-zeroed', '', ['--target-zeroed']), rsyncInplace(['--sparse'])],
     },
+    ...[
+      { target: 'file' as const, what: `a sparse ${quick ? '2 GiB' : '64 GiB'} file` },
+      { target: 'loop' as const, what: 'a loop device over a sparse file' },
+    ].map(
+      ({ target, what }): Scenario => ({
+        id: `sparse-islands-${target}`,
+        title: `${quick ? '2 GiB' : '64 GiB'} sparse image, ${quick ? '10 × 2' : '10 × 20'} MiB of random data, the rest holes → ${what}, loopback sshd`,
+        image: { fill: 'islands', mib: quick ? 2048 : 65536, seed: 5, islands: { count: 10, mib: quick ? 2 : 20 } },
+        link: 'loopback',
+        methods: [ddt('ddt', 'defaults'), ddSshSparse],
+        target,
+        fresh: true,
+      }),
+    ),
     {
       id: 'shaped-100mbit',
       title: `${quick ? 16 : 512} MiB incompressible image over a tbf-shaped 100 Mbit/s veth link between two network namespaces (no added latency)`,

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { registerCleanup } from '../../test/harness/hooks.js';
 
 /**
- * Build `root`'s src/ the way `npm run build` does (tsc, then package.json's `bundle` script
- * run inside the snapshot), or copy its dist/ with `noBuild`; native/ and package.json first.
+ * Build `root`'s src/ the way `npm run build` does (tsc, the native addon, then package.json's
+ * `bundle` script run inside the snapshot), or copy its dist/ with `noBuild`; native/ and package.json first.
  * Returns the CLI's path.
  */
 export function snapshotCli(root: string, dir: string, o: { noBuild?: boolean; log?: (msg: string) => void } = {}): string {
@@ -24,6 +24,8 @@ export function snapshotCli(root: string, dir: string, o: { noBuild?: boolean; l
     const bin = join(root, 'node_modules/.bin');
     try {
       execFileSync(join(bin, 'tsc'), ['-p', join(root, 'tsconfig.json'), '--outDir', join(dir, 'dist')], { stdio: 'pipe' });
+      // The sparse addon (holes of the source skipped, punches of local targets), as npm run build does.
+      execFileSync(process.execPath, [join(dir, 'native/addon/build.mjs')], { cwd: dir, stdio: 'pipe' });
       const bundle = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { bundle: string } }).scripts.bundle;
       execFileSync('sh', ['-c', bundle], { cwd: dir, stdio: 'pipe', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     } catch (err) {

@@ -31,9 +31,13 @@ dd_stats() {
 # What a serve worker needs to know about its dd:
 #   NOCREAT  `,nocreat` for conv=, or empty where dd lacks it (then target_there guards writes)
 #   DD_STATS bytes | records (see copied_bytes)
+#   DD_SPARSE `,sparse` for conv=, or empty where dd lacks it (busybox)
 dd_setup() {
   NOCREAT=''
   dd_accepts conv=nocreat && NOCREAT=,nocreat
+  # conv=sparse (GNU): seek over all-zero output blocks instead of writing them.
+  DD_SPARSE=''
+  dd_accepts conv=sparse && DD_SPARSE=,sparse
   DD_STATS=$(dd_stats)
 }
 

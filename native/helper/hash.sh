@@ -11,9 +11,12 @@ hash_range() {
   fi
   # The 1 MiB pipe costs a perl start (≈ 1 ms): worth it from a few MiB on, not for the 1 MiB
   # ranges of `-b 1M --skip-identical` (2048 × H: +3 s of the target's CPU per 2 GiB).
-  big=''
+  big='' rbs=$BS
   [ "$len" -ge 4194304 ] && big=bigout
-  res=$({ { $big dd if="$TARGET" bs=$BS iflag=$iflags skip="$off" count="$len" 2>"$ERRF"; echo "rc=$?" >&3; } |
+  # 4 MiB reads where dd counts bytes (records_bytes assumes BS): a loop device read back its
+  # punched ranges ≈ 1.6× faster so (fewer, larger requests to its backing file).
+  [ "$DD_STATS" = bytes ] && [ "$len" -ge 4194304 ] && rbs=4194304
+  res=$({ { $big dd if="$RTARGET" bs=$rbs iflag=$iflags skip=$((off + ROFF)) count="$len" 2>"$ERRF"; echo "rc=$?" >&3; } |
     hash_stdin "$algo"; } 3>&1)
   rc='' hex=''
   for w in $res; do
@@ -27,7 +30,10 @@ hash_range() {
   if [ "$rc" != 0 ]; then reply_err "read-back failed: $(first_err "dd exit $rc")"; return 1; fi
   if ! range_complete "$off" "$len"; then reply_err "read-back short: $(range_got "$off" "$len") of $len bytes (range beyond end of target?)"; return 1; fi
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return 1; fi
-  printf 'OK %s%s\n' "$hex" "$NOTE"
+  zw=''
+  case $ZSUM in hole | offload) zw=" zeros=$ZSUM" ;; esac
+  printf 'OK %s%s%s\n' "$hex" "$NOTE" "$zw"
+  ZSUM=''
 }
 
 # Hash stdin for algo $1 with the tool hash_setup chose.
@@ -82,4 +88,27 @@ hex_of() {
       *) [ ${#w} -ge 16 ] && printf '%s' "$w" && return ;;
     esac
   done
+}
+
+# RTARGET and ROFF: where read-backs read TARGET's bytes. A loop device that reads its backing
+# file through the page cache (loop/dio 0) makes every page of a hole before handing it over:
+# its punched ranges read back at ≈ 200 MB/s here, while O_DIRECT on the file itself reads a hole
+# at memory speed. So where the backing file is a regular file this worker reads with O_DIRECT
+# (and, where losetup says, the very inode the loop device holds), read-backs read it at the
+# loop's offset: the same bytes, from the file that holds them. Writes are flushed before their
+# read-back (or O_DIRECT, which the loop passes to the file at once), punches go to the file, and
+# an O_DIRECT read writes the file's dirty pages in its range back before reading.
+readback_setup() {
+  RTARGET=$TARGET ROFF=0
+  [ -b "$TARGET" ] && [ "$DIRECT" = 1 ] || return 0
+  lsys=/sys/dev/block/$(majmin_of "$TARGET")
+  [ -d "$lsys/loop" ] && [ "$(cat "$lsys/loop/dio" 2>/dev/null)" != 1 ] || return 0
+  b=$(cat "$lsys/loop/backing_file" 2>/dev/null) && valid_path "$b" && [ -f "$b" ] || return 0
+  o=$(sysnum "$lsys/loop/offset")
+  [ $((o % 4096)) -eq 0 ] || return 0
+  if ino=$(losetup -n -O BACK-INO "$TARGET" 2>/dev/null) && [ -n "$ino" ]; then
+    [ "$(stat -L -c %i "$b")" = "$(echo $ino)" ] || return 0
+  fi
+  dd if="$b" of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null || return 0
+  RTARGET=$b ROFF=$o
 }

@@ -71,7 +71,7 @@ probe() {
   # What dd accepts, each flag tried alone (the verbs adapt to what is missing).
   dd_iflags=$(dd_flags 'skip_bytes count_bytes fullblock direct' iflag)
   dd_oflags=$(dd_flags 'seek_bytes direct nocache' oflag)
-  dd_conv=$(dd_flags 'notrunc fsync nocreat' conv)
+  dd_conv=$(dd_flags 'notrunc fsync nocreat sparse' conv)
   seek_bytes=0
   has "$dd_iflags" skip_bytes count_bytes fullblock && has "$dd_oflags" seek_bytes && seek_bytes=1
   nocache=0
@@ -87,7 +87,9 @@ probe() {
     "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
     "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
     "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
-    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)"
+    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" \
+    "punch=$(if have_punch; then echo 1; else echo 0; fi)" "zeroout=$(if have_zeroout; then echo 1; else echo 0; fi)" \
+    "zero_sparse=$(zero_how "$t" sparse)" "zero_discard=$(zero_how "$t" discard)"
   # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.
   (identity "$t") | while IFS= read -r line; do printf 'id_%s\n' "$line"; done
 }

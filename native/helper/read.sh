@@ -33,10 +33,14 @@ do_read() {
   [ -p "$FIFO" ] || mkfifo -m 600 "$FIFO" || { reply_err "cannot create $FIFO"; return; }
   head=$len
   [ "$head" -gt 65536 ] && head=65536
-  if [ "$len" -gt 0 ] && dd if="$TARGET" bs=65536 iflag=fullblock,skip_bytes,count_bytes skip="$off" count="$head" 2>/dev/null | zeros_only "$head"; then
+  # O_DIRECT where aligned: a hole of a sparse source reads as zeros at memory speed that way,
+  # while through the page cache every page of it is made first (≈ 10× slower here).
+  zf=fullblock,skip_bytes,count_bytes
+  [ "$DIRECT" = 1 ] && [ $((off % 4096)) -eq 0 ] && [ $((len % 4096)) -eq 0 ] && zf=$zf,direct
+  if [ "$len" -gt 0 ] && dd if="$TARGET" bs=65536 iflag=$zf skip="$off" count="$head" 2>/dev/null | zeros_only "$head"; then
     hash_stdin "$algo" <"$FIFO" >"$HASHF" 2>/dev/null &
     hp=$!
-    { dd if="$TARGET" bs=$BS iflag=fullblock,skip_bytes,count_bytes skip="$off" count="$len" 2>"$ERRF"; echo "$?" >"$RCF"; } |
+    { dd if="$TARGET" bs=$BS iflag=$zf skip="$off" count="$len" 2>"$ERRF"; echo "$?" >"$RCF"; } |
       tee "$FIFO" | zeros_only "$len"
     z=$?
     wait "$hp"

@@ -9,6 +9,7 @@
 # carry their own lengths: they are decoded into nothing).
 
 reply_err() {
+  ZSUM=''
   printf 'ERR %s\n' "$*"
 }
 
@@ -109,10 +110,13 @@ serve_setup() {
   # nocache drops the written pages after fsync: cheaper than keeping them (measured) and
   # the read-back then comes from the device where O_DIRECT is not usable.
   dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
+  zero_setup
+  readback_setup
 }
 
 serve() {
-  TARGET=$1 WORKDIR=$2
+  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} RTARGET=$1 ROFF=0
+  case $ZEROS in sparse | discard | write) ;; *) usage "zeros must be sparse, discard or write" ;; esac
   valid_path "$TARGET" || usage "target must be an absolute path on one line"
   valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.
@@ -121,6 +125,8 @@ serve() {
   SET_UP=0
   while IFS=' ' read -r op off len a3 a4; do
     DEFER=0 NOTE=''
+    # A block's zero ranges are summed over its parts (E) up to its answer (S).
+    case $op in P | G | E | S) ;; *) ZSUM='' ;; esac
     case $op in
       Q) break ;;
       '') continue ;;

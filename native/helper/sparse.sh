@@ -47,12 +47,27 @@ sparse_frames() {
 # framing still holds after a failed write.
 do_sparse() {
   off=$1 len=$2 algo=$3
+  SP=''
+  if [ "$ZHOW" != write ]; then
+    # Sparse: where one dd can skip zeros (GNU conv=sparse) and a range is zeroed cheaply, the
+    # whole block is zeroed first (a hole, an offload) and dd seeks over the all-zero MiBs;
+    # otherwise each frame goes on its own (busybox: no conv=sparse, no punch).
+    if [ "$PERL" = 1 ] && [ -n "$DD_SPARSE" ] && [ "$ZHOW" != keep ]; then
+      if zero_range "$off" "$len"; then
+        zero_note
+        SP=$DD_SPARSE
+      fi
+    else
+      sparse_direct "$off" "$len" "$algo"
+      return
+    fi
+  fi
   wflags "$off" "$len" "$OFLAGS"
   flush_conv
   res=$({ { sparse_frames "$len"
       echo "frames=$?" >&3; } |
     { dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$len" \
-        oflag="$WF" seek="$off" conv=notrunc$NOCREAT$FC 2>"$ERRF"
+        oflag="$WF" seek="$off" conv=notrunc$NOCREAT$SP$FC 2>"$ERRF"
       echo "rc=$?" >&3; }; } 3>&1)
   frames='' rc=''
   for w in $res; do
@@ -71,5 +86,49 @@ do_sparse() {
     reply_err "short frame: $(copied_bytes "$len") of $len bytes"
     return
   fi
+  hash_range "$off" "$len" "$algo"
+}
+
+# X without one writing dd: each D frame is written at its place by a dd of its own, each Z
+# frame becomes a zero range (zero_range: a hole, an offload, left alone where it reads as zeros
+# already, or zeros written). A dd that fails has its frame swallowed and the remaining frames
+# are taken without writing, so the framing holds; the block is then answered ERR.
+sparse_direct() {
+  off=$1 len=$2 algo=$3
+  left=$len pos=0 failed=''
+  while [ "$left" -gt 0 ]; do
+    IFS=' ' read -r k n || { reply_err "sparse write: frames unreadable"; exit 1; }
+    is_uint "$n" && [ "$n" -gt 0 ] && [ "$n" -le "$left" ] || { reply_err "sparse write: bad frame"; exit 1; }
+    case $n in 0*) reply_err "sparse write: bad frame"; exit 1 ;; esac
+    at=$((off + pos))
+    case $k in
+      D)
+        if [ -z "$failed" ]; then
+          wflags "$at" "$n" seek_bytes
+          if dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$n" \
+            oflag="$WF" seek="$at" conv=notrunc$NOCREAT 2>"$ERRF"; then
+            [ "$(copied_bytes "$n")" = "$n" ] || failed="short frame at byte $at"
+          else
+            rc=$?
+            direct_failed
+            got=$(consumed_bytes "$n") && [ "$rc" -le 128 ] || { reply_err "sparse write failed and frame length unknown (dd exit $rc)"; exit 1; }
+            failed="write failed: $(first_err "dd exit $rc")"
+            [ "$got" -lt "$n" ] && dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count=$((n - got)) 2>/dev/null
+          fi
+        else
+          dd of=/dev/null bs=$BS iflag=fullblock,count_bytes count="$n" 2>/dev/null || exit 1
+        fi
+        ;;
+      Z)
+        if [ -z "$failed" ]; then
+          if zero_range "$at" "$n"; then zero_note; else failed="zero write failed: $(first_err '?')"; fi
+        fi
+        ;;
+      *) reply_err "sparse write: bad frame"; exit 1 ;;
+    esac
+    left=$((left - n)) pos=$((pos + n))
+  done
+  [ -z "$failed" ] || { reply_err "$failed"; return; }
+  flush_target || { reply_err "flush failed: $(first_err '?')"; return; }
   hash_range "$off" "$len" "$algo"
 }

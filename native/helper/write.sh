@@ -68,9 +68,16 @@ do_file() {
     reply_err "staged file $file has $size of $len bytes"
     return
   fi
+  # Sparse: the range is zeroed first (a hole, an offload), then dd skips the all-zero MiBs of
+  # the file (staged files keep the block's zero runs as holes) instead of writing them.
+  SP=''
+  if [ "$ZHOW" != write ] && [ "$ZHOW" != keep ] && [ -n "$DD_SPARSE" ] && zero_range "$off" "$len"; then
+    zero_note
+    SP=$DD_SPARSE
+  fi
   wflags "$off" "$len" "$OFLAGS"
   dd if="$file" of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
-    oflag="$WF" seek="$off" conv=notrunc$NOCREAT,fsync 2>"$ERRF"
+    oflag="$WF" seek="$off" conv=notrunc$NOCREAT$SP,fsync 2>"$ERRF"
   rc=$?
   if [ "$rc" != 0 ]; then
     direct_failed
@@ -83,6 +90,13 @@ do_file() {
 
 do_zero() {
   off=$1 len=$2 algo=$3
+  if [ "$ZHOW" != write ]; then
+    if ! zero_range "$off" "$len"; then reply_err "zero write failed: $(first_err '?')"; return; fi
+    zero_note
+    if ! zero_flush "$off" "$len"; then reply_err "flush failed: $(first_err '?')"; return; fi
+    hash_range "$off" "$len" "$algo"
+    return
+  fi
   wflags "$off" "$len" "$OFLAGS"
   flush_conv
   dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
@@ -131,6 +145,10 @@ do_gzpart() {
 
 do_zeropart() {
   off=$1 len=$2
+  if [ "$ZHOW" != write ]; then
+    if zero_range "$off" "$len"; then zero_note; printf 'OK\n'; else reply_err "zero part write failed: $(first_err '?')"; fi
+    return
+  fi
   wflags "$off" "$len" seek_bytes
   if dd if=/dev/zero of="$TARGET" bs=$BS iflag=count_bytes count="$len" \
     oflag="$WF" seek="$off" conv=notrunc$NOCREAT 2>"$ERRF"; then

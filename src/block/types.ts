@@ -31,6 +31,19 @@ export type BlockPart =
 export type WireListener = (bytes: number) => void;
 
 /**
+ * What a target does with the zero ranges it writes: `sparse` (holes in files, zeroing offloaded
+ * to devices that offer it), `discard` (as sparse, and devices may unmap them where unmapped
+ * blocks read as zeros), `write` (zeros written: `--no-sparse`).
+ */
+export type ZeroMode = 'sparse' | 'discard' | 'write';
+
+/** How a target made zero bytes without writing them: holes (or zeros already there left alone), or the device zeroed them. */
+export type ZeroedHow = 'hole' | 'offload';
+
+/** Hears how a block's zero ranges were made and how many bytes they were: the summary's figures. */
+export type ZeroListener = (how: ZeroedHow, bytes: number) => void;
+
+/**
  * A block's payload as it travels: a stream of chunks (memory bounded by the chunk, never by the
  * block), the same as parts (compressed, zero runs as commands), or "all zeros" (no data).
  */
@@ -41,9 +54,10 @@ export type BlockPayload =
       chunks: AsyncIterable<Buffer>;
       onWire?: WireListener;
       onAck?: WireListener;
+      onZeroed?: ZeroListener;
     }
-  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onAck?: WireListener }
-  | { kind: 'zero' };
+  | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onAck?: WireListener; onZeroed?: ZeroListener }
+  | { kind: 'zero'; onZeroed?: ZeroListener };
 
 /** A block opened for sending: its payload, and its checksum once every byte has been read. */
 export interface OpenedBlock {
@@ -95,6 +109,8 @@ export interface BlockSource {
   openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock>;
   /** Checksum only, no payload (`--skip-identical` compares it with the target's first). */
   hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }>;
+  /** Bytes of the source's holes skipped so far (never read: they read as zeros). */
+  readonly holeBytes?: number;
   /** The connection that carried block `index` (a remote source; for per-connection progress). */
   connectionOf?(index: number): number | undefined;
   close(): Promise<void>;

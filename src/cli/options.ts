@@ -29,6 +29,8 @@ export function transferOptions<T>(y: Argv<T>) {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and checks, write nothing' })
     .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'overwrite the target without asking' })
     .option('force', { type: 'boolean', default: false, describe: 'write to a target that is mounted, swap or held by another device' })
+    .option('sparse', { type: 'boolean', default: true, describe: 'zero ranges become holes in file targets and are zeroed by offload on devices that offer it; --no-sparse writes zeros' })
+    .option('discard', { type: 'boolean', default: false, describe: 'devices may unmap zero ranges (thin volumes, SSDs) where unmapped blocks are guaranteed to read as zeros' })
     .option('skip-identical', { type: 'boolean', default: false, describe: "hash the target's blocks first and send only those that differ (repeat backups)" })
     .option('noerror', { type: 'boolean', default: false, describe: 'on unreadable source sectors: zero-fill them, record the ranges, finish with exit 5' })
     .option('engine', { choices: ['native', 'rsync'] as const, default: 'native' as const, describe: "'rsync': the classic path (block files → rsync over one OpenSSH connection → remote dd), same checksums and journal" })
@@ -113,6 +115,10 @@ export function jobOptionsOf(argv: Record<string, unknown>, ssh: boolean): JobOp
     compress: ssh ? (argv.compress as JobOptions['compress']) : 'none',
     sparse: argv.sparse !== false,
   };
+  if (argv.discard === true) {
+    if (!o.sparse) throw new DdtError('BAD_OPTION', '--discard unmaps zero ranges, --no-sparse writes them: drop one of them');
+    o.discard = true;
+  }
   const bw = bwlimitOf(argv.bwlimit);
   if (bw !== undefined) o.bwlimit = bw;
   if (argv['fix-gpt'] === true) o.fixGpt = true;

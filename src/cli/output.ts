@@ -33,10 +33,16 @@ export function printSummary(s: JobSummary, json: boolean, run?: RunFigures): vo
     `  ${formatBytes(t.bytesProven)} proven in ${formatDuration(s.seconds)} (${formatRate(t.bytesPerSecond)}), ${formatBytes(s.bytesOnWire)} on the wire` +
       (t.savedBytes > 0 ? ` (${(t.savings * 100).toFixed(1)}% less than the data)` : ''),
     `  ${s.sent} blocks written, ${s.zeroBlocks} zero, ${s.identicalBlocks} identical, ${s.retransmitted} re-sent, ${s.failed} failed`,
+    `  target: ${zeroLine(s)}`,
     `  journal: ${s.journal}`,
   ];
   for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
   if (s.gptFixed) lines.push(`  ${s.gptFixed}`);
   if (s.error) lines.push(`  ${s.error}`);
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** What the writes did on the target: bytes written, made holes, zeroed by the device. */
+export function zeroLine(s: { bytesWritten: number; bytesHoles: number; bytesOffloaded: number }): string {
+  return `${formatBytes(s.bytesWritten)} written, ${formatBytes(s.bytesHoles)} holes, ${formatBytes(s.bytesOffloaded)} zeroed by the device`;
 }

@@ -5,11 +5,11 @@
  */
 import type { BlockSink, BlockSource } from '../block/types.js';
 import { ExitCode, messageOf } from '../errors.js';
-import { isProven, type JournalState, type JournalWriter } from '../journal/journal.js';
+import { isProven, type BlockStatus, type JournalState, type JournalWriter } from '../journal/journal.js';
 import { describeEnd, type JobHeader } from '../journal/records.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
-import { runPipeline } from './pipeline.js';
+import { runPipeline, type PipelineCounters } from './pipeline.js';
 import { checkGpt, type GptCheck } from './gpt-fix.js';
 import { changedSinceProven } from './recheck.js';
 import { StallWatch } from './stall-watch.js';
@@ -115,6 +115,8 @@ export async function executeJob(
     badRanges,
     bytesTotal: header.source.size,
     bytesOnWire: counters.bytesOnWire,
+    ...zeroBytes(provenBefore.map((b) => ({ length: b.length, s: previous?.blocks.get(b.index) })), counters),
+    sourceHoleBytes: ends.source.holeBytes ?? 0,
     seconds: (Date.now() - started) / 1000,
     checksum: header.checksum,
     engine,
@@ -128,4 +130,16 @@ export async function executeJob(
   if (gpt.fixed) summary.gptFixed = gpt.fixed;
   o.emit({ type: 'done', ok: summary.ok, exitCode, summary: summary as unknown as Record<string, unknown> });
   return summary;
+}
+
+/** Holes, offloaded and written bytes of the whole job: earlier runs' from the journal, plus this run's. */
+function zeroBytes(before: Array<{ length: number; s?: BlockStatus }>, c: PipelineCounters): Pick<JobSummary, 'bytesHoles' | 'bytesOffloaded' | 'bytesWritten'> {
+  const r = { bytesHoles: c.bytesHoles, bytesOffloaded: c.bytesOffloaded, bytesWritten: c.bytesWritten };
+  for (const { length, s } of before) {
+    if (s?.how !== 'data' && s?.how !== 'zero') continue;
+    r.bytesHoles += s.holes ?? 0;
+    r.bytesOffloaded += s.offloaded ?? 0;
+    r.bytesWritten += length - (s.holes ?? 0) - (s.offloaded ?? 0);
+  }
+  return r;
 }

@@ -7,7 +7,7 @@ import type { BlockSink, BlockSource } from '../block/types.js';
 import { initChecksums } from '../checksum/hasher.js';
 import { DdtError, messageOf } from '../errors.js';
 import { JournalWriter, type JournalState } from '../journal/journal.js';
-import type { JobHeader } from '../journal/records.js';
+import { zeroModeOf, type JobHeader } from '../journal/records.js';
 import { BlockReader } from '../local/block-reader.js';
 import { probeDevice } from '../local/device.js';
 import { LocalTarget } from '../local/local-target.js';
@@ -41,6 +41,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     connections: s.options.connections,
     channels: s.options.channels,
     compress: s.options.compress,
+    zeros: zeroModeOf(s.options),
     ssh: findOnPath('ssh'),
     rsync: findOnPath('rsync'),
     blockLength: Math.min(s.blockSize, s.previous?.header.source.size ?? Infinity),
@@ -200,7 +201,9 @@ async function transfer(
   try {
     source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
     const rttMs = o.lock.rttMs;
-    sink = header.target.remote ? await (opening ?? prepared.openSink({ rttMs })) : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity });
+    sink = header.target.remote
+      ? await (opening ?? prepared.openSink({ rttMs }))
+      : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity, zeros: zeroModeOf(header.options) });
     await o.writing;
     trace('ends open, target record says writing');
     // Parts are a format of the link to a remote helper; a local target (pull) takes whole blocks.

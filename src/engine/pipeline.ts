@@ -1,6 +1,6 @@
 import { trace } from '../trace.js';
 import PQueue from 'p-queue';
-import type { BlockRef, BlockSink, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
+import type { BlockRef, BlockSink, BlockSource, ByteRange, OpenedBlock, ZeroedHow } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
@@ -32,6 +32,10 @@ export interface BlockTally {
 
 export interface PipelineCounters extends BlockTally {
   bytesOnWire: number;
+  /** bytes of blocks proven this run that the target made holes, zeroed by offload, or wrote */
+  bytesHoles: number;
+  bytesOffloaded: number;
+  bytesWritten: number;
   lastError?: string;
   /** the error that stopped the run early (a source read error) */
   fatal?: unknown;
@@ -40,6 +44,9 @@ export interface PipelineCounters extends BlockTally {
   /** unreadable source ranges zero-filled this run (`--noerror`) */
   badRanges: ByteRange[];
 }
+
+/** Bytes of one block's write that were not written: made holes, zeroed by the device. */
+type Zeroed = Record<ZeroedHow, number>;
 
 /** What to do after a block attempt failed: the one place that decides retry, record or abort. */
 export type FailureDecision = 'retry' | 'abort';
@@ -64,7 +71,7 @@ export async function runPipeline(
 ): Promise<PipelineCounters> {
   const { source: reader, sink: writer, journal, emit } = deps;
   const hasher = writer;
-  const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, interrupted: false, badRanges: [] };
+  const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, bytesHoles: 0, bytesOffloaded: 0, bytesWritten: 0, interrupted: false, badRanges: [] };
   const stop = new AbortController();
   const runSignal = AbortSignal.any([signal, stop.signal]);
 
@@ -91,10 +98,15 @@ export async function runPipeline(
     return true;
   }
 
-  /** A verified block: journal, counters, progress. */
-  async function proven(block: BlockRef, opened: OpenedBlock, src: string, tgt: string, zero: boolean): Promise<void> {
+  /** A verified block: journal, counters, progress. `z`: its bytes that were not written (holes, offload). */
+  async function proven(block: BlockRef, opened: OpenedBlock, src: string, tgt: string, zero: boolean, z: Zeroed): Promise<void> {
     recordBad(block, await opened.badRanges);
-    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data' });
+    const holes = Math.min(z.hole, block.length);
+    const offloaded = Math.min(z.offload, block.length - holes);
+    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data', ...(holes && { holes }), ...(offloaded && { offloaded }) });
+    counters.bytesHoles += holes;
+    counters.bytesOffloaded += offloaded;
+    counters.bytesWritten += block.length - holes - offloaded;
     counters.verified++;
     if (zero) counters.zeroBlocks++;
     emit({ type: 'block', index: block.index, state: zero ? 'zero' : 'verified', bytes: block.length });
@@ -112,11 +124,11 @@ export async function runPipeline(
    */
   let writing = 0;
   const unprovenMax = 2 * Math.max(1, opts.concurrency);
-  function settleLater(block: BlockRef, n: number, opened: OpenedBlock, src: string, tgt: string, zero: boolean): void {
+  function settleLater(block: BlockRef, n: number, opened: OpenedBlock, src: string, tgt: string, zero: boolean, z: Zeroed): void {
     const p = writer
       .durable!(block, runSignal)
       .then(
-        () => proven(block, opened, src, tgt, zero),
+        () => proven(block, opened, src, tgt, zero, z),
         (err: unknown) => {
           if (runSignal.aborted) return;
           failedAttempt(block, err, 'flush failed');
@@ -170,6 +182,8 @@ export async function runPipeline(
       opened.payload.onWire = meter.onWire;
       opened.payload.onAck = meter.onAck;
     }
+    const z: Zeroed = { hole: 0, offload: 0 };
+    opened.payload.onZeroed = (how, bytes) => (z[how] += bytes);
     if (counters.sent === 0) trace('first block write');
     let tgt: string;
     try {
@@ -187,8 +201,8 @@ export async function runPipeline(
       counters.lastError = `block ${block.index}: target checksum ${tgt} != source ${src}`;
       return false;
     }
-    if (writer.durable) settleLater(block, n, opened, src, tgt, zero);
-    else await proven(block, opened, src, tgt, zero);
+    if (writer.durable) settleLater(block, n, opened, src, tgt, zero, z);
+    else await proven(block, opened, src, tgt, zero, z);
     return true;
   }
 

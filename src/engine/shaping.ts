@@ -84,9 +84,9 @@ export class CompressingSink extends SinkWrapper {
     };
     if (this.policy.wantsParts()) {
       const parts: AsyncIterable<BlockPart> = this.policy.parts(block.offset, payload.chunks);
-      return this.inner.writeAt(block, { kind: 'parts', parts, onWire, onAck: payload.onAck }, algo, signal);
+      return this.inner.writeAt(block, { kind: 'parts', parts, onWire, onAck: payload.onAck, onZeroed: payload.onZeroed }, algo, signal);
     }
-    return this.inner.writeAt(block, { kind: 'data', chunks: this.policy.sampled(payload.chunks), onWire, onAck: payload.onAck }, algo, signal);
+    return this.inner.writeAt(block, { kind: 'data', chunks: this.policy.sampled(payload.chunks), onWire, onAck: payload.onAck, onZeroed: payload.onZeroed }, algo, signal);
   }
 }
 

@@ -13,6 +13,12 @@ export interface JobSummary extends BlockTally {
   badRanges: { offset: number; length: number }[];
   bytesTotal: number;
   bytesOnWire: number;
+  /** of the blocks proven by writing them: bytes the target made holes (or kept as zeros it had), zeroed by device offload, and wrote */
+  bytesHoles: number;
+  bytesOffloaded: number;
+  bytesWritten: number;
+  /** this run: bytes of the source's holes that were never read */
+  sourceHoleBytes: number;
   seconds: number;
   checksum: string;
   engine: string;

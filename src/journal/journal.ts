@@ -104,6 +104,8 @@ export interface BlockStatus {
   how?: BlockRecord['how'];
   reason?: string;
   ranges?: { offset: number; length: number }[];
+  holes?: number;
+  offloaded?: number;
 }
 
 export interface JournalState {
@@ -192,6 +194,8 @@ function fold(path: string, lines: Iterable<string>): JournalState {
         how: b.how,
         reason: b.reason,
         ranges: b.ranges ?? (b.state === 'verified' ? prev?.ranges : undefined),
+        ...(b.holes !== undefined && { holes: b.holes }),
+        ...(b.offloaded !== undefined && { offloaded: b.offloaded }),
       });
       if (b.state === 'failed' && b.reason) {
         lastError = `block ${b.block}: ${b.reason}`;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { DeviceIdentity } from '../block/identity.js';
-import type { ByteRange } from '../block/types.js';
+import type { ByteRange, ZeroMode } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 
 export const JOURNAL_VERSION = 2;
@@ -72,6 +72,14 @@ export interface JobOptions {
   sparse: boolean;
   /** `--fix-gpt`: once every block is proven, move a GPT's backup to the end of a larger target. */
   fixGpt?: boolean;
+  /** `--discard`: a device may unmap zero ranges where unmapped blocks read as zeros. */
+  discard?: boolean;
+}
+
+/** What the target does with zero ranges under these options. */
+export function zeroModeOf(o: Pick<JobOptions, 'sparse' | 'discard'>): ZeroMode {
+  if (!o.sparse) return 'write';
+  return o.discard ? 'discard' : 'sparse';
 }
 
 /** The data path the job began with, and what that path needs to continue. */
@@ -113,6 +121,10 @@ export interface BlockRecord {
   how?: ProvenHow;
   reason?: string;
   ranges?: ByteRange[];
+  /** `verified`: bytes of the block the target made holes (or left as the zeros it had) … */
+  holes?: number;
+  /** … and bytes the device zeroed by offload: neither was written. */
+  offloaded?: number;
   time?: string;
 }
 

@@ -15,6 +15,10 @@ export interface JournalStatus {
   badRanges: ByteRange[];
   bytesTotal: number;
   bytesVerified: number;
+  /** of the verified blocks that were written: bytes made holes (or kept as zeros), zeroed by device offload, written */
+  bytesHoles: number;
+  bytesOffloaded: number;
+  bytesWritten: number;
   checksum: string;
   blockSize: number;
   runs: number;
@@ -30,11 +34,20 @@ export function journalStatus(state: JournalState, journal: string): JournalStat
   let verified = 0;
   let failed = 0;
   let bytesVerified = 0;
+  let bytesHoles = 0;
+  let bytesOffloaded = 0;
+  let bytesWritten = 0;
   const badRanges: ByteRange[] = [];
   for (const [i, s] of state.blocks) {
     if (isProven(s)) {
       verified++;
-      bytesVerified += Math.min(h.blockSize, h.source.size - i * h.blockSize);
+      const length = Math.min(h.blockSize, h.source.size - i * h.blockSize);
+      bytesVerified += length;
+      if (s.how === 'data' || s.how === 'zero') {
+        bytesHoles += s.holes ?? 0;
+        bytesOffloaded += s.offloaded ?? 0;
+        bytesWritten += length - (s.holes ?? 0) - (s.offloaded ?? 0);
+      }
       if (s.ranges) badRanges.push(...s.ranges);
     } else if (s.state === 'failed') failed++;
   }
@@ -52,6 +65,9 @@ export function journalStatus(state: JournalState, journal: string): JournalStat
     badRanges,
     bytesTotal: h.source.size,
     bytesVerified,
+    bytesHoles,
+    bytesOffloaded,
+    bytesWritten,
     checksum: h.checksum,
     blockSize: h.blockSize,
     runs: state.runs.filter((r) => r.event === 'start').length,

@@ -122,6 +122,7 @@ function optionsOf(f: Fields, o: Obj): JobOptions {
   const bw = f.optStr(o, 'bwlimit', 'options.bwlimit', /^[0-9A-Za-z:.,=*\s-]+$/);
   if (bw !== undefined) opts.bwlimit = bw;
   if (f.bool(o, 'fixGpt', 'options.fixGpt', false)) opts.fixGpt = true;
+  if (o.discard !== undefined) opts.discard = f.bool(o, 'discard', 'options.discard');
   return opts;
 }
 
@@ -179,6 +180,7 @@ export function validBlock(rec: Obj, h: { blocks: number; checksum: ChecksumAlgo
   if (rec.how !== undefined) b.how = f.oneOf(rec, 'how', PROVEN_HOW);
   const reason = f.optStr(rec, 'reason');
   if (reason !== undefined) b.reason = reason;
+  for (const k of ['holes', 'offloaded'] as const) if (rec[k] !== undefined) b[k] = f.int(rec, k, 0, h.source.size);
   if (rec.ranges !== undefined) {
     if (!Array.isArray(rec.ranges) || rec.ranges.length > 1_000_000) f.fail('ranges', 'a list of byte ranges', rec.ranges);
     b.ranges = (rec.ranges as Obj[]).map((r, i) => {

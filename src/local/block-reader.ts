@@ -1,11 +1,13 @@
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
-import { isZero, zeroChunk } from '../block/zero.js';
-import { DdtError, isDdtError } from '../errors.js';
+import { isZero, zeroChunk, zeroDigest } from '../block/zero.js';
+import { DdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
+import { dataRanges, touches } from './holes.js';
+import { isMediaError, SectorRescue } from './sector-rescue.js';
 
 // 1 MiB: the read size made no measurable difference from 64 KiB to 4 MiB, and smaller
 // chunks bound memory per channel and let zero runs inside a block travel as commands.
@@ -21,16 +23,6 @@ export interface BlockReaderOptions {
   sectorSize?: number;
 }
 
-/**
- * Errors that mean "this medium cannot be read here" and that `--noerror` turns into zeros.
- * Buffered reads report media errors as EIO; O_DIRECT reads pass the block layer's status
- * through, where a medium error is ENODATA and an integrity (T10 PI) error EILSEQ.
- */
-const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ']);
-
-function isMediaError(err: unknown): boolean {
-  return MEDIA_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '');
-}
 
 /** Spare chunk buffers kept for reuse (beyond that, finished blocks' buffers go to the GC). */
 const SPARE_MAX = 64;
@@ -44,26 +36,27 @@ export class BlockReader implements BlockSource {
   readonly capacity = Infinity;
   readonly noerror: boolean;
   readonly sectorSize: number;
-  /** Sector re-reads, one at a time: they share `sectorBuf`, and a failing disk is not hammered in parallel. */
-  private rescueQueue: Promise<unknown> = Promise.resolve();
-  /** O_DIRECT handle for sector re-reads: `undefined` = not opened yet, `null` = unavailable. */
-  private directFh: FileHandle | null | undefined;
-  private sectorBuf: Buffer | undefined;
+  private readonly rescuer: SectorRescue;
   /**
    * Chunk buffers of finished blocks, reused by the next ones. A fresh 1 MiB buffer per chunk
    * made V8 run a major GC every few dozen MiB (external memory): ≈ 1 CPU-s per GiB of the
    * sender's ≈ 2.5 on loopback.
    */
   private readonly spare: Buffer[] = [];
+  /** Bytes of the source's holes that were never read (they read as zeros). */
+  holeBytes = 0;
 
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
     private readonly chunkSize: number,
     opts: BlockReaderOptions,
+    /** A regular file: its holes are asked for (SEEK_DATA) and never read. */
+    private readonly sparseFile: boolean,
   ) {
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
+    this.rescuer = new SectorRescue(fh, path, this.sectorSize);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {
@@ -71,13 +64,31 @@ export class BlockReader implements BlockSource {
     if (!Number.isSafeInteger(ss) || ss < 512 || ss > 65536 || (ss & (ss - 1)) !== 0) {
       throw new RangeError(`sector size ${ss} is not a power of two between 512 and 64K`);
     }
-    return new BlockReader(await fs.open(path, 'r'), path, chunkSize, opts);
+    const fh = await fs.open(path, 'r');
+    const regular = await fh.stat().then((st) => st.isFile(), () => false);
+    return new BlockReader(fh, path, chunkSize, opts, regular);
+  }
+
+  /**
+   * The data ranges of a block (the rest are holes), or undefined to read it all: not a file,
+   * no addon, a filesystem that does not say. Asked when the block is opened: a file being
+   * written meanwhile is not a source ddt can prove anyway.
+   */
+  private dataOf(block: BlockRef): ByteRange[] | undefined {
+    return this.sparseFile ? dataRanges(this.fh.fd, block.offset, block.offset + block.length) : undefined;
+  }
+
+  /** A chunk: read, or the shared zeros where it lies wholly in a hole (counted, not read). */
+  private chunkAt(data: ByteRange[] | undefined, offset: number, length: number, bad: ByteRange[], into?: Buffer): Promise<Buffer> {
+    if (data && !touches(data, offset, length)) {
+      this.holeBytes += length;
+      return Promise.resolve(zeroChunk(length));
+    }
+    return this.readChunk(offset, length, bad, into);
   }
 
   async close(): Promise<void> {
-    await this.rescueQueue.catch(() => {});
-    if (this.directFh) await this.directFh.close();
-    this.directFh = null;
+    await this.rescuer.close();
     await this.fh.close();
   }
 
@@ -96,7 +107,7 @@ export class BlockReader implements BlockSource {
         ({ bytesRead } = await this.fh.read(buf, done, length - done, offset + done));
       } catch (err) {
         if (this.noerror && badRanges && isMediaError(err)) {
-          await this.rescue(buf, offset, offset + done, offset + length, badRanges);
+          await this.rescuer.rescue(buf, offset, offset + done, offset + length, badRanges);
           return buf;
         }
         throw new DdtError('SOURCE_READ', `cannot read source ${this.path} at byte ${offset + done}: ${(err as Error).message}`, { cause: err });
@@ -107,83 +118,6 @@ export class BlockReader implements BlockSource {
     return buf;
   }
 
-  /**
-   * Fill `buf` (which holds the source from byte `bufStart`) for `[from, to)` one sector at a
-   * time; an unreadable sector becomes zeros and a bad range. Serialized per reader.
-   */
-  private rescue(buf: Buffer, bufStart: number, from: number, to: number, badRanges: ByteRange[]): Promise<void> {
-    const run = this.rescueQueue.catch(() => {}).then(async () => {
-      const ss = this.sectorSize;
-      for (let sectorAt = from - (from % ss); sectorAt < to; sectorAt += ss) {
-        const lo = Math.max(sectorAt, from);
-        const hi = Math.min(sectorAt + ss, to);
-        if (!(await this.readSector(sectorAt, buf, lo - bufStart, hi - bufStart, lo - sectorAt))) {
-          buf.fill(0, lo - bufStart, hi - bufStart);
-          const last = badRanges[badRanges.length - 1];
-          if (last && last.offset + last.length === lo) last.length += hi - lo;
-          else badRanges.push({ offset: lo, length: hi - lo });
-        }
-      }
-    });
-    this.rescueQueue = run;
-    return run;
-  }
-
-  /**
-   * Read the sector starting at byte `sectorAt` and copy its bytes `[skip, skip + (end - start))` to
-   * `buf[start, end)`. False when the medium cannot be read there.
-   *
-   * Buffered reads of a block device fail a whole page (4 KiB) for one bad 512-byte sectorAt,
-   * so sectors are read with O_DIRECT (into page-aligned memory, as O_DIRECT wants) where the
-   * source allows it, and buffered otherwise (then good neighbours in a bad page count as bad).
-   */
-  private async readSector(sectorAt: number, buf: Buffer, start: number, end: number, skip: number): Promise<boolean> {
-    const ss = this.sectorSize;
-    const need = skip + (end - start);
-    const direct = await this.openDirect();
-    if (direct && this.sectorBuf) {
-      try {
-        const { bytesRead } = await direct.read(this.sectorBuf, 0, ss, sectorAt);
-        if (bytesRead < need) throw new DdtError('SOURCE_READ', `source ${this.path} ended early at byte ${sectorAt + bytesRead}: did it shrink?`);
-        this.sectorBuf.copy(buf, start, skip, need);
-        return true;
-      } catch (err) {
-        if (isDdtError(err, 'SOURCE_READ')) throw err;
-        if (isMediaError(err)) return false;
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') {
-          throw new DdtError('SOURCE_READ', `cannot read source ${this.path} at byte ${sectorAt}: ${(err as Error).message}`, { cause: err });
-        }
-        // EINVAL: this source does not take O_DIRECT at this size or alignment; read buffered from now on.
-        this.directFh = null;
-        await direct.close().catch(() => {});
-      }
-    }
-    let done = start;
-    while (done < end) {
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await this.fh.read(buf, done, end - done, sectorAt + skip + (done - start)));
-      } catch (err) {
-        if (isMediaError(err)) return false;
-        throw new DdtError('SOURCE_READ', `cannot read source ${this.path} at byte ${sectorAt + skip + (done - start)}: ${(err as Error).message}`, { cause: err });
-      }
-      if (bytesRead === 0) throw new DdtError('SOURCE_READ', `source ${this.path} ended early at byte ${sectorAt + skip + (done - start)}: did it shrink?`);
-      done += bytesRead;
-    }
-    return true;
-  }
-
-  private async openDirect(): Promise<FileHandle | null> {
-    if (this.directFh !== undefined) return this.directFh;
-    try {
-      this.directFh = await fs.open(this.path, fsConstants.O_RDONLY | fsConstants.O_DIRECT);
-      // Node buffers carry no alignment guarantee; a WebAssembly memory is page-aligned.
-      this.sectorBuf = Buffer.from(new WebAssembly.Memory({ initial: Math.ceil(this.sectorSize / 65536) }).buffer, 0, this.sectorSize);
-    } catch {
-      this.directFh = null; // e.g. a filesystem without O_DIRECT: buffered re-reads only
-    }
-    return this.directFh;
-  }
 
   /**
    * Open a block: read leading chunks until one is not all zeros. A block that is zero to the
@@ -191,6 +125,12 @@ export class BlockReader implements BlockSource {
    * are replayed from a shared buffer and the rest is read as the consumer pulls.
    */
   async openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock> {
+    const data = this.dataOf(block);
+    if (data?.length === 0) {
+      // All hole: zeros by definition, their checksum known without reading a byte.
+      this.holeBytes += block.length;
+      return { payload: { kind: 'zero' }, checksum: Promise.resolve(zeroDigest(algo, block.length)), badRanges: Promise.resolve([]) };
+    }
     const hasher = createHasher(algo);
     const bad: ByteRange[] = [];
     // One buffer per open block, every chunk read into it: a consumer is done with a chunk when
@@ -205,7 +145,7 @@ export class BlockReader implements BlockSource {
     try {
       while (pos < block.length) {
         const len = Math.min(this.chunkSize, block.length - pos);
-        const chunk = await this.readChunk(block.offset + pos, len, bad, buf);
+        const chunk = await this.chunkAt(data, block.offset + pos, len, bad, buf);
         hasher.update(chunk);
         if (!isZero(chunk)) {
           firstData = chunk;
@@ -235,7 +175,7 @@ export class BlockReader implements BlockSource {
     const zeroPrefix = pos;
     const first = firstData;
     const chunkSize = this.chunkSize;
-    const read = (offset: number, length: number) => this.readChunk(offset, length, bad, buf);
+    const read = (offset: number, length: number) => this.chunkAt(data, offset, length, bad, buf);
     async function* chunks(): AsyncGenerator<Buffer> {
       try {
         for (let z = 0; z < zeroPrefix; z += chunkSize) yield zeroChunk(Math.min(chunkSize, zeroPrefix - z));
@@ -264,11 +204,16 @@ export class BlockReader implements BlockSource {
    * are hashed as zeros and listed in `badRanges` (merged, absolute offsets).
    */
   async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[] }> {
+    const data = this.dataOf(block);
+    if (data?.length === 0) {
+      this.holeBytes += block.length;
+      return { checksum: zeroDigest(algo, block.length), zero: true, badRanges: [] };
+    }
     const hasher = createHasher(algo);
     const bad: ByteRange[] = [];
     let zero = true;
     for (let pos = 0; pos < block.length; ) {
-      const chunk = await this.readChunk(block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad);
+      const chunk = await this.chunkAt(data, block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad);
       hasher.update(chunk);
       if (zero && !isZero(chunk)) zero = false;
       pos += chunk.length;

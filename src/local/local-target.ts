@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
-import { zeroChunk } from '../block/zero.js';
+import type { BlockPayload, BlockRef, BlockSink, ZeroMode } from '../block/types.js';
+import { isZero, zeroChunk } from '../block/zero.js';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { DEFAULT_CHUNK_SIZE } from './block-reader.js';
+import { LocalZeroer } from './zero-range.js';
 
 const DIRECT_ALIGN = 4096;
 
@@ -25,17 +26,20 @@ export class LocalTarget implements BlockSink {
     private readonly chunkSize: number,
     /** Blocks written at once (`--channels` of a copy; the remote source's workers for a pull). */
     readonly capacity: number,
+    /** Zero blocks and zero chunks become holes or offloads where this can (`--no-sparse`: never). */
+    private readonly zeroer?: LocalZeroer,
   ) {}
 
   /** Open for writing without truncating or creating (the caller decides about creation). */
-  static async open(path: string, opts: { readOnly?: boolean; chunkSize?: number; capacity?: number } = {}): Promise<LocalTarget> {
+  static async open(path: string, opts: { readOnly?: boolean; chunkSize?: number; capacity?: number; zeros?: ZeroMode } = {}): Promise<LocalTarget> {
     let fh: FileHandle;
     try {
       fh = await fs.open(path, opts.readOnly ? 'r' : 'r+');
     } catch (err) {
       throw new DdtError('TARGET_INVALID', `cannot open ${path}${opts.readOnly ? '' : ' for writing'}: ${(err as Error).message}`, { cause: err });
     }
-    return new LocalTarget(path, fh, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, opts.capacity ?? Infinity);
+    const zeroer = opts.readOnly ? undefined : await LocalZeroer.open(path, fh, opts.zeros ?? 'write');
+    return new LocalTarget(path, fh, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, opts.capacity ?? Infinity, zeroer?.active ? zeroer : undefined);
   }
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
@@ -43,13 +47,33 @@ export class LocalTarget implements BlockSink {
     // No link here: what is written is what moved (for a pull, every data byte came over the
     // wire to get here), and the target has it once the write returns.
     const moved = payload.kind === 'data' ? payload : undefined;
+    /** A run of zero chunks not yet made zero on the target: [zeroFrom, pos). */
+    let zeroFrom = -1;
+    let zeroed = false;
+    const settleZeros = async (): Promise<void> => {
+      if (zeroFrom < 0) return;
+      const from = zeroFrom;
+      zeroFrom = -1;
+      const how = await this.zeroer!.zero(block.offset + from, pos - from);
+      if (how) {
+        zeroed = true;
+        payload.onZeroed?.(how, pos - from);
+        return;
+      }
+      for (let at = from; at < pos; ) {
+        const n = Math.min(this.chunkSize, pos - at);
+        await this.writeFully(zeroChunk(n), block.offset + at);
+        at += n;
+      }
+    };
     const put = async (chunk: Buffer): Promise<void> => {
       signal.throwIfAborted();
       if (pos + chunk.length > block.length) throw new Error(`payload for block ${block.index} is longer than the block`);
-      let done = 0;
-      while (done < chunk.length) {
-        const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, block.offset + pos + done);
-        done += bytesWritten;
+      if (this.zeroer && isZero(chunk)) {
+        if (zeroFrom < 0) zeroFrom = pos;
+      } else {
+        await settleZeros();
+        await this.writeFully(chunk, block.offset + pos);
       }
       pos += chunk.length;
       moved?.onWire?.(chunk.length);
@@ -62,9 +86,18 @@ export class LocalTarget implements BlockSink {
     } else {
       throw new Error('a local target takes whole blocks, not parts');
     }
+    await settleZeros();
     if (pos !== block.length) throw new Error(`payload for block ${block.index} was ${pos} bytes, expected ${block.length}`);
-    await this.fh.datasync();
+    // A punch or an offload changes the target's metadata, not only its data.
+    await (zeroed ? this.fh.sync() : this.fh.datasync());
     return this.hashAt(block, algo, signal);
+  }
+
+  private async writeFully(chunk: Buffer, at: number): Promise<void> {
+    for (let done = 0; done < chunk.length; ) {
+      const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, at + done);
+      done += bytesWritten;
+    }
   }
 
   async hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {

@@ -11,7 +11,7 @@
  * carrying `--channels` sessions. So `--connections` still bounds the run's TCP connections.
  */
 import { RemoteSource } from '../remote/remote-source.js';
-import { RemoteTarget } from '../remote/remote-target.js';
+import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { MuxSessions } from '../transport/mux-sessions.js';
 import { SpreadChannels } from '../transport/spread-channels.js';
@@ -111,8 +111,7 @@ export const opensshPath: DataPath = {
       async openSink(o = {}) {
         const long = o.rttMs !== undefined && o.rttMs >= LONG_LINK_RTT_MS;
         if (long) spread.setShare(1, Math.max(0, ctx.query.channels - 1));
-        const sink = await RemoteTarget.open(s.helper, s.path, spread, { workers: workers + (long ? ctx.query.channels - 1 : 0), signal: ctx.signal, deferFlush: true, framed: s.probe.perl });
-        return sink;
+        return RemoteTarget.open(s.helper, s.path, spread, { workers: workers + (long ? ctx.query.channels - 1 : 0), signal: ctx.signal, deferFlush: true, framed: s.probe.perl, ...zeroOptions(s.probe, ctx.query.zeros) });
       },
       openSource: () => RemoteSource.open(s.helper, s.path, sessions, { workers, signal: ctx.signal }),
       close: () => sessions.stop(),

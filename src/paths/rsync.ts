@@ -10,7 +10,7 @@
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { removeStagingDir } from '../remote/sftp-target.js';
-import { RemoteTarget } from '../remote/remote-target.js';
+import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';
 import { stagingPrefix } from '../rsync/local-staging.js';
 import { checkLocalRsync, RsyncSession } from '../rsync/rsync-session.js';
 import { RsyncSink } from '../rsync/rsync-target.js';
@@ -63,7 +63,7 @@ export const rsyncPath: DataPath = {
       takesParts: false,
       async openSink() {
         await session.ensureRemoteDir(ctx.signal);
-        const writers = await RemoteTarget.open(s.helper, s.path, s.pool, { workers: ctx.query.channels, signal: ctx.signal });
+        const writers = await RemoteTarget.open(s.helper, s.path, s.pool, { workers: ctx.query.channels, signal: ctx.signal, ...zeroOptions(s.probe, ctx.query.zeros) });
         return new RsyncSink(writers, session);
       },
       openSource: notForThis('rsync'),

@@ -5,7 +5,7 @@
  * deletes it, while further blocks are still arriving. Free space there is checked continuously.
  */
 import { isDdtError, DdtError } from '../errors.js';
-import { RemoteTarget } from '../remote/remote-target.js';
+import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';
 import { removeStagingDir, SftpStagingSink, stagingDirOf } from '../remote/sftp-target.js';
 import { planStaging } from '../remote/staging-space.js';
 import { notForThis, type DataPath, type PathContext, type PathQuery, type PreparedPath } from './types.js';
@@ -49,7 +49,7 @@ export const sftpPath: DataPath = {
         // cores, the SFTP sessions get the rest.
         const workers = Math.max(1, Math.min(s.probe.cores, cap - 1, Math.floor(cap / 2)));
         const openWriters = () =>
-          RemoteTarget.open(s.helper, s.path, s.pool, { workers, signal: ctx.signal }).catch((err: unknown) => {
+          RemoteTarget.open(s.helper, s.path, s.pool, { workers, signal: ctx.signal, ...zeroOptions(s.probe, ctx.query.zeros) }).catch((err: unknown) => {
             if (!isDdtError(err, 'SSH_NO_CHANNEL')) throw err;
             throw new DdtError('PATH_REFUSED', `--via sftp needs 2 channels (an SFTP session and a helper worker), the server allows only 1: use --via stream`, { cause: err });
           });

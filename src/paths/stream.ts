@@ -4,7 +4,7 @@
  * `ssh` and no space on the remote host needed.
  */
 import { RemoteSource } from '../remote/remote-source.js';
-import { RemoteTarget } from '../remote/remote-target.js';
+import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';
 import type { DataPath, PathContext, PreparedPath } from './types.js';
 
 export const streamPath: DataPath = {
@@ -19,7 +19,7 @@ export const streamPath: DataPath = {
       record: { name: 'stream' },
       describe: [`via stream: blocks piped over ssh2 exec channels (${ctx.query.connections} connection(s) × ${ctx.query.channels}) into the helper's dd`],
       takesParts: true,
-      openSink: () => RemoteTarget.open(s.helper, s.path, s.pool, { workers, signal: ctx.signal, framed: s.probe.perl }),
+      openSink: () => RemoteTarget.open(s.helper, s.path, s.pool, { workers, signal: ctx.signal, framed: s.probe.perl, ...zeroOptions(s.probe, ctx.query.zeros) }),
       openSource: () => RemoteSource.open(s.helper, s.path, s.pool, { workers, signal: ctx.signal }),
       close: async () => {},
     };

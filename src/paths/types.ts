@@ -2,7 +2,7 @@
  * A data path is how block bytes travel between the two ends of a job. Every path is one file
  * implementing this interface; `registry.ts` chooses one for a new run or a resume.
  */
-import type { BlockSink, BlockSource } from '../block/types.js';
+import type { BlockSink, BlockSource, ZeroMode } from '../block/types.js';
 import type { CompressMode, JobCommand, PathName, PathRecord } from '../journal/records.js';
 import type { RemoteHelper } from '../remote/helper.js';
 import type { RemoteProbe } from '../remote/probe.js';
@@ -15,6 +15,8 @@ export interface PathQuery {
   connections: number;
   channels: number;
   compress: CompressMode;
+  /** What the target does with zero ranges (`--no-sparse`, `--discard`). */
+  zeros: ZeroMode;
   /** The local OpenSSH client and rsync, where there are. */
   ssh?: string;
   rsync?: string;

@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { DdtError } from '../errors.js';
+import type { ZeroMode } from '../block/types.js';
 import type { ChannelSource, ExecChannel } from '../transport/channels.js';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { parseProbe, type RemoteProbe } from './probe.js';
@@ -112,9 +113,12 @@ export class RemoteHelper {
     return shCommand(...(this.sudo ? ['sudo', '-n'] : []), 'sh', this.scriptPath, ...args);
   }
 
-  /** The command of a block worker serving `target` (written for send, read for pull). */
-  serveCommand(target: string): string {
-    return this.command('serve', validateRemotePath(target, 'remote path'), this.workDir);
+  /**
+   * The command of a block worker serving `target` (written for send, read for pull). `zeros`:
+   * what its writes do with zero ranges (holes and offload, unmapping too, or zeros written).
+   */
+  serveCommand(target: string, zeros: ZeroMode = 'write'): string {
+    return this.command('serve', validateRemotePath(target, 'remote path'), this.workDir, zeros);
   }
 
   /** Facts about `target` and the remote host (size, mounts, tools); `remoteDir` for free space. */
@@ -130,10 +134,10 @@ export class RemoteHelper {
   }
 
   /** A block worker on a channel of `channels`. `wait: false`: fail instead of waiting for a free slot. */
-  async openWorker(target: string, channels: ChannelSource, o: { signal?: AbortSignal; wait?: boolean; label?: string } = {}): Promise<HelperWorker> {
+  async openWorker(target: string, channels: ChannelSource, o: { signal?: AbortSignal; wait?: boolean; label?: string; zeros?: ZeroMode } = {}): Promise<HelperWorker> {
     const label = o.label ?? `worker ${++this.workers}`;
     let worker: HelperWorker | undefined;
-    const ch = await channels.exec(this.serveCommand(target), {
+    const ch = await channels.exec(this.serveCommand(target, o.zeros), {
       ...o,
       ready: async (ch: ExecChannel) => {
         worker = new HelperWorker(channels, ch, label);

@@ -51,7 +51,18 @@ export interface RemoteProbe {
   gzip: boolean;
   /** The probed path's identity (`identity`'s answer, given with the probe). */
   pathInfo: RemotePathInfo;
+  /** How the helper makes a zero range of this target when zeros may be holes or offloaded (`sparse`), and with `--discard`. */
+  zeroSparse: ZeroHow;
+  zeroDiscard: ZeroHow;
 }
+
+/**
+ * How a zero range is made: `punch` (a hole in a file; on a device the kernel's write-zeroes
+ * with unmap allowed), `zeroout` (the device zeroes it), `discard` (unmapped, reads as zeros),
+ * `keep` (left alone where it already reads as zeros), `write` (zeros written).
+ */
+export type ZeroHow = 'punch' | 'zeroout' | 'discard' | 'keep' | 'write';
+const ZERO_HOWS: readonly ZeroHow[] = ['punch', 'zeroout', 'discard', 'keep', 'write'];
 
 function keyValues(text: string): Map<string, string> {
   const kv = new Map<string, string>();
@@ -130,5 +141,12 @@ export function parseProbe(text: string): RemoteProbe {
     missing: list('missing'),
     gzip: flag('gzip'),
     pathInfo: parsePathInfo(kv, 'id_'),
+    zeroSparse: zeroHow(kv.get('zero_sparse')),
+    zeroDiscard: zeroHow(kv.get('zero_discard')),
   };
+}
+
+/** A helper that predates the key writes zeros. */
+function zeroHow(v: string | undefined): ZeroHow {
+  return ZERO_HOWS.find((h) => h === v) ?? 'write';
 }

@@ -5,13 +5,14 @@
  * so the pipeline can retry.
  */
 import { untilAborted } from '../abort.js';
-import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import type { BlockPayload, BlockRef, BlockSink, ZeroListener, ZeroMode } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { LivePool } from '../pool/live-pool.js';
 import type { ChannelSource } from '../transport/channels.js';
 import { GroupFlush } from './group-flush.js';
 import type { RemoteHelper } from './helper.js';
+import type { RemoteProbe, ZeroHow } from './probe.js';
 import type { HelperWorker, WriteResult } from './worker.js';
 
 /**
@@ -21,6 +22,8 @@ import type { HelperWorker, WriteResult } from './worker.js';
  * while recent blocks had at least this share in zero chunks.
  */
 const FRAMED_FROM = 0.25;
+/** Where zero chunks become holes or offloads, a block with any goes framed (else they would be written). */
+const SPARSE_FRAMED_FROM = 1 / 64;
 
 export interface RemoteTargetOptions {
   /** Upper bound on workers; default: every channel `channels` has. */
@@ -35,6 +38,13 @@ export interface RemoteTargetOptions {
   deferFlush?: boolean;
   /** Whole blocks may go as `X` frames (the host runs perl, which decodes a block's frames in one process). */
   framed?: boolean;
+  /**
+   * What the workers do with zero ranges (serve's mode), and how the target makes them (the
+   * probe's answer for that mode). Where they become holes or are zeroed by the device, a block
+   * with zero chunks goes as `X` frames whatever its share, so its zeros are never written.
+   */
+  zeros?: ZeroMode;
+  zeroHow?: ZeroHow;
 }
 
 export class RemoteTarget implements BlockSink {
@@ -43,6 +53,8 @@ export class RemoteTarget implements BlockSink {
   /** Blocks answered `deferred` since their last write: on the device, not yet durable. */
   private readonly unflushed = new Set<number>();
   private framed = false;
+  /** Zero ranges are not written (holes, offload): blocks with zero chunks go framed. */
+  private sparse = false;
   /** Share of recent data blocks' bytes in all-zero chunks (moving average). */
   private zeroShare = 0;
 
@@ -64,14 +76,17 @@ export class RemoteTarget implements BlockSink {
     const pool = await LivePool.start<HelperWorker>(
       o.workers ?? Infinity,
       {
-        spawn: (signal, wait) => helper.openWorker(target, channels, { signal, wait }),
+        spawn: (signal, wait) => helper.openWorker(target, channels, { signal, wait, zeros: o.zeros }),
         capacity: () => channels.capacity(),
         closedError: () => new DdtError('CLOSED', `remote target ${target} is closed`),
       },
       o.signal,
     );
     const t = new RemoteTarget(pool, target);
-    t.framed = o.framed ?? false;
+    t.sparse = o.zeros !== undefined && o.zeros !== 'write' && o.zeroHow !== undefined && o.zeroHow !== 'write';
+    // Without perl the helper takes frames one dd each: worth it only to keep zeros unwritten.
+    t.framed = (o.framed ?? false) || t.sparse;
+    if (t.sparse) t.zeroShare = 1;
     const first = o.deferFlush ? await (early ?? openFlusher()) : undefined;
     if (first) t.deferFlushes(first, () => helper.openWorker(target, helper.control, { signal: o.signal, label: 'flusher' }), o.signal);
     return t;
@@ -99,14 +114,20 @@ export class RemoteTarget implements BlockSink {
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     this.unflushed.delete(block.index);
-    if (payload.kind === 'parts') return this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload));
+    if (payload.kind === 'parts') {
+      const r = await this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload));
+      if (r.zeros) payload.onZeroed?.(r.zeros, r.zeroBytes);
+      return r.checksum;
+    }
     const defer = this.flushGroup !== undefined;
-    const framed = this.framed && this.zeroShare >= FRAMED_FROM;
+    // Sparse: any zero chunk in recent blocks (zero blocks count as all zeros) makes it pay.
+    const framed = this.framed && this.zeroShare >= (this.sparse ? SPARSE_FRAMED_FROM : FRAMED_FROM);
     const chunks = payload.kind === 'zero' ? 'zero' : payload.chunks;
     const heard = payload.kind === 'data' ? { onWire: payload.onWire, onAck: payload.onAck } : {};
     const r: WriteResult = await this.pool.use(signal, (w) => w.writeBlock(block, chunks, algo, signal, { defer, framed, ...heard }));
     if (r.deferred) this.unflushed.add(block.index);
-    if (payload.kind === 'data') this.zeroShare = (this.zeroShare + r.zeroBytes / block.length) / 2;
+    if (payload.kind === 'data' || this.sparse) this.zeroShare = (this.zeroShare + r.zeroBytes / block.length) / 2;
+    if (r.zeros) payload.onZeroed?.(r.zeros, r.zeroBytes);
     return r.checksum;
   }
 
@@ -135,9 +156,14 @@ export class RemoteTarget implements BlockSink {
     return this.pool.use(signal, (w) => w.hash(block, algo, signal));
   }
 
-  /** A block staged as a file on the remote host (sftp, rsync): written at its offset, file removed. */
-  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    return this.pool.use(signal, (w) => w.writeStaged(block, remoteFile, algo, signal));
+  /**
+   * A block staged as a file on the remote host (sftp, rsync): written at its offset, file
+   * removed. `zeros`: how many of its bytes were zero chunks, and who hears how they were made.
+   */
+  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal, zeros?: { bytes(): number; onZeroed?: ZeroListener }): Promise<string> {
+    const r = await this.pool.use(signal, (w) => w.writeStaged(block, remoteFile, algo, signal));
+    if (r.zeros && zeros) zeros.onZeroed?.(r.zeros, zeros.bytes());
+    return r.checksum;
   }
 
   /** Let the workers finish their current block, then quit them politely. Idempotent. */
@@ -164,4 +190,9 @@ export class RemoteTarget implements BlockSink {
       }
     });
   }
+}
+
+/** RemoteTarget's zero options for a run in `mode` on the target `probe` describes. */
+export function zeroOptions(probe: RemoteProbe, mode: ZeroMode): { zeros: ZeroMode; zeroHow: ZeroHow } {
+  return { zeros: mode, zeroHow: mode === 'discard' ? probe.zeroDiscard : mode === 'sparse' ? probe.zeroSparse : 'write' };
 }

@@ -15,6 +15,7 @@
  * staging file we continue, so it serves the housekeeping only (staging dir create/list/remove).
  */
 import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import { countingZeros } from '../block/zero.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { LivePool } from '../pool/live-pool.js';
@@ -119,12 +120,13 @@ export class SftpStagingSink implements BlockSink {
     const file = `${this.stagingDir}/${name}`;
     let lease: SpaceLease | undefined;
     let gone = false;
+    const zero = { bytes: 0 };
     try {
       lease = await gate.acquire(name, block.length, signal);
       const held = lease;
       await this.sessions.use(signal, async (s) => {
         try {
-          await uploadBlock(s, file, payload.chunks, block.length, {
+          await uploadBlock(s, file, countingZeros(payload.chunks, zero), block.length, {
             resume: !this.restart.has(block.index),
             inFlight: WRITES_IN_FLIGHT,
             signal,
@@ -147,7 +149,7 @@ export class SftpStagingSink implements BlockSink {
         }
       });
       gate.space.handOver(lease);
-      const sum = await this.writers.writeStaged(block, file, algo, signal);
+      const sum = await this.writers.writeStaged(block, file, algo, signal, { bytes: () => zero.bytes, onZeroed: payload.onZeroed });
       gone = true; // the helper deletes the file once it is written
       return sum;
     } finally {

@@ -5,7 +5,7 @@
  * middle of a payload, a payload of the wrong length, a garbled answer) ends the worker rather
  * than risk writing bytes at the wrong offset; its pool opens a new one.
  */
-import type { BlockPart, BlockRef } from '../block/types.js';
+import type { BlockPart, BlockRef, ZeroedHow } from '../block/types.js';
 import { isZero } from '../block/zero.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -13,7 +13,7 @@ import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
-import { frameHeader, lengthOf, toAsync } from './wire.js';
+import { answerWords, frameHeader, lengthOf, toAsync, zerosOf } from './wire.js';
 import type { Payload, WriteOptions, WriteResult } from './write-request.js';
 
 export type { WriteOptions, WriteResult } from './write-request.js';
@@ -50,9 +50,8 @@ export class HelperWorker extends ChannelWorker {
       line = await this.request(`${o.framed ? 'X' : 'W'} ${tail}`, signal, payload);
       zeroBytes = payload.zeroBytes;
     }
-    const deferred = o.defer === true && line.endsWith(' deferred');
-    if (deferred) line = line.slice(0, -' deferred'.length);
-    return { checksum: this.digestOf(line, algo), deferred, zeroBytes };
+    const { words, ...r } = this.written(line, algo);
+    return { ...r, deferred: o.defer === true && words.includes('deferred'), zeroBytes };
   }
 
   /** `Y`: flush the target; every write answered before this request is then durable. */
@@ -64,9 +63,10 @@ export class HelperWorker extends ChannelWorker {
    * Write a block that arrived as a file in a remote staging dir (SFTP, rsync) at its offset;
    * the helper removes the file once written. The file must hold exactly `block.length` bytes.
    */
-  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+  async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<{ checksum: string; zeros?: ZeroedHow }> {
     validateRemotePath(remoteFile, 'staged block file');
-    return this.digestOf(await this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, signal), algo);
+    const { words: _, ...r } = this.written(await this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, signal), algo);
+    return r;
   }
 
   /**
@@ -74,15 +74,19 @@ export class HelperWorker extends ChannelWorker {
    * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent,
    * `onAck` the block bytes of each part the helper answered for.
    */
-  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}): Promise<string> {
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}): Promise<{ checksum: string; zeroBytes: number; zeros?: ZeroedHow }> {
     /** Block bytes of the parts sent and not yet answered, oldest first (answers come in order). */
     const unanswered: number[] = [];
+    let zeroBytes = 0;
     async function* items(): AsyncGenerator<{ head: string; data?: Buffer }> {
       let covered = 0;
       for await (const p of parts) {
         covered += p.length;
         unanswered.push(p.length);
-        if (p.kind === 'zero') yield { head: `E ${p.offset} ${p.length}\n` };
+        if (p.kind === 'zero') {
+          zeroBytes += p.length;
+          yield { head: `E ${p.offset} ${p.length}\n` };
+        }
         else {
           o.onWire?.(p.data.length);
           yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
@@ -100,7 +104,8 @@ export class HelperWorker extends ChannelWorker {
         o.onAck?.(unanswered.shift()!);
       }
     }
-    return this.digestOf(last, algo);
+    const { words: _, ...r } = this.written(last, algo);
+    return { ...r, zeroBytes };
   }
 
   /** Checksum of the target range as it is now. */
@@ -248,6 +253,13 @@ export class HelperWorker extends ChannelWorker {
   private partAnswer(line: string): void {
     if (line === 'OK') return;
     throw helperError(this.label, line) ?? this.protocolError('unexpected answer to a block part', line);
+  }
+
+  /** A write's answer: the read-back checksum, how its zeros were made, the other words. */
+  private written(line: string, algo: ChecksumAlgo): { checksum: string; zeros?: ZeroedHow; words: string[] } {
+    const { head, words } = answerWords(line);
+    const zeros = zerosOf(words);
+    return { checksum: this.digestOf(head, algo), words, ...(zeros && { zeros }) };
   }
 
   private digestOf(line: string, algo: ChecksumAlgo): string {

@@ -1,5 +1,5 @@
 /** What a whole-block write request to the helper carries and gives back (see HelperWorker). */
-import type { WireListener } from '../block/types.js';
+import type { WireListener, ZeroedHow } from '../block/types.js';
 
 /** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
 export interface WriteResult {
@@ -7,6 +7,8 @@ export interface WriteResult {
   deferred: boolean;
   /** bytes of the block in all-zero chunks (sent or not) */
   zeroBytes: number;
+  /** the target made the block's zero ranges holes or had the device zero them (else: written) */
+  zeros?: ZeroedHow;
 }
 
 export interface WriteOptions {

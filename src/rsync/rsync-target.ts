@@ -8,6 +8,7 @@
  * read back by the same helper code, hence the same journal.
  */
 import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import { countingZeros } from '../block/zero.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { RemoteTarget } from '../remote/remote-target.js';
 import type { RsyncSession } from './rsync-session.js';
@@ -26,9 +27,10 @@ export class RsyncSink implements BlockSink {
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     if (payload.kind !== 'data') return this.writers.writeAt(block, payload, algo, signal);
     const remoteFile = this.rsync.remoteFileFor(block.index);
+    const zero = { bytes: 0 };
     return this.rsync.remoteSlots.add(
       async () => {
-        const staged = await this.rsync.staging.stage(`block-${block.index}`, block.length, payload.chunks, signal).catch((err: unknown) => {
+        const staged = await this.rsync.staging.stage(`block-${block.index}`, block.length, countingZeros(payload.chunks, zero), signal).catch((err: unknown) => {
           // Let the source release its buffers if the payload was never read (no-op otherwise).
           void payload.chunks[Symbol.asyncIterator]().return?.()?.catch(() => undefined);
           throw err;
@@ -38,7 +40,7 @@ export class RsyncSink implements BlockSink {
         } finally {
           await staged.remove();
         }
-        return this.writers.writeStaged(block, remoteFile, algo, signal);
+        return this.writers.writeStaged(block, remoteFile, algo, signal, { bytes: () => zero.bytes, onZeroed: payload.onZeroed });
       },
       { signal },
     );

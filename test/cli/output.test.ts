@@ -7,7 +7,7 @@ const MiB = 1024 * 1024;
 function summary(over: Partial<JobSummary>): JobSummary {
   return {
     ok: true, exitCode: 0, command: 'send', source: 'a', target: 'b', blocks: 16, verified: 16, sent: 16, zeroBlocks: 4,
-    identicalBlocks: 0, retransmitted: 0, failed: 0, pending: 0, badRanges: [], bytesTotal: 1024 * MiB, bytesOnWire: 768 * MiB,
+    identicalBlocks: 0, retransmitted: 0, failed: 0, pending: 0, badRanges: [], bytesTotal: 1024 * MiB, bytesOnWire: 768 * MiB, bytesHoles: 0, bytesOffloaded: 0, bytesWritten: 1024 * MiB, sourceHoleBytes: 0,
     seconds: 8, checksum: 'xxh64', engine: 'native', via: 'openssh', channels: 4, journal: 'j', ...over,
   };
 }

@@ -57,7 +57,8 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
       requireReal(this, 'rsync', name !== 'rsync' || haveCommand('rsync'));
       const t = await target();
       const journal = join(dir, `send-${name}.journal`);
-      const connections = Number(extra.includes('--connections') ? extra[extra.indexOf('--connections') + 1] : 2);
+      const args: readonly string[] = extra;
+      const connections = Number(args.includes('--connections') ? args[args.indexOf('--connections') + 1] : 2);
       const run = startCli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-b', '2M', '--yes', '--json', '--progress', 'none', '--journal', journal, ...extra], { env: ENV });
       // Every connection from here goes to the bastion: its log counts them all.
       const { total, most } = await countConnections(pair.bastion, run.done);

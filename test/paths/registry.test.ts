@@ -6,13 +6,13 @@ import type { RemoteProbe } from '../../src/remote/probe.js';
 import { UsageError } from '../harness/errors.js';
 
 const MiB = 1024 * 1024;
-const base: PathQuery = { command: 'send', connections: 2, channels: 4, compress: 'auto', ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync', blockLength: 64 * MiB };
+const base: PathQuery = { command: 'send', connections: 2, channels: 4, compress: 'auto', zeros: 'sparse', ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync', blockLength: 64 * MiB };
 /** A probe whose staging dir has `free` bytes available. */
 function probe(free: number, dir = '/root'): RemoteProbe {
   return {
     exists: true, type: 'block', size: 8 * 2 ** 30, sector: 512, mounted: false, swap: false, holders: [], writable: true,
     free, dir, dirWritable: true, dirSize: 100 * 2 ** 30, xxhsum: true, sha256sum: true, openssl: true, seekBytes: true,
-    nocache: true, direct: true, cores: 2, perl: true, pid: 1, hashTools: ['xxhsum', 'sha256sum'], missing: [], gzip: true,
+    nocache: true, direct: true, cores: 2, perl: true, pid: 1, hashTools: ['xxhsum', 'sha256sum'], missing: [], gzip: true, zeroSparse: 'zeroout', zeroDiscard: 'punch',
     pathInfo: { kind: 'file', size: 1 << 30, readable: true, identity: { kind: 'file', size: 1 << 30 } },
   };
 }

@@ -3,7 +3,7 @@ import { ExitCode } from '../../errors.js';
 import { formatBytes } from '../../format.js';
 import { readJournal } from '../../journal/journal.js';
 import { journalStatus } from '../../journal/status.js';
-import { printJson } from '../output.js';
+import { printJson, zeroLine } from '../output.js';
 import { clean } from '../terminal.js';
 
 export const statusCommand: CommandModule = {
@@ -23,6 +23,7 @@ export const statusCommand: CommandModule = {
       `${st.command} ${st.source} -> ${st.target}`,
       `${st.verified}/${st.blocks} blocks verified, ${st.pending} pending (${st.failed} failed on the last try)`,
       `${formatBytes(st.bytesVerified)} of ${formatBytes(st.bytesTotal)} proven, ${st.checksum}, block size ${formatBytes(st.blockSize)}, ${st.runs} run(s)`,
+      `target: ${zeroLine(st)}`,
     ];
     if (st.badRanges.length) lines.push(`unreadable source ranges: ${st.badRanges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}`);
     if (st.lastError) lines.push(`last error${st.lastErrorRun ? ` (run ${st.lastErrorRun})` : ''}: ${st.lastError}`);
