@@ -15,6 +15,7 @@ import { planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
+import { installHasher } from '../remote/native-hasher.js';
 import { removeStagingDir } from '../remote/sftp-target.js';
 import { lockRemoteTarget, type HeldLock } from '../remote/target-lock.js';
 import { lockLocalTarget } from '../local/lock.js';
@@ -68,6 +69,8 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   let ok = false;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
+    // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks.
+    if (session && !s.dryRun && (s.options.skipIdentical || s.previous)) await installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m) });
     const ends = await checkEnds(s, session, ui);
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });

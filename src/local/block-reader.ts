@@ -2,7 +2,8 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
+import type { BlockPart, BlockRef, BlockSource, ByteRange, OpenedBlock, UnitSpec } from '../block/types.js';
+import { BlockDigester } from '../checksum/block-digest.js';
 import { isZero, zeroChunk } from '../block/zero.js';
 import { DdtError, isDdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
@@ -260,19 +261,38 @@ export class BlockReader implements BlockSource {
   }
 
   /**
-   * Checksum of a block without keeping its data (verify). With `noerror`, unreadable ranges
-   * are hashed as zeros and listed in `badRanges` (merged, absolute offsets).
+   * Checksum of a block without keeping its data (verify, `--skip-identical`), and its units'
+   * where asked. With `noerror`, unreadable ranges are hashed as zeros and listed in `badRanges`
+   * (merged, absolute offsets).
    */
-  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[] }> {
-    const hasher = createHasher(algo);
+  async hashBlock(block: BlockRef, algo: ChecksumAlgo, units?: UnitSpec): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[]; units?: string[] }> {
+    const digester = new BlockDigester(block.length, algo, units);
     const bad: ByteRange[] = [];
     let zero = true;
-    for (let pos = 0; pos < block.length; ) {
-      const chunk = await this.readChunk(block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad);
-      hasher.update(chunk);
-      if (zero && !isZero(chunk)) zero = false;
-      pos += chunk.length;
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    try {
+      for (let pos = 0; pos < block.length; ) {
+        const chunk = await this.readChunk(block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad, buf);
+        digester.update(chunk);
+        if (zero && !isZero(chunk)) zero = false;
+        pos += chunk.length;
+      }
+    } finally {
+      if (this.spare.length < SPARE_MAX) this.spare.push(buf);
     }
-    return { checksum: hasher.digest(), zero, badRanges: mergeRanges(bad) };
+    return { ...digester.digest(), zero, badRanges: mergeRanges(bad) };
+  }
+
+  /** Ranges of a block as parts (zero chunks as a length), each in a buffer of its own: a delta. */
+  async *openRanges(block: BlockRef, ranges: ByteRange[]): AsyncGenerator<BlockPart> {
+    const bad: ByteRange[] = [];
+    for (const r of ranges) {
+      for (let pos = r.offset; pos < r.offset + r.length; ) {
+        const length = Math.min(this.chunkSize, r.offset + r.length - pos);
+        const data = await this.readChunk(pos, length, bad);
+        yield isZero(data) ? { kind: 'zero', offset: pos, length } : { kind: 'raw', offset: pos, length, data };
+        pos += length;
+      }
+    }
   }
 }

@@ -40,6 +40,8 @@ export interface RemoteProbe {
   missing: string[];
   /** gzip is there (compressed parts). */
   gzip: boolean;
+  /** `uname -m`: which build of the streaming hasher can run there ('' unknown). */
+  arch?: string;
 }
 
 export function parseProbe(text: string): RemoteProbe {
@@ -84,5 +86,6 @@ export function parseProbe(text: string): RemoteProbe {
     hashTools: list('hash_tools'),
     missing: list('missing'),
     gzip: flag('gzip'),
+    arch: /^[a-z0-9_]+$/.test(kv.get('arch') ?? '') ? kv.get('arch')! : '',
   };
 }

@@ -5,7 +5,7 @@
  * so the pipeline can retry.
  */
 import { untilAborted } from '../abort.js';
-import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import type { BlockDigest, BlockPayload, BlockRef, BlockSink, UnitSpec } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { LivePool } from '../pool/live-pool.js';
@@ -43,6 +43,10 @@ export class RemoteTarget implements BlockSink {
   /** Blocks answered `deferred` since their last write: on the device, not yet durable. */
   private readonly unflushed = new Set<number>();
   private framed = false;
+  /** Delta payloads go as parts, which every helper worker takes. */
+  readonly takesDelta = true;
+  /** xxh64 for units where the remote host computes it fast (ddt-hash or xxhsum). */
+  unitAlgo?: ChecksumAlgo;
   /** Share of recent data blocks' bytes in all-zero chunks (moving average). */
   private zeroShare = 0;
 
@@ -72,6 +76,7 @@ export class RemoteTarget implements BlockSink {
     );
     const t = new RemoteTarget(pool, target);
     t.framed = o.framed ?? false;
+    t.unitAlgo = helper.unitAlgo;
     const first = o.deferFlush ? await (early ?? openFlusher()) : undefined;
     if (first) t.deferFlushes(first, () => helper.openWorker(target, helper.control, { signal: o.signal, label: 'flusher' }), o.signal);
     return t;
@@ -94,7 +99,9 @@ export class RemoteTarget implements BlockSink {
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     this.unflushed.delete(block.index);
-    if (payload.kind === 'parts') return this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload.onWire));
+    if (payload.kind === 'parts' || payload.kind === 'delta') {
+      return this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload.onWire, payload.kind === 'delta'));
+    }
     const defer = this.flushGroup !== undefined;
     const framed = this.framed && this.zeroShare >= FRAMED_FROM;
     const chunks = payload.kind === 'zero' ? 'zero' : payload.chunks;
@@ -116,11 +123,14 @@ export class RemoteTarget implements BlockSink {
     this.unflushed.delete(block.index);
   }
 
-  /** `--skip-identical`: one worker hashes the blocks in order, requests pipelined. */
-  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
+  /**
+   * `--skip-identical`, resume's re-check: one worker hashes the blocks in order (and their
+   * units, where asked), one streaming hasher on the remote host per request, requests pipelined.
+   */
+  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
     const w = await this.pool.take(signal);
     try {
-      yield* w.hashMany(blocks, algo, signal);
+      yield* w.hashMany(blocks, algo, signal, units);
     } finally {
       this.pool.put(w);
     }

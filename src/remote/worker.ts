@@ -5,19 +5,16 @@
  * middle of a payload, a payload of the wrong length, a garbled answer) ends the worker rather
  * than risk writing bytes at the wrong offset; its pool opens a new one.
  */
-import type { BlockPart, BlockRef } from '../block/types.js';
+import type { BlockDigest, BlockPart, BlockRef, UnitSpec } from '../block/types.js';
 import { isZero } from '../block/zero.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
+import { frameHeader, toAsync, type Payload, type Request } from './frames.js';
 import { validateRemotePath } from './quote.js';
-
-/** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
-function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
-  return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');
-}
+import { digestsOf, hashRequests } from './unit-hashes.js';
 
 /** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
 export interface WriteResult {
@@ -38,16 +35,6 @@ export interface WriteOptions {
   framed?: boolean;
   /** Hears payload bytes as they go on the channel. */
   onWire?: (bytes: number) => void;
-}
-
-/** A request's payload: `length` bytes from `chunks`, as they are or as `X` frames. */
-interface Payload {
-  length: number;
-  chunks: AsyncIterable<Buffer>;
-  framed: boolean;
-  onWire?: (bytes: number) => void;
-  /** filled in as the bytes go: bytes in all-zero chunks */
-  zeroBytes: number;
 }
 
 export class HelperWorker extends ChannelWorker {
@@ -103,12 +90,14 @@ export class HelperWorker extends ChannelWorker {
 
   /**
    * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
-   * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent.
+   * path for compression and for zero runs inside a block, and, `delta`, for only the parts of a
+   * block that differ on the target. `onWire` hears payload bytes sent.
    */
-  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void): Promise<string> {
-    async function* items(): AsyncGenerator<{ head: string; data?: Buffer }> {
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, onWire?: (bytes: number) => void, delta = false): Promise<string> {
+    async function* items(): AsyncGenerator<Request> {
       let covered = 0;
       for await (const p of parts) {
+        if (p.offset < block.offset || p.offset + p.length > block.offset + block.length) throw new DdtError('PAYLOAD', `block ${block.index}: a part lies outside the block`);
         covered += p.length;
         if (p.kind === 'zero') yield { head: `E ${p.offset} ${p.length}\n` };
         else {
@@ -116,7 +105,8 @@ export class HelperWorker extends ChannelWorker {
           yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
         }
       }
-      if (covered !== block.length) throw new DdtError('PAYLOAD', `block ${block.index}: parts cover ${covered} of ${block.length} bytes`);
+      // A delta's parts are the units that differ; the rest of the block is on the target already.
+      if (delta ? covered > block.length : covered !== block.length) throw new DdtError('PAYLOAD', `block ${block.index}: parts cover ${covered} of ${block.length} bytes`);
       yield { head: `S ${block.offset} ${block.length} ${algo}\n` };
     }
     let last = '';
@@ -132,12 +122,19 @@ export class HelperWorker extends ChannelWorker {
     return this.digestOf(await this.request(`H ${block.offset} ${block.length} ${algo}\n`, signal), algo);
   }
 
-  /** Hash many ranges of the target with requests pipelined: no round trip per block. */
-  async *hashMany(blocks: Iterable<BlockRef>, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
-    const list = [...blocks];
-    const heads = list.map((b) => ({ head: `H ${b.offset} ${b.length} ${algo}\n` }));
-    let i = 0;
-    for await (const line of this.requests(heads, signal, 64)) yield { block: list[i++]!, checksum: this.digestOf(line, algo) };
+  /**
+   * Checksums of many blocks (and their units, where asked) in `V` requests, two in flight: one
+   * streaming hasher process per request on the remote host, no round trip per block.
+   */
+  async *hashMany(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+    const reqs = hashRequests(blocks, algo, units);
+    const lines = this.requests(
+      reqs.map((r) => ({ head: r.text, answers: r.lines })),
+      signal,
+      2,
+    );
+    for (const req of reqs) yield* digestsOf(req, lines, algo, units);
+    await lines.return(undefined);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -161,10 +158,11 @@ export class HelperWorker extends ChannelWorker {
   /**
    * Send requests without waiting for each answer (at most `ahead` outstanding) and yield the
    * answers in order: many blocks hashed, or a block's parts written, with no round trip each.
+   * A request answered with several lines (`V`) says how many.
    */
-  private async *requests(items: AsyncIterable<{ head: string; data?: Buffer }> | Iterable<{ head: string; data?: Buffer }>, signal: AbortSignal, ahead = 1): AsyncGenerator<string> {
+  private async *requests(items: AsyncIterable<Request> | Iterable<Request>, signal: AbortSignal, ahead = 1): AsyncGenerator<string> {
     const end = this.begin(signal);
-    const answers: Promise<string>[] = [];
+    const answers: Promise<string>[][] = [];
     const it = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : toAsync(items[Symbol.iterator]());
     let exhausted = false;
     try {
@@ -175,13 +173,13 @@ export class HelperWorker extends ChannelWorker {
             exhausted = true;
             break;
           }
-          answers.push(this.expectAnswer());
+          answers.push(Array.from({ length: r.value.answers ?? 1 }, () => this.expectAnswer()));
           await this.send(Buffer.from(r.value.head, 'latin1'));
           if (r.value.data) await this.send(r.value.data);
         }
         const next = answers.shift();
         if (!next) return;
-        yield await next;
+        for (const answer of next) yield await answer;
       }
     } catch (err) {
       void it.return?.()?.catch(() => undefined);
@@ -294,8 +292,4 @@ export class HelperWorker extends ChannelWorker {
     this.death.kill(err);
     for (const p of this.pending.splice(0)) p.reject(err);
   }
-}
-
-async function* toAsync<T>(it: Iterator<T>): AsyncGenerator<T> {
-  for (let r = it.next(); !r.done; r = it.next()) yield r.value;
 }
