@@ -121,7 +121,9 @@ int main(int argc, char **argv) {
       const unsigned char *p = ch.data;
       for (uint64_t left = ch.length; left > 0;) {
         uint64_t take = c.unit_end - c.pos < left ? c.unit_end - c.pos : left;
-        if (ch.error) c.unit_bad = c.block_bad = ch.error;
+        uint64_t at = ch.length - left; /* bytes of the piece before this stretch */
+        if (at + take > ch.valid && at < ch.valid) take = ch.valid - at; /* the good bytes first */
+        if (at >= ch.valid) c.unit_bad = c.block_bad = ch.error;
         if (!c.block_bad) {
           if (c.units) hasher_update(&c.u, p, take);
           hasher_update(&c.b, p, take);

@@ -18,7 +18,7 @@
 
 struct slot {
   unsigned char *buf;
-  uint64_t length;
+  uint64_t length, valid;
   char error[160];
   int bad;
 };
@@ -35,9 +35,10 @@ struct reader {
   pthread_t thread;
 };
 
-/* Exactly `len` bytes at `off` into `buf`, or a reason why not. */
-static int read_at(struct reader *r, unsigned char *buf, uint64_t len, uint64_t off, char *why, size_t whylen) {
+/* Exactly `len` bytes at `off` into `buf`, or a reason why not; `*got`: the bytes that were read. */
+static int read_at(struct reader *r, unsigned char *buf, uint64_t len, uint64_t off, char *why, size_t whylen, uint64_t *got) {
   int fd = r->fd;
+  *got = 0;
   if (fd < 0) {
     snprintf(why, whylen, "%s", r->why);
     return 0;
@@ -62,6 +63,7 @@ static int read_at(struct reader *r, unsigned char *buf, uint64_t len, uint64_t 
       return 0;
     }
     done += (uint64_t)n;
+    *got = done;
   }
   return 1;
 }
@@ -76,7 +78,7 @@ static void *run_reader(void *arg) {
       struct slot *s = &r->slot[r->filled % SLOTS];
       pthread_mutex_unlock(&r->mu);
       s->length = end - off < PIECE ? end - off : PIECE;
-      s->bad = !read_at(r, s->buf, s->length, off, s->error, sizeof s->error);
+      s->bad = !read_at(r, s->buf, s->length, off, s->error, sizeof s->error, &s->valid);
       pthread_mutex_lock(&r->mu);
       r->filled++;
       pthread_cond_broadcast(&r->cv);
@@ -106,7 +108,7 @@ struct chunk reader_next(struct reader *r) {
   while (r->filled == r->taken) pthread_cond_wait(&r->cv, &r->mu);
   pthread_mutex_unlock(&r->mu);
   struct slot *s = &r->slot[r->taken % SLOTS];
-  struct chunk c = {s->buf, s->length, s->bad ? s->error : 0};
+  struct chunk c = {s->buf, s->length, s->bad ? s->valid : s->length, s->bad ? s->error : 0};
   return c;
 }
 

@@ -8,11 +8,11 @@ struct run {
   uint64_t offset, length, block;
 };
 
-/* A piece of the ranges, in order. `error` is set when it could not be read whole (its bytes
- * are then not to be used); `length` is always what was asked for. */
+/* A piece of the ranges, in order. `length` is always what was asked for; when it could not be
+ * read whole, `error` says why and only its first `valid` bytes are data. */
 struct chunk {
   const unsigned char *data;
-  uint64_t length;
+  uint64_t length, valid;
   const char *error;
 };
 
