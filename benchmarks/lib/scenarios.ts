@@ -32,14 +32,8 @@ export const KILL_RESUME_ID = 'ddt-kill-resume';
 const killResume = (extra: string[]) => ddt(KILL_RESUME_ID, 'SIGKILL at 50 % verified, then ddt resume JOURNAL', extra);
 
 /** Re-sync: ddt at the default block size and at 1 MiB, rsync's delta onto the file and onto the device. */
-function resyncMethods(withDdSsh: boolean): Method[] {
-  return [
-    ddt('ddt', 'default block size', ['--skip-identical']),
-    ddt('ddt-1M', '', ['-b', '1M', '--skip-identical']),
-    rsyncInplace(['--no-whole-file']),
-    rsyncDevice(['--no-whole-file']),
-    ...(withDdSsh ? [ddSsh] : []),
-  ];
+function resyncMethods(): Method[] {
+  return [ddt('ddt', 'default block size', ['--skip-identical']), ddt('ddt-1M', '', ['-b', '1M', '--skip-identical']), rsyncInplace(['--no-whole-file']), rsyncDevice(['--no-whole-file'])];
 }
 
 export function scenarios(quick: boolean): Scenario[] {
@@ -82,7 +76,7 @@ export function scenarios(quick: boolean): Scenario[] {
       title: `Re-sync: ${big} MiB mixed image, target differs in 1 % of its 1 MiB units (scattered)`,
       image: { fill: 'mixed', mib: big, seed: 1 },
       link: 'loopback',
-      methods: resyncMethods(true),
+      methods: resyncMethods(),
       resync: { unitBytes: MiB, fraction: 0.01 },
     },
     {
@@ -90,7 +84,7 @@ export function scenarios(quick: boolean): Scenario[] {
       title: `Re-sync: ${big} MiB mixed image, target differs in 10 % of its 1 MiB units, clustered in runs of 1–32 MiB`,
       image: { fill: 'mixed', mib: big, seed: 1 },
       link: 'loopback',
-      methods: resyncMethods(false),
+      methods: resyncMethods(),
       resync: { unitBytes: MiB, fraction: 0.1, clustered: true },
     },
     {
@@ -98,7 +92,7 @@ export function scenarios(quick: boolean): Scenario[] {
       title: `Re-sync: ${big} MiB mixed image, target already identical (the cost of proving it)`,
       image: { fill: 'mixed', mib: big, seed: 1 },
       link: 'loopback',
-      methods: [...resyncMethods(false), readBothSides],
+      methods: [...resyncMethods(), readBothSides],
       resync: { unitBytes: MiB, fraction: 0 },
     },
     {

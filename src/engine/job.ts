@@ -67,10 +67,12 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   let lock: HeldLock | undefined;
   let started = false;
   let ok = false;
+  let hasher: Promise<boolean> | undefined;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
-    // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks.
-    if (session && !s.dryRun && (s.options.skipIdentical || s.previous)) await installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m) });
+    // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks. Its
+    // upload and self-test run while the ends are checked and the target locked.
+    hasher = session && !s.dryRun && (s.options.skipIdentical || s.previous) ? installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m) }).catch(() => false) : undefined;
     const ends = await checkEnds(s, session, ui);
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
@@ -98,11 +100,13 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const journal = recorded ? JournalWriter.append(s.journalPath) : JournalWriter.create(s.journalPath, header);
     started = true;
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
+    await hasher;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
     return { kind: 'done', summary };
   } finally {
+    await hasher; // a refused run's upload ends before its work dir goes
     await lock?.release().catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);
     await early?.discard();
