@@ -7,6 +7,7 @@ import { BlockDigester } from '../checksum/block-digest.js';
 import { isZero, zeroChunk } from '../block/zero.js';
 import { DdtError, isDdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
+import { hashLocally, localHasher } from './local-hasher.js';
 
 // 1 MiB: the read size made no measurable difference from 64 KiB to 4 MiB, and smaller
 // chunks bound memory per channel and let zero runs inside a block travel as commands.
@@ -23,9 +24,8 @@ export interface BlockReaderOptions {
 }
 
 /**
- * Errors that mean "this medium cannot be read here" and that `--noerror` turns into zeros.
- * Buffered reads report media errors as EIO; O_DIRECT reads pass the block layer's status
- * through, where a medium error is ENODATA and an integrity (T10 PI) error EILSEQ.
+ * Errors that mean "this medium cannot be read here" and that `--noerror` turns into zeros:
+ * EIO (buffered reads), ENODATA (a medium error through O_DIRECT), EILSEQ (integrity, T10 PI).
  */
 const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ']);
 
@@ -50,12 +50,11 @@ export class BlockReader implements BlockSource {
   /** O_DIRECT handle for sector re-reads: `undefined` = not opened yet, `null` = unavailable. */
   private directFh: FileHandle | null | undefined;
   private sectorBuf: Buffer | undefined;
-  /**
-   * Chunk buffers of finished blocks, reused by the next ones. A fresh 1 MiB buffer per chunk
-   * made V8 run a major GC every few dozen MiB (external memory): ≈ 1 CPU-s per GiB of the
-   * sender's ≈ 2.5 on loopback.
-   */
+  /** Chunk buffers of finished blocks, reused: a fresh 1 MiB buffer per chunk made V8 run a major GC every few dozen MiB (≈ 1 CPU-s per GiB). */
   private readonly spare: Buffer[] = [];
+
+  /** `--skip-identical`: checksums from ddt-hash here (not with --noerror: only this reader zero-fills). */
+  readonly hashStream?: BlockSource['hashStream'];
 
   private constructor(
     private readonly fh: FileHandle,
@@ -65,6 +64,8 @@ export class BlockReader implements BlockSource {
   ) {
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
+    const bin = this.noerror ? undefined : localHasher();
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {

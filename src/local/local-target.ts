@@ -8,6 +8,7 @@ import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { DEFAULT_CHUNK_SIZE } from './block-reader.js';
+import { hashLocally, localHasher } from './local-hasher.js';
 
 const DIRECT_ALIGN = 4096;
 /** Read size of hashStream: large sequential reads, few calls. */
@@ -61,6 +62,8 @@ export class LocalTarget implements BlockSink {
         if (part.kind === 'gzip') throw new Error('a local target takes no compressed parts');
         pos = part.offset - block.offset;
         await put(part.kind === 'zero' ? zeroChunk(part.length) : part.data);
+        // A pull's delta: these bytes crossed the wire from the remote source.
+        if (part.kind === 'raw') payload.onWire?.(part.data.length);
       }
       pos = block.length;
     } else if (payload.kind === 'zero') {
@@ -77,9 +80,15 @@ export class LocalTarget implements BlockSink {
 
   /**
    * `--skip-identical` and resume's re-check (pull, copy): the blocks hashed in order, with their
-   * units where asked, in this process: sequential reads of HASH_READ bytes, no process per block.
+   * units where asked, by ddt-hash (O_DIRECT where the target takes it), else in this process:
+   * sequential reads of HASH_READ bytes. No process per block either way.
    */
   async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+    const bin = localHasher();
+    if (bin) {
+      yield* hashLocally(bin, this.path, blocks, algo, signal, units);
+      return;
+    }
     const buf = Buffer.allocUnsafeSlow(HASH_READ);
     for (const block of blocks) {
       const d = new BlockDigester(block.length, algo, units);

@@ -8,15 +8,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { BlockDigester } from '../checksum/block-digest.js';
+import { hasherBuild } from '../checksum/ddt-hash.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { HELPER_SCRIPT_URL, type RemoteHelper } from './helper.js';
 import type { RemoteProbe } from './probe.js';
 import { runRemote } from './run.js';
-
-/** The builds next to the helper script (dist/native/ddt-hash-ARCH). */
-export function hasherBuild(arch: string): URL {
-  return new URL(`native/ddt-hash-${arch}`, HELPER_SCRIPT_URL);
-}
 
 /** What the self-test prints: the helper script as runs of 7001-byte blocks, 1000-byte units, both algos in both roles. */
 export function selfTestExpectation(script: Buffer): string {

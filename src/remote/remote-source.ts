@@ -121,7 +121,7 @@ export class RemoteSource implements BlockSource {
     try {
       const reqs = hashRequests(blocks, algo, units);
       const lines = w.hashLines(reqs, signal);
-      for (const req of reqs) yield* digestsOf(req, lines, algo, units);
+      for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
       await lines.return(undefined);
     } finally {
       this.pool.put(w);

@@ -133,7 +133,7 @@ export class HelperWorker extends ChannelWorker {
       signal,
       2,
     );
-    for (const req of reqs) yield* digestsOf(req, lines, algo, units);
+    for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
     await lines.return(undefined);
   }
 

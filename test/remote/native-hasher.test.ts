@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { BlockDigester } from '../../src/checksum/block-digest.js';
 import { initChecksums } from '../../src/checksum/hasher.js';
 import type { ChecksumAlgo } from '../../src/checksum/types.js';
-import { hasherBuild, selfTestExpectation } from '../../src/remote/native-hasher.js';
+import { hasherBuild } from '../../src/checksum/ddt-hash.js';
+import { selfTestExpectation } from '../../src/remote/native-hasher.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
 

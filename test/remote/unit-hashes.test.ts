@@ -40,7 +40,7 @@ describe('remote/unit-hashes: V requests and their answers', () => {
     const h = (n: number) => n.toString(16).padStart(16, '0');
     const lines = [`OK ${h(1)}`, `OK ${h(2)}`, `OK ${h(3)}`, `ERR read failed`, `OK ${h(5)}`, `OK ${h(6)}`, `OK ${h(7)}`, `OK ${h(8)}`, `ERR read short`];
     const got = [];
-    for await (const d of digestsOf(req!, linesOf(lines)[Symbol.asyncIterator](), 'xxh64', { unit: 1024, algo: 'xxh64' })) got.push(d);
+    for await (const d of digestsOf(req!.blocks, linesOf(lines)[Symbol.asyncIterator](), 'xxh64', { unit: 1024, algo: 'xxh64' })) got.push(d);
     assert.deepEqual(got[0], { block: blocks[0], checksum: h(3), units: [h(1), h(2)] });
     assert.deepEqual(got[1], { block: blocks[1], checksum: h(6) }); // a unit unknown: no units
     assert.deepEqual(got[2], { block: blocks[2], checksum: undefined, units: [h(7), h(8)] });
@@ -49,7 +49,7 @@ describe('remote/unit-hashes: V requests and their answers', () => {
   it('a garbled line is a protocol error, not a checksum', async () => {
     const [req] = hashRequests(planBlocks(512, 512), 'xxh64');
     await assert.rejects(async () => {
-      for await (const _ of digestsOf(req!, linesOf(['OK nothex'])[Symbol.asyncIterator](), 'xxh64'));
+      for await (const _ of digestsOf(req!.blocks, linesOf(['OK nothex'])[Symbol.asyncIterator](), 'xxh64'));
     }, /bad checksum line/);
   });
 });
