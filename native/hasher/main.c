@@ -3,8 +3,11 @@
  * device, not the page cache) on a reader thread while the main thread hashes, and prints one
  * checksum per unit of every block and one per block: no process per block or per chunk.
  *
- *   ddt-hash ranges FILE UNIT UNITALGO ALGO    stdin: lines "OFFSET LENGTH BLOCK", each a run
- *                                              of blocks of BLOCK bytes (the last one shorter)
+ *   ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered]
+ *                             stdin: lines "OFFSET LENGTH BLOCK", each a run of blocks of BLOCK
+ *                             bytes (the last one shorter). `buffered`: through the page cache,
+ *                             for a source that may well be there already (O_DIRECT would read
+ *                             it from the disk again)
  *   ddt-hash version
  *
  * For each block, in order: when it spans more than one unit of UNIT bytes, one line per unit
@@ -103,12 +106,13 @@ int main(int argc, char **argv) {
   }
   uint64_t unit;
   int ualgo, algo;
-  if (argc != 6 || strcmp(argv[1], "ranges")) usage("usage: ddt-hash ranges FILE UNIT UNITALGO ALGO < runs");
+  int buffered = argc == 7 && !strcmp(argv[6], "buffered");
+  if ((argc != 6 && !buffered) || strcmp(argv[1], "ranges")) usage("usage: ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered] < runs");
   if (!parse_u64(argv[3], &unit) || !unit) usage("bad unit");
   if ((ualgo = algo_of(argv[4])) < 0 || (algo = algo_of(argv[5])) < 0) usage("unknown algo (xxh64|sha256)");
   size_t nruns;
   struct run *runs = read_runs(&nruns);
-  struct reader *rd = reader_start(argv[2], runs, nruns);
+  struct reader *rd = reader_start(argv[2], runs, nruns, buffered);
   if (!rd) usage("out of memory or threads");
   struct cursor c;
   for (size_t i = 0; i < nruns; i++) {

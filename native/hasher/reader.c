@@ -1,7 +1,8 @@
 /* The reader thread. Reads go through O_DIRECT where the target takes it and the piece is 4 KiB
  * aligned (any logical sector size divides that): the bytes then come from the device, and a
  * whole-device pass does not push everything else out of the page cache. Anything else (a file
- * system without O_DIRECT, an unaligned tail) is read buffered. */
+ * system without O_DIRECT, an unaligned tail, a source asked to be read `buffered`) is read
+ * through the page cache. */
 #define _GNU_SOURCE
 #include "reader.h"
 #include <errno.h>
@@ -88,11 +89,12 @@ static void *run_reader(void *arg) {
   return 0;
 }
 
-struct reader *reader_start(const char *path, const struct run *runs, uint64_t count) {
+struct reader *reader_start(const char *path, const struct run *runs, uint64_t count, int buffered) {
   struct reader *r = calloc(1, sizeof *r);
   r->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (r->fd < 0) snprintf(r->why, sizeof r->why, "cannot open %s: %s", path, strerror(errno));
-  r->direct = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+  r->direct = buffered ? -1 : open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (buffered && r->fd >= 0) posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   r->runs = runs;
   r->count = count;
   for (int i = 0; i < SLOTS; i++)

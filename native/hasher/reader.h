@@ -17,7 +17,7 @@ struct chunk {
 };
 
 struct reader;
-struct reader *reader_start(const char *path, const struct run *runs, uint64_t count);
+struct reader *reader_start(const char *path, const struct run *runs, uint64_t count, int buffered);
 struct chunk reader_next(struct reader *r); /* the next piece; valid until reader_done */
 void reader_done(struct reader *r);
 

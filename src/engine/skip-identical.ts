@@ -37,8 +37,11 @@ export class SkipIdentical {
     // and the source can read them; their algo is what the remote end hashes fastest.
     const delta = sink.takesDelta === true && reader.openRanges !== undefined && blocks.some((b) => b.length > UNIT);
     this.units = delta ? { unit: UNIT, algo: sink.unitAlgo ?? reader.unitAlgo ?? algo } : undefined;
-    this.target = new HashAhead(sink.hashStream?.(blocks, algo, signal, this.units) ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)));
-    if (reader.hashStream) this.source = new HashAhead(reader.hashStream(blocks, algo, signal, this.units));
+    // A stream holds one of an end's workers while it runs ahead: with a single worker, the
+    // blocks that must be sent would wait for it forever, so such an end hashes block by block.
+    const targetStream = sink.capacity > 1 ? sink.hashStream?.(blocks, algo, signal, this.units) : undefined;
+    this.target = new HashAhead(targetStream ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)));
+    if (reader.hashStream && reader.capacity > 1) this.source = new HashAhead(reader.hashStream(blocks, algo, signal, this.units));
   }
 
   async compare(block: BlockRef): Promise<Comparison> {

@@ -65,7 +65,7 @@ export class BlockReader implements BlockSource {
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
     const bin = this.noerror ? undefined : localHasher();
-    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units);
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, true);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {

@@ -25,10 +25,14 @@ export function localHasher(): string | undefined {
   return path && existsSync(path) ? path : undefined;
 }
 
-/** Digests of `blocks` of `file`, in order, from one ddt-hash process. */
-export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+/**
+ * Digests of `blocks` of `file`, in order, from one ddt-hash process. `buffered` for a source:
+ * through the page cache, where it may well be already; a target is read O_DIRECT where it
+ * takes it, as its read-backs are.
+ */
+export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec, buffered = false): AsyncGenerator<BlockDigest> {
   const unit = units?.unit ?? Math.max(1, ...blocks.map((b) => b.length));
-  const child = spawn(bin, ['ranges', file, String(unit), units?.algo ?? algo, algo], { stdio: ['pipe', 'pipe', 'pipe'], signal });
+  const child = spawn(bin, ['ranges', file, String(unit), units?.algo ?? algo, algo, ...(buffered ? ['buffered'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], signal });
   child.on('error', () => undefined); // an abort kills it; the stream below reports the rest
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));

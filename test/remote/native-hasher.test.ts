@@ -95,6 +95,14 @@ describe('ddt-hash (the streaming hasher)', function () {
     }
   }
 
+  it('`buffered` (a local source, maybe in the page cache already) gives the same answers', async function () {
+    const bin = fileURLToPath(hasherBuild(arch() === 'arm64' ? 'aarch64' : 'x86_64'));
+    requireReal(this, 'ddt-hash built for this machine', existsSync(bin));
+    const r = await run([], bin, ['ranges', file, '1000003', 'xxh64', 'sha256', 'buffered'], input);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(errLinesCut(r.out), expected(data, runs, 1000003, 'xxh64', 'sha256'));
+  });
+
   it('the self-test the helper runs passes on this machine', async function () {
     const bin = fileURLToPath(hasherBuild(arch() === 'arm64' ? 'aarch64' : 'x86_64'));
     requireReal(this, 'ddt-hash built for this machine', existsSync(bin));
