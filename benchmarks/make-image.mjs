@@ -1,5 +1,5 @@
 // Deterministic test images for benchmarks: mixed (≈40% random, 40% zeros, 20% text in runs
-// of 4–40 MiB, as DESIGN §6 describes), random, or sparse (≈5% data). The generator is
+// of 4–40 MiB), random, or sparse (≈5% data). The generator is
 // src/demo/image.ts (the tests and `ddt demo` use it too): run `npm run build` first.
 // Usage: node benchmarks/make-image.mjs PATH SIZE_MIB [mixed|random|sparse] [seed]
 import { existsSync } from 'node:fs';

@@ -2,12 +2,13 @@
 //
 // ddt against `dd | ssh dd` (a), the original script's dd → rsync -z → dd pipeline (b) and
 // `rsync --inplace` (c) on a private loopback sshd and loop devices, plus a tbf-shaped link
-// between two network namespaces (DESIGN §6, issue #9). Writes RESULTS.md and results.json
+// between two network namespaces, and links with latency through a
+// userspace delay line. Writes RESULTS.md and results.json
 // (with --quick: quick/RESULTS.md, quick/results.json). Run as root after `npm ci`; see
 // benchmarks/README.md. Everything it creates (sshd, namespaces, loop devices, temp files, the
 // compiled snapshot of ddt) is removed at the end, on error and on Ctrl-C.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -19,11 +20,11 @@ import { sshdAvailable, startSshd } from '../test/harness/sshd.js';
 import { machine } from './lib/machine.js';
 import { snapshotCli } from './lib/snapshot.js';
 import type { Server } from './lib/measure.js';
-import { ddt, TCP_LINK, type Endpoint, type Method } from './lib/methods.js';
-import { createShapedLink, startSshdIn, type NetnsSshd, type ShapedLink } from './lib/netns.js';
+import { Links, TCP_PORT } from './lib/links.js';
+import { ddt, type Endpoint, type Method } from './lib/methods.js';
 import { aggregate, markdown, notesOf, targets, type Aggregate, type Report } from './lib/report.js';
 import { runScenario, shellQuote, type RunRecord } from './lib/runner.js';
-import { MiB, scenarios, type ImageSpec, type Scenario } from './lib/scenarios.js';
+import { LATENCY_GROUP, MiB, scenarios, type ImageSpec, type Scenario } from './lib/scenarios.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -61,20 +62,22 @@ function fail(message: string): never {
 
 if (!Number.isInteger(runs) || runs < 1) fail('--runs must be a positive integer');
 if (!sshdAvailable() || !loopAvailable()) fail('needs root, OpenSSH sshd and loop devices (losetup)');
-for (const tool of ['rsync', 'cmp', 'ip', 'tc']) {
+let all = scenarios(quick);
+if (opts.only) {
+  // `latency` stands for every scenario over a link with latency.
+  const want = opts.only.split(',').flatMap((id) => (id === LATENCY_GROUP ? all.filter((s) => s.link === 'delay').map((s) => s.id) : [id]));
+  const unknown = want.filter((id) => !all.some((s) => s.id === id));
+  if (unknown.length) fail(`unknown scenario(s) ${unknown.join(', ')}: choose from ${all.map((s) => s.id).join(', ')}`);
+  all = all.filter((s) => want.includes(s.id));
+}
+
+// The delay line is compiled here (cc) and checked with ping.
+for (const tool of ['rsync', 'cmp', 'ip', 'tc', ...(all.some((s) => s.link === 'delay') ? ['cc', 'ping'] : [])]) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
     fail(`${tool} is not installed`);
   }
-}
-
-let all = scenarios(quick);
-if (opts.only) {
-  const want = opts.only.split(',');
-  const unknown = want.filter((id) => !all.some((s) => s.id === id));
-  if (unknown.length) fail(`unknown scenario(s) ${unknown.join(', ')}: choose from ${all.map((s) => s.id).join(', ')}`);
-  all = all.filter((s) => want.includes(s.id));
 }
 
 // --variant ID='ARGS': one more ddt method in every scenario, `ddt send … ARGS`; leading
@@ -121,9 +124,7 @@ async function main(): Promise<void> {
     exec: [],
   };
 
-  let link: ShapedLink | undefined;
-  let netSshd: NetnsSshd | undefined;
-  const tcpPort = 5001;
+  const links = new Links(sshd, { ep: loopEp, server: loopServer }, work, setup, log);
   const images = new Map<string, Promise<string>>();
   const image = (spec: ImageSpec) => {
     const key = `${spec.fill}-${spec.mib}M-seed${spec.seed}`;
@@ -139,48 +140,15 @@ async function main(): Promise<void> {
   const records: RunRecord[] = [];
   try {
     for (const sc of all) {
-      let ep = loopEp;
-      let server = loopServer;
-      let linkTxBytes: (() => number) | undefined;
-      if (sc.link === 'shaped') {
-        if (!link) {
-          link = createShapedLink('100mbit');
-          netSshd = await startSshdIn(link, sshd);
-          const sink = spawn('ip', ['netns', 'exec', link.nsB, process.execPath, TCP_LINK, 'sink', link.addrB, String(tcpPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
-          await new Promise<void>((resolve, reject) => {
-            sink.stdout.once('data', () => resolve());
-            sink.once('exit', (code) => reject(new Error(`tcp sink exited (${code})`)));
-          });
-          sink.unref();
-          setup.push(
-            '# shaped link (benchmarks/lib/netns.ts)',
-            ...link.commands,
-            `ip netns exec ${link.nsB} /usr/sbin/sshd -D -f sshd_config.netns -E sshd.netns.log   # the loopback config with Port ${netSshd.port}, ListenAddress ${link.addrB}`,
-            `ip netns exec ${link.nsB} node benchmarks/lib/tcp-link.mjs sink ${link.addrB} ${tcpPort}   # for the raw TCP run`,
-          );
-        }
-        ep = {
-          host: netSshd!.host,
-          port: netSshd!.port,
-          user: sshd.user,
-          clientKeyPath: netSshd!.clientKeyPath,
-          knownHostsPath: netSshd!.knownHostsPath,
-          sshArgs: netSshd!.sshArgs(),
-          exec: link.execA,
-        };
-        server = { pid: netSshd!.pid, port: netSshd!.port, logPath: netSshd!.logPath };
-        linkTxBytes = link.txBytesA;
-      }
+      const at = await links.for(sc);
       const { records: recs, changedUnits } = await runScenario(sc, {
-        ep,
-        server,
+        ...at,
         cli,
         work,
         runs,
         check: !opts['no-check'],
         image,
-        tcpPort,
-        linkTxBytes,
+        tcpPort: TCP_PORT,
         log,
       });
       records.push(...recs);
@@ -188,8 +156,7 @@ async function main(): Promise<void> {
       write(results, records, info, setup, false);
     }
   } finally {
-    if (netSshd) await netSshd.stop();
-    link?.close();
+    await links.close();
     await sshd.stop();
     await removeTempDirs();
   }

@@ -1,7 +1,7 @@
 // `ddt send` (defaults, every block verified) against `dd bs=4M | ssh -c aes128-gcm dd
 // conv=notrunc,fdatasync` on one image onto a loop device over a private loopback sshd: the two
 // alternating, page cache dropped and the image read back in before every run, median wall
-// time of N runs each, and the ratio (issue #3's measurement). As root, after `npm run build`:
+// time of N runs each, and the ratio. As root, after `npm run build`:
 //
 //   node --import tsx benchmarks/send-vs-ddssh.ts [runs=3] [size_mib=1024] [mixed|random|sparse] [extra ddt args...]
 import { runCleanups } from '../test/harness/hooks.js';

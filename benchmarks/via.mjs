@@ -1,4 +1,4 @@
-// ddt send --via sftp vs --via stream (issue #4: which one is the default): a mixed image onto a
+// ddt send --via sftp vs --via stream (which one should be the default): a mixed image onto a
 // loop device over the test harness's private sshd on 127.0.0.1, the two alternating, page cache
 // dropped before every run, median wall time of N runs each. Everything else at ddt's defaults.
 // Also CPU seconds (ddt's own via /usr/bin/time; the server's: sshd, sftp-server, the helper

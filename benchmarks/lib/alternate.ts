@@ -11,7 +11,7 @@ export interface Loopback {
   sshd: TestSshd;
   img: string;
   loop: LoopDevice;
-  /** (a) of DESIGN §6: `dd bs=4M | ssh -c aes128-gcm@openssh.com … 'dd of=DEV … conv=notrunc,fdatasync'` */
+  /** The first baseline: `dd bs=4M | ssh -c aes128-gcm@openssh.com … 'dd of=DEV … conv=notrunc,fdatasync'` */
   ddSsh(): string[];
   /** `ddt send` of the image onto the loop device with its defaults, a journal of its own, `extra` appended */
   ddtSend(cli: string, journalName: string, extra?: string[]): string[];

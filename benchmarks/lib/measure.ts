@@ -23,6 +23,9 @@ export interface Measured {
   exitCode: number | null;
   signal: string | null;
   wall: number;
+  /** when the command was spawned: process.hrtime.bigint() (CLOCK_MONOTONIC) and Date.now() */
+  startedNs: bigint;
+  startedMs: number;
   /** from /usr/bin/time: user + sys CPU seconds of the command and its descendants */
   cpuUser: number;
   cpuSys: number;
@@ -118,6 +121,8 @@ export async function measure(argv: string[], server: Server, opts: RunOptions):
   }, 50);
 
   const started = performance.now();
+  const startedNs = process.hrtime.bigint();
+  const startedMs = Date.now();
   const child = spawn('/usr/bin/time', ['-f', '%e %U %S %M', '-o', opts.timeFile, ...argv], {
     env: opts.env ?? process.env,
     cwd: opts.cwd,
@@ -194,6 +199,8 @@ export async function measure(argv: string[], server: Server, opts: RunOptions):
     exitCode,
     signal,
     wall,
+    startedNs,
+    startedMs,
     cpuUser: user ?? NaN,
     cpuSys: sys ?? NaN,
     rssMiB: (maxKb ?? NaN) / 1024,

@@ -1,7 +1,8 @@
 // The methods a scenario compares: ddt (with per-scenario options) and the baselines
 // (a) dd | ssh dd, (b) the original script's pipeline, (c) rsync --inplace, and raw TCP (shaped
 // link only). Each builds the exact argv that runs under /usr/bin/time and reads its payload
-// bytes from its own output.
+// bytes from its own output. `ssh-true` (links with latency) moves no data: it is the yardstick
+// for start-up.
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +42,7 @@ export interface RunEnv {
   tcpPort?: number;
 }
 
-export type Family = 'ddt' | 'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'read';
+export type Family = 'ddt' | 'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'ssh' | 'read';
 
 export interface Method {
   id: string;
@@ -184,5 +185,14 @@ export const tcpRaw: Method = {
   label: 'raw TCP: the file through one plain TCP connection into a discarding sink (the link\'s own capacity)',
   argv: (env) => [...env.ep.exec, process.execPath, TCP_LINK, 'send', env.ep.host, String(env.tcpPort), env.source],
   bytesOnWire: (stdout) => Number(/bytesOnWire (\d+)/.exec(stdout)?.[1] ?? NaN),
+  output: 'none',
+};
+
+export const sshTrue: Method = {
+  id: 'ssh-true',
+  family: 'ssh',
+  label: `ssh -c ${CIPHER} HOST true: a new connection (key exchange, auth, one session), no data`,
+  argv: (env) => [...env.ep.exec, 'ssh', '-c', CIPHER, ...env.ep.sshArgs, `${env.ep.user}@${env.ep.host}`, 'true'],
+  bytesOnWire: () => 0,
   output: 'none',
 };

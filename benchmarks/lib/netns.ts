@@ -126,16 +126,17 @@ export interface NetnsSshd {
 
 /**
  * A second sshd inside ns B with the loopback test sshd's keys and config (only the listen
- * address, port, pid file and log differ), so both servers behave the same.
+ * address, port, pid file and log differ), so both servers behave the same. `name` keeps the
+ * files of several such servers apart.
  */
-export async function startSshdIn(link: ShapedLink, base: TestSshd, port = 2222): Promise<NetnsSshd> {
-  const config = join(base.dir, 'sshd_config.netns');
-  const logPath = join(base.dir, 'sshd.netns.log');
-  const knownHostsPath = join(base.dir, 'known_hosts.netns');
+export async function startSshdIn(link: Pick<ShapedLink, 'nsB' | 'addrB'>, base: TestSshd, port = 2222, name = 'netns'): Promise<NetnsSshd> {
+  const config = join(base.dir, `sshd_config.${name}`);
+  const logPath = join(base.dir, `sshd.${name}.log`);
+  const knownHostsPath = join(base.dir, `known_hosts.${name}`);
   const text = (await readFile(join(base.dir, 'sshd_config'), 'utf8'))
     .split('\n')
     .filter((line) => !/^(Port|ListenAddress|PidFile)\s/i.test(line))
-    .concat([`Port ${port}`, `ListenAddress ${link.addrB}`, `PidFile "${join(base.dir, 'sshd.netns.pid')}"`])
+    .concat([`Port ${port}`, `ListenAddress ${link.addrB}`, `PidFile "${join(base.dir, `sshd.${name}.pid`)}"`])
     .join('\n');
   await writeFile(config, text + '\n');
   await writeFile(logPath, '');

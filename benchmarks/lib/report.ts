@@ -1,6 +1,7 @@
-// Aggregates (medians, ratios against each baseline), the DESIGN §6 target checks, and
+// Aggregates (medians, ratios against each baseline), the performance target checks, and
 // RESULTS.md. A hand-written section after the NOTES marker in an existing RESULTS.md is kept.
 
+import { latencyOf, latencyTable, linkTargets, type LatencyAggregate } from './link-report.js';
 import type { Method } from './methods.js';
 import type { RunRecord } from './runner.js';
 import { MiB, type Scenario } from './scenarios.js';
@@ -30,6 +31,7 @@ export interface Aggregate {
   command: string;
   /** ddt: engine, data path and compression its journal recorded */
   resolved?: string;
+  latency?: LatencyAggregate;
 }
 
 export interface Target {
@@ -86,6 +88,7 @@ export function aggregate(sc: Scenario, records: RunRecord[], quote: (argv: stri
       errors: rs.filter((r) => !r.ok).map((r) => `round ${r.round + 1}: ${r.error}`),
       command: rs[0] ? quote(rs[0].argv) : '',
       ...(rs[0]?.job ? { resolved: resolvedOf(rs[0].job) } : {}),
+      ...latencyOf(use),
     };
   });
   for (const family of BASELINES) {
@@ -174,21 +177,7 @@ export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]
       pass: over.length === 0,
     });
   }
-  const shaped = get('shaped-100mbit');
-  if (shaped) {
-    // "The link" is what it delivers to one plain TCP stream (raw TCP in the same rounds):
-    // 100 Mbit/s nominal carries at most 1448/1514 ≈ 95.6 % of it as TCP payload (Ethernet,
-    // IP and TCP headers with timestamps count against tbf's rate), so 95 % of the nominal
-    // rate is out of reach for anything.
-    const nominal = (shaped.mbps * 1e6) / (100e6 / 8);
-    const tcp = aggs.find((a) => a.scenario === 'shaped-100mbit' && a.family === 'tcp');
-    const share = tcp ? shaped.mbps / tcp.mbps : nominal;
-    out.push({
-      target: 'shaped 100 Mbit/s link, incompressible: ddt ≥ 95 % of the link (raw TCP\'s rate on it)',
-      measured: `${tcp ? `${pct(share)} of raw TCP (${f(tcp.mbps, 2)} MB/s)` : 'no raw TCP run'}; ${f(shaped.mbps, 2)} MB/s = ${pct(nominal)} of the nominal 100 Mbit/s`,
-      pass: share >= 0.95,
-    });
-  }
+  out.push(...linkTargets(aggs));
   const full = get('kill-resume');
   const kr = get('kill-resume', 'ddt-kill-resume');
   if (full && kr) {
@@ -196,7 +185,7 @@ export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]
     const resent = median(krRuns.map((r) => r.bytesOnWire));
     const written = median(krRuns.map((r) => (r.parts!.killedWritten ?? NaN) + r.parts!.resumeWire));
     out.push({
-      target: 'kill at 50 % + resume: overhead against one uninterrupted run (no DESIGN target; informational)',
+      target: 'kill at 50 % + resume: overhead against one uninterrupted run (no target; informational)',
       measured:
         `+${f(kr.wall - full.wall, 1)} s (${pct(kr.wall / full.wall - 1)}); payload ${f(resent / 1e6, 0)} MB in finished blocks` +
         (Number.isFinite(written) ? `, ${f(written / 1e6, 0)} MB written to sockets incl. blocks in flight at the kill` : '') +
@@ -234,7 +223,7 @@ export function markdown(rep: Report, notes: string): string {
   L.push('');
   for (const [k, v] of Object.entries(rep.machine)) L.push(`- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
   L.push('');
-  L.push('## Targets (DESIGN §6, issue #9)');
+  L.push('## Targets');
   L.push('');
   L.push('| target | measured | |');
   L.push('|---|---|---|');
@@ -257,13 +246,16 @@ export function markdown(rep: Report, notes: string): string {
     L.push('');
     if (changedUnits) L.push(`${changedUnits} of ${size / sc.resync!.unitBytes} units of ${sc.resync!.unitBytes / MiB} MiB differ between source and target (overwritten with random bytes).`);
     if (changedUnits) L.push('');
-    L.push(`| method | ok runs | wall s (runs) | ${bases.map((b) => `vs ${BASE_LABEL[b]}`).join(' | ')} | MB/s | wire MB${sc.link === 'shaped' ? ' (veth)' : ''} | conns | RSS MiB | CPU s local / remote |`);
-    L.push(`|---|---|---|${bases.map(() => '---').join('|')}|---|---|---|---|---|`);
-    for (const a of aggregates) {
-      const wire = `${f(a.bytesOnWire / 1e6, 1)} (${pct(a.bytesOnWire / size)})${a.linkBytes !== undefined ? ` (${f(a.linkBytes / 1e6, 1)})` : ''}`;
-      L.push(
-        `| ${a.method}${a.resolved ? ` (${a.resolved})` : ''} | ${a.okRuns}/${a.runs} | **${f(a.wall)}** (${a.walls.map((w) => f(w, 1)).join(', ')}) | ${bases.map((b) => f(a.ratio[b])).join(' | ')} | ${f(a.mbps, 0)} | ${wire} | ${a.connsOpened}/${a.connsPeak} | ${f(a.rssMiB, 0)} | ${f(a.cpu, 1)} / ${f(a.remoteCpu, 1)} |`,
-      );
+    if (sc.link === 'delay') L.push(...latencyTable(sc, aggregates));
+    else {
+      L.push(`| method | ok runs | wall s (runs) | ${bases.map((b) => `vs ${BASE_LABEL[b]}`).join(' | ')} | MB/s | wire MB${sc.link === 'shaped' ? ' (veth)' : ''} | conns | RSS MiB | CPU s local / remote |`);
+      L.push(`|---|---|---|${bases.map(() => '---').join('|')}|---|---|---|---|---|`);
+      for (const a of aggregates) {
+        const wire = `${f(a.bytesOnWire / 1e6, 1)} (${pct(a.bytesOnWire / size)})${a.linkBytes !== undefined ? ` (${f(a.linkBytes / 1e6, 1)})` : ''}`;
+        L.push(
+          `| ${a.method}${a.resolved ? ` (${a.resolved})` : ''} | ${a.okRuns}/${a.runs} | **${f(a.wall)}** (${a.walls.map((w) => f(w, 1)).join(', ')}) | ${bases.map((b) => f(a.ratio[b])).join(' | ')} | ${f(a.mbps, 0)} | ${wire} | ${a.connsOpened}/${a.connsPeak} | ${f(a.rssMiB, 0)} | ${f(a.cpu, 1)} / ${f(a.remoteCpu, 1)} |`,
+        );
+      }
     }
     const errs = aggregates.flatMap((a) => a.errors.map((e) => `${a.method} ${e}`));
     if (errs.length) {

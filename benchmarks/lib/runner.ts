@@ -37,6 +37,8 @@ export interface RunRecord {
   summary?: Record<string, unknown>;
   /** ddt: what its journal header recorded (the data path and options it really used) */
   job?: { via?: string; engine?: string; blockSize?: number; options?: Record<string, unknown> };
+  /** links with latency: when bulk data first crossed the link, ddt's first verified block (s after spawn), the delay line's CPU */
+  latency?: { firstDataS?: number; firstVerifiedS?: number; runStartS?: number; lineCpuS?: number };
   /** kill-and-resume: the two halves */
   parts?: { killedAtPercent: number; killedWall: number; killedWire: number; killedWritten?: number; resumeWall: number; resumeWire: number };
   argv: string[];
@@ -52,6 +54,8 @@ export interface ScenarioContext {
   image(spec: ImageSpec): Promise<string>;
   tcpPort?: number;
   linkTxBytes?: () => number;
+  /** called before a run; what it returns is called after it and gives the run's `latency` */
+  probe?: () => (r: Measured, env: RunEnv) => NonNullable<RunRecord['latency']>;
   log(line: string): void;
 }
 
@@ -283,8 +287,10 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
           rec = await killAndResume(sc, m, env, ctx, round);
         } else {
           const argv = m.argv(env);
+          const probe = ctx.probe?.();
           const r = await measure(argv, ctx.server, { timeFile: join(ctx.work, 'time.txt'), timeoutMs: 60 * 60_000 });
           rec = record(sc, m, round, argv, r, env);
+          if (probe) rec.latency = probe(r, env);
         }
         if (txBefore !== undefined) rec.linkBytes = ctx.linkTxBytes!() - txBefore;
         if (m.family === 'ddt') rec.job = await jobHeader(journal);
@@ -299,7 +305,8 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
         ctx.log(
           `  r${round + 1} ${m.id.padEnd(18)} ${fmt(rec.wall, 2).padStart(7)} s ${fmt(size / 1e6 / rec.wall, 0).padStart(5)} MB/s  ` +
             `wire ${fmt(rec.bytesOnWire / 1e6, 1)} MB  conns ${rec.connsOpened}/${rec.connsPeak}  rss ${fmt(rec.rssMiB, 0)} MiB  ` +
-            `cpu ${fmt(rec.cpu, 1)}+${fmt(rec.remoteCpu, 1)} s${rec.identical ? '  cmp ok' : ''}${rec.ok ? '' : `  FAILED: ${rec.error}`}`,
+            `cpu ${fmt(rec.cpu, 1)}+${fmt(rec.remoteCpu, 1)} s${rec.latency ? `  first data ${fmt(rec.latency.firstDataS ?? NaN, 2)} s, line cpu ${fmt(rec.latency.lineCpuS ?? NaN, 1)} s` : ''}` +
+            `${rec.identical ? '  cmp ok' : ''}${rec.ok ? '' : `  FAILED: ${rec.error}`}`,
         );
       }
     }

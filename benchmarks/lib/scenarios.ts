@@ -1,6 +1,6 @@
-// The scenarios of issue #9 / DESIGN §6, in full and --quick sizes.
+// The benchmark scenarios, in full and --quick sizes.
 
-import { classic, ddSsh, ddt, readBothSides, rsyncDevice, rsyncInplace, tcpRaw, type Method } from './methods.js';
+import { classic, ddSsh, ddt, readBothSides, rsyncDevice, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
 
 export type Fill = 'mixed' | 'random' | 'sparse';
 
@@ -14,7 +14,9 @@ export interface Scenario {
   id: string;
   title: string;
   image: ImageSpec;
-  link: 'loopback' | 'shaped';
+  link: 'loopback' | 'shaped' | 'delay';
+  /** link 'delay': tbf rate (tc syntax) and the round-trip time the delay line adds */
+  delay?: { rate: string; rttMs: number };
   methods: Method[];
   /**
    * re-sync: the target starts as the source with `fraction` of its `unitBytes` units overwritten,
@@ -119,5 +121,26 @@ export function scenarios(quick: boolean): Scenario[] {
       methods: [ddt('ddt', 'uninterrupted', quick ? ['-b', '8M'] : []), killResume(quick ? ['-b', '8M'] : []), ddSsh],
       killAtPercent: 50,
     },
+    latency('latency-100mbit-40ms', '100mbit', 40, quick),
+    latency('latency-400mbit-100ms', '400mbit', 100, quick),
   ];
 }
+
+/** `--only latency` runs these. */
+export const LATENCY_GROUP = 'latency';
+
+// Links with latency: tbf for the rate and the userspace delay line (lib/delay-link.ts) for
+// the RTT; at 400 Mbit/s × 100 ms one OpenSSH channel's 2 MiB window caps a single stream.
+function latency(id: string, rate: string, rttMs: number, quick: boolean): Scenario {
+  const mib = quick ? 64 : 1024;
+  return {
+    id,
+    title: `${size(mib)} incompressible image over ${rate.replace('mbit', ' Mbit/s')} with ${rttMs} ms RTT (tbf + delay line between two network namespaces) → loop device`,
+    image: { fill: 'random', mib, seed: 5 },
+    link: 'delay',
+    delay: { rate, rttMs },
+    methods: [tcpRaw, ddSsh, ddt('ddt', 'defaults'), ddt('ddt-sftp', '', ['--via', 'sftp']), ddt('ddt-stream', '', ['--via', 'stream']), sshTrue],
+  };
+}
+
+const size = (mib: number) => (mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`);

@@ -71,11 +71,18 @@ cleanup() {
   echo "removed=1"
 }
 
+# `create-file TARGET SIZE [check]`: with `check`, only say whether it could be created (its
+# directory exists and may be written), before anything is asked or written.
 create_file() {
   t=$1 size=$2
   valid_path "$t" || usage "target must be an absolute path on one line"
   is_uint "$size" || usage "bad size"
   if [ -e "$t" ]; then echo "created=0"; return; fi
+  parent=${t%/*}
+  parent=${parent:-/}
+  [ -d "$parent" ] || usage "cannot create $t: directory $parent does not exist"
+  [ -w "$parent" ] || usage "cannot create $t: directory $parent is not writable"
+  if [ "${3:-}" = check ]; then echo "created=0"; return; fi
   dd if=/dev/null of="$t" bs=1 seek="$size" count=0 2>/dev/null || usage "cannot create $t"
   echo "created=1"
 }

@@ -5,7 +5,7 @@ cmd=${1:-}
 case $cmd in
   probe) [ $# -ge 1 ] || usage "probe TARGET [REMOTE_DIR]"; probe "$@" ;;
   serve) [ $# -eq 2 ] || usage "serve TARGET WORKDIR"; serve "$1" "$2" ;;
-  create-file) [ $# -eq 2 ] || usage "create-file TARGET SIZE"; create_file "$1" "$2" ;;
+  create-file) [ $# -eq 2 ] || [ $# -eq 3 ] || usage "create-file TARGET SIZE [check]"; create_file "$@" ;;
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;
   identity) [ $# -eq 1 ] || usage "identity PATH"; identity "$1" ;;

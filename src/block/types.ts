@@ -95,6 +95,8 @@ export interface BlockSink extends BlockHasher {
   readonly capacity: number;
   /** It takes `delta` payloads (a block's differing parts only). */
   readonly takesDelta?: boolean;
+  /** The round trip to the target's host, where the sink measured it (ms). */
+  readonly rttMs?: number;
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   /**
    * A sink that may answer before its flush (group commit) has this: it resolves once the block's

@@ -8,14 +8,14 @@ import { pullCommand } from './commands/pull.js';
 import { resumeCommand } from './commands/resume.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
-import { rewriteLegacyArgv } from './legacy.js';
+import { operandsAfterDashDash, rewriteLegacyArgv } from './legacy.js';
 import { clean } from './terminal.js';
 import { ExitCode, messageOf, exitCodeOf } from '../errors.js';
 
 /** The only place that maps errors to exit codes and touches process.exit. */
 async function main(argv: string[]): Promise<void> {
   // The original script's `ddt --local_device … --TargetHost …` / `--restart REPORT` forms.
-  const cli = yargs(rewriteLegacyArgv(argv));
+  const cli = yargs(operandsAfterDashDash(rewriteLegacyArgv(argv)));
   skipHelpCache(cli);
   await cli
     .scriptName('ddt')

@@ -64,6 +64,18 @@ export function remoteTarget(host: string, path: string): string {
   return `${user}${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${path}`;
 }
 
+/**
+ * `--` ends the options: what follows are operands even when they start with `-`. yargs takes
+ * positional arguments only before `--`, so they are moved in front of it; one that starts with
+ * `-` becomes `./-name`, the same file, which no parser takes for an option.
+ */
+export function operandsAfterDashDash(argv: string[]): string[] {
+  const i = argv.indexOf('--');
+  if (i < 0) return argv;
+  const operands = argv.slice(i + 1).map((a) => (a.startsWith('-') ? `./${a}` : a));
+  return [...argv.slice(0, i), ...operands];
+}
+
 /** The original script's argv → ddt's. Throws exit 2 for an incomplete old form. */
 export function rewriteLegacyArgv(argv: string[]): string[] {
   const { bare, rest } = parse(argv);

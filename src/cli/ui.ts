@@ -42,7 +42,7 @@ export class RunUi {
     this.signals++;
     if (this.signals > 1) process.exit(130);
     process.stderr.write(`\nddt: ${sig} received, stopping after the blocks in flight (again to quit at once)\n`);
-    this.controller.abort(new Error(sig));
+    this.controller.abort(new DdtError('INTERRUPTED', `interrupted by ${sig}: the journal is consistent`));
   };
   /** bytes an earlier run had proven (resume): not this run's work */
   private bytesBefore = 0;

@@ -49,6 +49,7 @@ export async function executeJob(
     source: describeEnd(header.source),
     target: describeEnd(header.target),
   });
+  const concurrency = Math.max(1, Math.min(ends.sink.capacity, ends.source.capacity, header.command === 'copy' ? header.options.channels : Infinity));
   let counters;
   try {
     counters = await runPipeline(
@@ -57,7 +58,7 @@ export async function executeJob(
       {
         algo: header.checksum,
         retries: header.options.retries,
-        concurrency: Math.max(1, Math.min(ends.sink.capacity, ends.source.capacity, header.command === 'copy' ? header.options.channels : Infinity)),
+        concurrency,
         targetZeroed: header.options.targetZeroed,
         skipIdentical: header.options.skipIdentical,
       },
@@ -98,6 +99,8 @@ export async function executeJob(
     checksum: header.checksum,
     engine,
     via: header.path.name,
+    channels: concurrency,
+    ...(ends.sink.rttMs !== undefined && { rttMs: Math.round(ends.sink.rttMs * 10) / 10 }),
     journal: journal.path,
   };
   if (error) summary.error = error;

@@ -119,6 +119,8 @@ async function remoteTarget(s: JobSetup, session: RemoteSession, sourceSize: num
     if (change) throw new DdtError('TARGET_CHANGED', `remote target ${where} is not the one this job wrote: ${change} (recorded ${describeIdentity(rec.device!)}, now ${describeIdentity(now)}): start a new run for it`);
     return { record: rec, line };
   }
+  if (!p.exists) return newRemoteFile(s, session, sourceSize, where, line, ui);
+
   checkRemoteTarget(p, where, sourceSize, s.options.force);
   const device = (await remotePathInfo(session.helper, s.target.path, ui.signal)).identity;
   return {
@@ -126,4 +128,21 @@ async function remoteTarget(s: JobSetup, session: RemoteSession, sourceSize: num
     overwrites: `${p.type} ${where} (${p.size} bytes) on ${session.endpoint.hosts.join(',')}`,
     line,
   };
+}
+
+/**
+ * A remote target file that does not exist is created at the source's size (sparse), after the
+ * confirmation, as a local one is; never under /dev, where a missing device is a mistake.
+ */
+async function newRemoteFile(s: JobSetup, session: RemoteSession, sourceSize: number, where: string, line: string, ui: JobUi): Promise<TargetCheck> {
+  const path = s.target.path;
+  if (path === '/dev' || path.startsWith('/dev/')) throw new DdtError('TARGET_MISSING', `remote target ${where} does not exist: a device must be there already; check the path`);
+  await session.helper.createFile(path, sourceSize, ui.signal, { check: true });
+  const remote = remoteRecordOf(session.endpoint, s.sudo);
+  const create = async (): Promise<EndRecord> => {
+    await session.helper.createFile(path, sourceSize, ui.signal);
+    const device = (await remotePathInfo(session.helper, path, ui.signal)).identity;
+    return { path, size: sourceSize, device, remote };
+  };
+  return { record: { path, size: sourceSize, remote }, create, line: line.replace(/\(other, 0 bytes[^)]*\)/, `(new file of ${sourceSize} bytes)`) };
 }

@@ -18,13 +18,17 @@ export interface PipelineOptions {
   skipIdentical?: boolean;
 }
 
-export interface PipelineCounters {
+/** How many blocks ended how (a run's, or the whole job's). */
+export interface BlockTally {
   verified: number;
   sent: number;
   zeroBlocks: number;
   identicalBlocks: number;
   retransmitted: number;
   failed: number;
+}
+
+export interface PipelineCounters extends BlockTally {
   bytesOnWire: number;
   lastError?: string;
   /** the error that stopped the run early (a source read error) */

@@ -17,6 +17,9 @@ abstract class SinkWrapper implements BlockSink {
   get capacity(): number {
     return this.inner.capacity;
   }
+  get rttMs(): number | undefined {
+    return this.inner.rttMs;
+  }
   abstract writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     return this.inner.hashAt(block, algo, signal);

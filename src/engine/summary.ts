@@ -1,20 +1,14 @@
-import type { PipelineCounters } from './pipeline.js';
+import type { BlockTally, PipelineCounters } from './pipeline.js';
 import { ExitCode, messageOf, type ExitCodeValue } from '../errors.js';
 
 /** The `--json` summary: whole-job figures, plus this run's wire bytes and time. */
-export interface JobSummary {
+export interface JobSummary extends BlockTally {
   ok: boolean;
   exitCode: ExitCodeValue;
   command: string;
   source: string;
   target: string;
   blocks: number;
-  verified: number;
-  sent: number;
-  zeroBlocks: number;
-  identicalBlocks: number;
-  retransmitted: number;
-  failed: number;
   pending: number;
   badRanges: { offset: number; length: number }[];
   bytesTotal: number;
@@ -24,6 +18,9 @@ export interface JobSummary {
   engine: string;
   /** the data path of this run */
   via: string;
+  /** blocks in flight at once (workers, sessions), and the round trip to the target's host where measured */
+  channels: number;
+  rttMs?: number;
   journal: string;
   error?: string;
 }

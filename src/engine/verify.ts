@@ -14,6 +14,7 @@ import { LocalTarget } from '../local/local-target.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import { validateRemotePath } from '../remote/quote.js';
 import { RemoteTarget } from '../remote/remote-target.js';
+import { remotePathInfo } from '../remote/remote-source.js';
 import { resolveEndpoint } from '../transport/endpoint.js';
 import { isRemoteSpec, parseRemoteSpec } from '../transport/target-spec.js';
 import type { SshRequest } from './job-setup.js';
@@ -72,6 +73,9 @@ export async function runVerify(req: VerifyRequest, ui: JobUi, onBlock?: (index:
       if (!p.exists) throw new DdtError('TARGET_MISSING', `remote target ${where} does not exist: check the path`);
       if (p.type === 'other') throw new DdtError('TARGET_INVALID', `remote target ${where} is neither a block device nor a regular file: give the path of a device or an image file`);
       refuseSmaller(where, p.size, source.size);
+      if (!(await remotePathInfo(session.helper, path, ui.signal)).readable) {
+        throw new DdtError('TARGET_INVALID', `remote target ${where} is not readable by ${endpoint.user}: connect as a user who can read it (e.g. -l root), or pass --sudo`);
+      }
       checkRemoteTools(p, endpoint.hosts[0]!);
       const algo = chooseChecksum(req.checksum, p, endpoint.hosts[0]!);
       hasher = await RemoteTarget.open(session.helper, path, session.pool, { workers: req.connections * req.channels, signal: ui.signal });

@@ -14,9 +14,13 @@ import { RemoteSource } from '../remote/remote-source.js';
 import { RemoteTarget } from '../remote/remote-target.js';
 import type { Endpoint } from '../transport/endpoint.js';
 import { MuxSessions } from '../transport/mux-sessions.js';
+import { SpreadChannels } from '../transport/spread-channels.js';
 import { removeLeftovers } from '../transport/local-process.js';
 import { muxDirBase, muxDirPrefix, OpenSshMux } from '../transport/openssh-mux.js';
 import type { DataPath, EarlyStart, PathContext, PreparedPath } from './types.js';
+
+/** A round trip this long or longer is a long link (a LAN answers in well under 1 ms). */
+const LONG_LINK_RTT_MS = 10;
 
 /** The masters, all started at once, maybe while the ssh2 connection is still being set up. */
 class MastersStarting implements EarlyStart {
@@ -81,13 +85,26 @@ export const opensshPath: DataPath = {
     // OpenSSH's MaxSessions (10 by default) counts the master's own session too: refusals shrink the share.
     const sessions = new MuxSessions(await starting.adopt(), ctx.query.channels, 1, ctx.warn);
     const workers = masters * ctx.query.channels;
+    const spread = new SpreadChannels([sessions, s.pool], [Infinity, 0]);
     return {
       name: 'openssh',
       record: { name: 'openssh' },
       describe: [`via openssh: blocks piped through ${masters} OpenSSH connection(s) × ${ctx.query.channels} session(s) into the helper's dd, flushes shared on the ssh2 connection`],
       takesParts: true,
       // The ssh2 connection stays idle during the transfer: its flusher lets blocks share an fsync.
-      openSink: () => RemoteTarget.open(s.helper, s.path, sessions, { workers, signal: ctx.signal, deferFlush: true, framed: s.probe.perl }),
+      async openSink() {
+        const sink = await RemoteTarget.open(s.helper, s.path, spread, { workers, signal: ctx.signal, deferFlush: true, framed: s.probe.perl });
+        // On a long link one connection's send buffer caps what it moves per round trip: the
+        // ssh2 connection carries blocks too (on a short one the masters' C encryption is
+        // worth more than a second connection, and node's event loop stays free).
+        const rtt = await sink.roundTrip(ctx.signal);
+        sink.rttMs = rtt;
+        if (rtt !== undefined && rtt >= LONG_LINK_RTT_MS) {
+          spread.setShare(1, ctx.query.channels);
+          await sink.grow(ctx.query.channels, ctx.signal);
+        }
+        return sink;
+      },
       openSource: () => RemoteSource.open(s.helper, s.path, sessions, { workers, signal: ctx.signal }),
       close: () => sessions.stop(),
     };

@@ -9,6 +9,13 @@ import type { ExecChannel } from '../transport/channels.js';
 import { DdtError } from '../errors.js';
 
 const STDERR_KEEP = 4096;
+/**
+ * A request goes this long without a byte from the helper at most, and longer for a large
+ * block: the helper answers a write only after it flushed and read the block back, at the
+ * speed of the slowest disk we expect (a dying USB stick, 1 MB/s).
+ */
+const MIN_SILENCE_MS = 120_000;
+const SLOWEST_DISK_BYTES_PER_S = 1_000_000;
 
 /** Gives a worker's channel back (a pool slot, or the end of an OpenSSH session). */
 export interface ChannelOwner {
@@ -19,6 +26,8 @@ export abstract class ChannelWorker {
   private stderr = '';
   private busy = false;
   protected dead?: Error;
+  /** The watchdog of the request in progress: fires when the channel stays silent too long. */
+  private silence?: { timer: NodeJS.Timeout; ms: number };
 
   protected constructor(
     private readonly owner: ChannelOwner,
@@ -28,6 +37,7 @@ export abstract class ChannelWorker {
     ch.stderr.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString('utf8')).slice(-STDERR_KEEP);
     });
+    ch.on('data', () => this.heard());
     ch.on('error', (err: Error) => this.kill(err.message));
     ch.on('end', () => this.kill('helper closed its output'));
     ch.on('close', () => this.kill('channel closed'));
@@ -65,17 +75,31 @@ export abstract class ChannelWorker {
    * Start a request: refuses on a dead or busy worker or an aborted signal; an abort meanwhile
    * drops the channel (a half-sent frame cannot be taken back). Returns the request's end.
    */
-  protected begin(signal: AbortSignal): () => void {
+  protected begin(signal: AbortSignal, silenceMs = MIN_SILENCE_MS): () => void {
     if (this.dead) throw this.deadError();
     if (this.busy) throw new Error(`${this.label}: one request at a time`);
     signal.throwIfAborted();
     this.busy = true;
     const onAbort = () => this.destroy('aborted');
     signal.addEventListener('abort', onAbort, { once: true });
+    // A helper that cannot answer (a hung tool, a frozen disk) must not hold the run forever.
+    this.silence = { ms: silenceMs, timer: setTimeout(() => this.kill(`no answer from the remote helper for ${Math.round(silenceMs / 1000)} s`), silenceMs) };
     return () => {
       signal.removeEventListener('abort', onAbort);
+      if (this.silence) clearTimeout(this.silence.timer);
+      this.silence = undefined;
       this.busy = false;
     };
+  }
+
+  /** Something arrived, or the channel took our bytes: the request is alive. */
+  protected heard(): void {
+    this.silence?.timer.refresh();
+  }
+
+  /** How long a request on `length` bytes may go without a sign of life: it writes, flushes and reads them back. */
+  static silenceFor(length: number): number {
+    return Math.max(MIN_SILENCE_MS, (length / SLOWEST_DISK_BYTES_PER_S) * 1000);
   }
 
   /** A failed request's error: the signal's reason when it was aborted. */

@@ -40,9 +40,12 @@ const INSTALL_SCRIPT = [
   'pwd -P',
   'shift 2',
   '[ $# -eq 0 ] && exit 0',
-  // The probe in the same round trip, through `sudo -n` where the helper runs as root.
+  // The probe in the same round trip, through `sudo -n` where the helper runs as root. Its
+  // staging dir defaults to the login user's home (under sudo, $HOME is root's), where SFTP,
+  // which runs as the login user, can write.
   'r=$1',
   'shift',
+  '[ $# -eq 1 ] && set -- "$1" "$HOME"',
   '[ "$r" = sudo ] && exec sudo -n sh "$d/ddt-helper.sh" probe "$@"',
   'exec sh "$d/ddt-helper.sh" probe "$@"',
 ].join('; '); // one line: also survives csh-family login shells
@@ -148,12 +151,15 @@ export class RemoteHelper {
     return worker ?? new HelperWorker(channels, ch, label);
   }
 
-  /** Create a sparse regular file of `size` bytes if `target` does not exist. True if created. */
-  async createFile(target: string, size: number, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * Create a sparse regular file of `size` bytes if `target` does not exist. True if created.
+   * `check`: only refuse (exit 2) where it could not be (no such directory, not writable).
+   */
+  async createFile(target: string, size: number, signal?: AbortSignal, o: { check?: boolean } = {}): Promise<boolean> {
     validateRemotePath(target, 'remote target');
     if (!Number.isSafeInteger(size) || size < 0) throw new DdtError('BAD_SIZE', `bad size ${size}`);
     // Not run twice: a second run would answer created=0 for the file the first one made.
-    return (await this.run(['create-file', target, String(size)], signal, { once: true })).includes('created=1');
+    return (await this.run(['create-file', target, String(size), ...(o.check ? ['check'] : [])], signal, { once: true })).includes('created=1');
   }
 
   /** `key=value` lines of a helper subcommand that reports facts (identity of a path, say). */

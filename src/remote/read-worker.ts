@@ -48,7 +48,7 @@ export class HelperReadWorker extends ChannelWorker {
    * reaches a busy worker through its owner's `destroy` (one listener per reader, not per block).
    */
   async read(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal, onIdle: () => void): Promise<OpenedBlock> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(block.length));
     let handedOver = false;
     const idle = () => {
       end();
@@ -87,7 +87,7 @@ export class HelperReadWorker extends ChannelWorker {
 
   /** `H`: checksum of the source range as it is now, computed on the source host (`--skip-identical`). */
   async hash(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(block.length));
     try {
       this.ch.write(`H ${block.offset} ${block.length} ${algo}\n`);
       const line = await this.readLine();
@@ -106,8 +106,9 @@ export class HelperReadWorker extends ChannelWorker {
    * answer lines in order. Left half-read, the lines still coming would be taken for the next
    * request's answers: the worker ends then.
    */
-  async *hashLines(reqs: { text: string; lines: number }[], signal: AbortSignal): AsyncGenerator<string> {
-    const end = this.begin(signal);
+  async *hashLines(reqs: { text: string; lines: number; blocks: { length: number }[] }[], signal: AbortSignal): AsyncGenerator<string> {
+    // It may wait while the pipeline catches up: silent for as long as hashing its bytes may take.
+    const end = this.begin(signal, ChannelWorker.silenceFor(reqs.reduce((n, r) => n + r.blocks.reduce((m, b) => m + b.length, 0), 0)));
     let left = reqs.reduce((n, r) => n + r.lines, 0);
     try {
       let sent = 0;

@@ -47,6 +47,8 @@ export class RemoteTarget implements BlockSink {
   readonly takesDelta = true;
   /** xxh64 for units where the remote host computes it fast (ddt-hash or xxhsum). */
   unitAlgo?: ChecksumAlgo;
+  /** The link's round trip as the path measured it, for the summary. */
+  rttMs?: number;
   /** Share of recent data blocks' bytes in all-zero chunks (moving average). */
   private zeroShare = 0;
 
@@ -85,6 +87,23 @@ export class RemoteTarget implements BlockSink {
   /** Workers alive (≤ channels the server allows). */
   get capacity(): number {
     return this.pool.size;
+  }
+
+  /** Open up to `n` more workers (the channel source gave more room). */
+  async grow(n: number, signal?: AbortSignal): Promise<void> {
+    await this.pool.grow(n, signal);
+  }
+
+  /**
+   * One round trip to the helper through the flusher's connection, in ms (a no-op request on an
+   * open session: the link's latency plus a shell's reply), or undefined without a flusher.
+   */
+  async roundTrip(signal: AbortSignal): Promise<number | undefined> {
+    const w = this.flushWorker;
+    if (!w?.alive) return undefined;
+    const t0 = performance.now();
+    await w.ready(signal);
+    return performance.now() - t0;
   }
 
   /** Blocks answered `deferred` and not yet covered by a flush. */

@@ -12,9 +12,9 @@ import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
-import { frameHeader, toAsync, type Payload, type Request } from './frames.js';
 import { validateRemotePath } from './quote.js';
 import { digestsOf, hashRequests } from './unit-hashes.js';
+import { frameHeader, lengthOf, toAsync, type Payload, type Request } from './wire.js';
 
 /** What a whole-block write gave: the read-back checksum, whether its flush is deferred. */
 export interface WriteResult {
@@ -122,16 +122,16 @@ export class HelperWorker extends ChannelWorker {
     return this.digestOf(await this.request(`H ${block.offset} ${block.length} ${algo}\n`, signal), algo);
   }
 
-  /**
-   * Checksums of many blocks (and their units, where asked) in `V` requests, two in flight: one
-   * streaming hasher process per request on the remote host, no round trip per block.
-   */
+  /** Checksums of blocks (and units, where asked): `V` requests, two in flight, one ddt-hash each. */
   async *hashMany(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
     const reqs = hashRequests(blocks, algo, units);
+    // The stream may wait while the sender catches up: silent for as long as hashing its bytes may take.
+    const bytes = blocks.reduce((n, b) => n + b.length, 0);
     const lines = this.requests(
       reqs.map((r) => ({ head: r.text, answers: r.lines })),
       signal,
       2,
+      ChannelWorker.silenceFor(bytes),
     );
     for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
     await lines.return(undefined);
@@ -141,7 +141,7 @@ export class HelperWorker extends ChannelWorker {
 
   /** One request (header, then the payload if any), its answer line. */
   private async request(header: string, signal: AbortSignal, payload?: Payload): Promise<string> {
-    const end = this.begin(signal);
+    const end = this.begin(signal, ChannelWorker.silenceFor(lengthOf(header)));
     try {
       const answer = this.expectAnswer();
       await this.send(Buffer.from(header, 'latin1'));
@@ -160,8 +160,8 @@ export class HelperWorker extends ChannelWorker {
    * answers in order: many blocks hashed, or a block's parts written, with no round trip each.
    * A request answered with several lines (`V`) says how many.
    */
-  private async *requests(items: AsyncIterable<Request> | Iterable<Request>, signal: AbortSignal, ahead = 1): AsyncGenerator<string> {
-    const end = this.begin(signal);
+  private async *requests(items: AsyncIterable<Request> | Iterable<Request>, signal: AbortSignal, ahead = 1, silenceMs = ChannelWorker.silenceFor(64 << 20)): AsyncGenerator<string> {
+    const end = this.begin(signal, silenceMs);
     const answers: Promise<string>[][] = [];
     const it = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : toAsync(items[Symbol.iterator]());
     let exhausted = false;
@@ -256,7 +256,11 @@ export class HelperWorker extends ChannelWorker {
   private send(buf: Buffer): Promise<void> {
     if (this.dead) return Promise.reject(this.deadError());
     const written = new Promise<void>((resolve, reject) => {
-      this.ch.write(buf, (err?: Error | null) => (err ? reject(err) : resolve()));
+      this.ch.write(buf, (err?: Error | null) => {
+        if (err) return reject(err);
+        this.heard();
+        resolve();
+      });
     });
     return this.death.race(written);
   }

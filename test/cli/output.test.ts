@@ -8,7 +8,7 @@ function summary(over: Partial<JobSummary>): JobSummary {
   return {
     ok: true, exitCode: 0, command: 'send', source: 'a', target: 'b', blocks: 16, verified: 16, sent: 16, zeroBlocks: 4,
     identicalBlocks: 0, retransmitted: 0, failed: 0, pending: 0, badRanges: [], bytesTotal: 1024 * MiB, bytesOnWire: 768 * MiB,
-    seconds: 8, checksum: 'xxh64', engine: 'native', via: 'openssh', journal: 'j', ...over,
+    seconds: 8, checksum: 'xxh64', engine: 'native', via: 'openssh', channels: 4, journal: 'j', ...over,
   };
 }
 

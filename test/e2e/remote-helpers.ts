@@ -1,5 +1,4 @@
 // Shared by the end-to-end tests that run the CLI against the harness sshd.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { TestSshd } from '../harness/sshd.js';
 
@@ -8,17 +7,28 @@ export function sshArgs(s: TestSshd, extra: string[] = []): string[] {
   return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
 }
 
-/** Most TCP connections to `port` seen (ss, every 20 ms) while `until` is pending. */
-export async function sampleConnections(port: number, until: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let done = false;
-  void until.finally(() => (done = true));
-  while (!done) {
-    const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`]).toString();
-    max = Math.max(max, out.split('\n').filter((l) => l.trim()).length);
-    await new Promise((r) => setTimeout(r, 20));
+/**
+ * TCP connections the sshd accepted while `until` was pending, from its log, where every one is
+ * counted (no sampling can miss a short one): how many in all, and the most at once.
+ */
+export async function countConnections(s: TestSshd, until: Promise<unknown>): Promise<{ total: number; most: number }> {
+  const start = readFileSync(s.logPath, 'utf8').length;
+  await until.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 200)); // sshd logs a close a moment after it
+  const log = readFileSync(s.logPath, 'utf8').slice(start).split(/\r?\n/);
+  const open = new Set<string>();
+  let total = 0;
+  let most = 0;
+  for (const line of log) {
+    const opened = /^Connection from \S+ port (\d+) on /.exec(line);
+    const closed = /^(?:Disconnected from|Connection closed by|Connection reset by|Received disconnect from|Timeout before authentication for) (?:(?:invalid )?user \S+ )?\S+ port (\d+)/.exec(line);
+    if (opened) {
+      total++;
+      open.add(opened[1]!);
+      most = Math.max(most, open.size);
+    } else if (closed) open.delete(closed[1]!);
   }
-  return max;
+  return { total, most };
 }
 
 /** Blocks a journal records as verified so far (0 before it exists). */

@@ -6,7 +6,7 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File, type Lo
 import { requireReal, haveCommand } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
-import { sshArgs, sampleConnections, waitForVerified } from './remote-helpers.js';
+import { sshArgs, countConnections, waitForVerified } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -32,7 +32,7 @@ describe('e2e: ddt send over a real sshd', function () {
     const loop = await attachLoop(backing);
     try {
       const run = startCli(['send', mixed, `root@127.0.0.1:${loop.dev}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '3', '--compress', 'none', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'loop.journal')]);
-      const maxConns = await sampleConnections(sshd.port, run.done);
+      const { total } = await countConnections(sshd, run.done);
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       const s = jsonOf(r);
@@ -48,7 +48,7 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
       // Zero blocks are never sent; zero runs inside data blocks need not be either (finer than blocks is welcome).
       const dataBytes = (s.bytesTotal as number) - expectedZero * MiB - (expectedZero && readFileSync(mixed).subarray(40 * MiB).every((b) => b === 0) ? 4096 - MiB : 0);
       assert.ok((s.bytesOnWire as number) > 0.5 * dataBytes && (s.bytesOnWire as number) <= dataBytes, `${s.bytesOnWire} bytes on the wire, ${dataBytes} in data blocks`);
-      assert.ok(maxConns >= 1 && maxConns <= 2, `saw ${maxConns} connections`);
+      assert.ok(total >= 1 && total <= 2, `the sshd accepted ${total} connections`);
       assert.equal(await sha256File(loop.dev, 40 * MiB + 4096), await sha256File(mixed));
     } finally {
       await loop.detach();
@@ -109,6 +109,23 @@ print(sum(1 for i in range(0,len(d),1<<20) if d[i:i+(1<<20)].count(0)==len(d[i:i
       assert.equal(await sha256File(target, 40 * MiB + 4096), await sha256File(mixed));
     } finally {
       await small.stop();
+    }
+  });
+
+  it('a remote target file that does not exist is created at the source size; never under /dev, never in a missing directory', async () => {
+    const t = join(dir, 'created-remote.img');
+    const r = await runCli(['send', mixed, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '4M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'created.journal')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await fs.stat(t)).size, 40 * MiB + 4096);
+    assert.equal(await sha256File(t), await sha256File(mixed));
+    for (const [path, message] of [
+      ['/dev/ddt-no-such-device', /does not exist: a device must be there already/],
+      [join(dir, 'no-such-dir', 'x.img'), /cannot create .*directory .*no-such-dir does not exist/],
+    ] as const) {
+      const n = await runCli(['send', mixed, `root@127.0.0.1:${path}`, ...sshArgs(sshd), '--yes', '--progress', 'none', '--journal', join(dir, `nocreate-${path.length}.journal`)]);
+      assert.equal(n.code, 2, n.stderr);
+      assert.match(n.stderr, message);
+      assert.equal(existsSync(path), false);
     }
   });
 

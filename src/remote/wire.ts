@@ -1,4 +1,4 @@
-/** What goes on a helper worker's channel besides the payload bytes: request and frame headers. */
+/** Small pieces of the serve protocol's encoding (native/README.md describes the protocol). */
 
 /** One request: its header line(s), its payload, and how many answer lines it gets (default 1). */
 export interface Request {
@@ -20,6 +20,11 @@ export interface Payload {
 /** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
 export function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
   return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');
+}
+
+/** The length field of a request header (`V offset length …`). */
+export function lengthOf(header: string): number {
+  return Number(header.split(' ')[2]) || 0;
 }
 
 export async function* toAsync<T>(it: Iterator<T>): AsyncGenerator<T> {
