@@ -207,7 +207,7 @@ export interface Report {
   targets: Target[];
 }
 
-const BASE_LABEL = { 'dd-ssh': '(a)', classic: '(b)', rsync: '(c)', tcp: 'raw TCP' } as const;
+const BASE_LABEL = { 'dd-ssh': '(a)', classic: '(b)', rsync: '(c)', tcp: 'raw TCP', read: 'read both sides' } as const;
 
 export function markdown(rep: Report, notes: string): string {
   const L: string[] = [];

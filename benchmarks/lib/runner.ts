@@ -138,7 +138,9 @@ async function jobHeader(journal: string): Promise<RunRecord['job']> {
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
       const h = JSON.parse(buf.subarray(0, bytesRead).toString('utf8').split('\n')[0]!) as Record<string, unknown>;
       const options = h.options as Record<string, unknown> | undefined;
-      return { via: h.via as string | undefined, engine: h.engine as string | undefined, blockSize: h.blockSize as number | undefined, options };
+      // The data path: `path.name` in a version 2 header, `via` in older ones.
+      const via = ((h.path as { name?: string } | undefined)?.name ?? h.via) as string | undefined;
+      return { via, engine: h.engine as string | undefined, blockSize: h.blockSize as number | undefined, options };
     } finally {
       await fh.close();
     }
