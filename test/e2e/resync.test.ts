@@ -108,6 +108,25 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(local), await sha256File(src));
     });
 
+    it("resume --reverify re-checks the proven blocks with the same stream and re-sends the one that changed", async () => {
+      const dst = join(dir, 'reverify-dst.img');
+      await fs.copyFile(src, dst);
+      const journal = join(dir, 'reverify.journal');
+      const first = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', journal]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(jsonOf(first).identicalBlocks, 4);
+      // Someone writes into block 1 behind the journal's back.
+      const fh = await fs.open(dst, 'r+');
+      await fh.write(randomBytes(4096), 0, 4096, 64 * MiB + 12345);
+      await fh.close();
+      const r = await runCli(['resume', journal, '--reverify', '--json', '--progress', 'none']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /1 block\(s\) proven earlier read differently/);
+      assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
+      assert.equal(jsonOf(r).sent, 1);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
     it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
       const dst = join(dir, 'small-dst.img');
       await staleCopy(src, dst);
