@@ -42,7 +42,7 @@ export interface RunEnv {
   tcpPort?: number;
 }
 
-export type Family = 'ddt' | 'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'ssh';
+export type Family = 'ddt' | 'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'ssh' | 'read';
 
 export interface Method {
   id: string;
@@ -156,6 +156,41 @@ export function rsyncInplace(extra: string[] = []): Method {
     output: 'file',
   };
 }
+
+/** rsync's delta algorithm straight onto the target device (`--write-devices`, which implies --inplace). */
+export function rsyncDevice(extra: string[] = []): Method {
+  return {
+    id: `rsync-device${extra.join('')}`,
+    family: 'rsync',
+    label: `(c') rsync --inplace --fsync --write-devices ${extra.join(' ')} onto the device`.replace(/ +/g, ' '),
+    argv: (env) => [
+      ...env.ep.exec,
+      'rsync', '--inplace', '--fsync', '--write-devices', ...extra, '--stats',
+      '-e', ['ssh', '-c', CIPHER, ...env.ep.sshArgs].map(sh).join(' '),
+      env.source, `${env.ep.user}@${env.ep.host}:${env.device}`,
+    ],
+    bytesOnWire: (stdout) => Number(/^Total bytes sent: ([\d,]+)/m.exec(stdout)?.[1]?.replace(/,/g, '') ?? NaN),
+    output: 'device',
+  };
+}
+
+/**
+ * What proving identity cannot beat: reading the image once on each side, both at once (the
+ * source here, the target device on the "remote" side with O_DIRECT, as ddt-hash reads it).
+ */
+export const readBothSides: Method = {
+  id: 'read-both',
+  family: 'read',
+  label: 'read the image once on each side, at once: dd of the source here | ssh dd iflag=direct of the device',
+  argv: (env) => [
+    ...env.ep.exec,
+    'bash', '-o', 'pipefail', '-c',
+    `dd if=${sh(env.source)} of=/dev/null bs=4M status=none & ssh -c ${CIPHER} ${env.ep.sshArgs.map(sh).join(' ')} ${env.ep.user}@${env.ep.host} ` +
+      sh(`dd if=${env.device} of=/dev/null bs=4M iflag=direct status=none`) + '; r=$?; wait $! && exit $r',
+  ],
+  bytesOnWire: () => 0,
+  output: 'none',
+};
 
 export const tcpRaw: Method = {
   id: 'tcp-raw',

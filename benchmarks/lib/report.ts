@@ -25,9 +25,9 @@ export interface Aggregate {
   cpu: number;
   remoteCpu: number;
   /** median wall ÷ the baseline's median wall, by baseline family */
-  ratio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp', number>>;
+  ratio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'read', number>>;
   /** median of the per-round ratios (each pair ran minutes apart at most) */
-  pairedRatio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp', number>>;
+  pairedRatio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'read', number>>;
   errors: string[];
   command: string;
   /** ddt: engine, data path and compression its journal recorded */
@@ -48,7 +48,7 @@ export function median(xs: number[]): number {
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 }
 
-const BASELINES = ['dd-ssh', 'classic', 'rsync', 'tcp'] as const;
+const BASELINES = ['dd-ssh', 'classic', 'rsync', 'tcp', 'read'] as const;
 
 function resolvedOf(job: NonNullable<RunRecord['job']>): string {
   const parts = [job.engine === 'rsync' ? 'engine rsync' : `via ${job.via ?? 'stream'}`];
@@ -214,7 +214,7 @@ export interface Report {
   records?: RunRecord[];
 }
 
-const BASE_LABEL = { 'dd-ssh': '(a)', classic: '(b)', rsync: '(c)', tcp: 'raw TCP' } as const;
+const BASE_LABEL = { 'dd-ssh': '(a)', classic: '(b)', rsync: '(c)', tcp: 'raw TCP', read: 'read both sides' } as const;
 
 export function markdown(rep: Report, notes: string): string {
   const L: string[] = [];

@@ -98,15 +98,35 @@ function units(total: number, count: number, seed: number): number[] {
   return [...chosen].sort((p, q) => p - q);
 }
 
+/** Runs of 1–32 units starting at random units until `count` units are chosen (a live VM disk's changes). */
+function clusteredUnits(total: number, count: number, seed: number): number[] {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+  const chosen = new Set<number>();
+  while (chosen.size < count) {
+    const start = next() % total;
+    const len = 1 + (next() % 32);
+    for (let u = start; u < Math.min(total, start + len) && chosen.size < count; u++) chosen.add(u);
+  }
+  return [...chosen].sort((p, q) => p - q);
+}
+
 /** The re-sync scenario's old target: the source with `fraction` of its units overwritten by random bytes. */
-async function makeOld(source: string, size: number, unit: number, fraction: number, path: string): Promise<number> {
+async function makeOld(source: string, size: number, spec: NonNullable<Scenario['resync']>, path: string): Promise<number> {
+  const { unitBytes: unit, fraction } = spec;
   await sh('cp', ['--sparse=always', source, path]);
   const total = Math.floor(size / unit);
-  const count = Math.max(1, Math.round(total * fraction));
+  const count = fraction === 0 ? 0 : Math.max(1, Math.round(total * fraction));
   const fh = await open(path, 'r+');
   try {
     const { randomBytes } = await import('node:crypto');
-    for (const u of units(total, count, 99)) await fh.write(randomBytes(unit), 0, unit, u * unit);
+    for (const u of spec.clustered ? clusteredUnits(total, count, 99) : units(total, count, 99)) await fh.write(randomBytes(unit), 0, unit, u * unit);
   } finally {
     await fh.close();
   }
@@ -251,7 +271,7 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
   const records: RunRecord[] = [];
   let changedUnits: number | undefined;
   try {
-    if (sc.resync) changedUnits = await makeOld(source, size, sc.resync.unitBytes, sc.resync.fraction, oldFile);
+    if (sc.resync) changedUnits = await makeOld(source, size, sc.resync, oldFile);
     ctx.log(`${sc.id}: ${sc.title}; target ${target}${changedUnits ? `; ${changedUnits} units changed` : ''}`);
     // Every method reads the source from the page cache: warm it once here, and again before
     // each run where that is cheap (≤ 4 GiB), so no method pays for the disk and another not.

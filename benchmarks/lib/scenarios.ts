@@ -1,6 +1,6 @@
 // The benchmark scenarios, in full and --quick sizes.
 
-import { classic, ddSsh, ddSshSparse, ddt, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
+import { classic, ddSsh, ddSshSparse, ddt, readBothSides, rsyncDevice, rsyncInplace, sshTrue, tcpRaw, type Method } from './methods.js';
 
 export type Fill = 'mixed' | 'random' | 'sparse' | 'islands';
 
@@ -20,8 +20,11 @@ export interface Scenario {
   /** link 'delay': tbf rate (tc syntax) and the round-trip time the delay line adds */
   delay?: { rate: string; rttMs: number };
   methods: Method[];
-  /** re-sync: the target starts as the source with `fraction` of its `unitBytes` units overwritten */
-  resync?: { unitBytes: number; fraction: number };
+  /**
+   * re-sync: the target starts as the source with `fraction` of its `unitBytes` units overwritten,
+   * scattered, or `clustered` in runs of 1–32 units (as a live VM disk changes)
+   */
+  resync?: { unitBytes: number; fraction: number; clustered?: boolean };
   /** kill-and-resume: the composite method `ddt-kill-resume` is killed at this percent verified */
   killAtPercent?: number;
   /**
@@ -37,6 +40,11 @@ export const MiB = 1024 * 1024;
 /** ddt's composite method in the kill-and-resume scenario (the runner handles it by this id). */
 export const KILL_RESUME_ID = 'ddt-kill-resume';
 const killResume = (extra: string[]) => ddt(KILL_RESUME_ID, 'SIGKILL at 50 % verified, then ddt resume JOURNAL', extra);
+
+/** Re-sync: ddt at the default block size and at 1 MiB, rsync's delta onto the file and onto the device. */
+function resyncMethods(): Method[] {
+  return [ddt('ddt', 'default block size', ['--skip-identical']), ddt('ddt-1M', '', ['-b', '1M', '--skip-identical']), rsyncInplace(['--no-whole-file']), rsyncDevice(['--no-whole-file'])];
+}
 
 export function scenarios(quick: boolean): Scenario[] {
   // --quick: about two minutes, to see that everything works (sizes too small for the targets:
@@ -75,11 +83,27 @@ export function scenarios(quick: boolean): Scenario[] {
     },
     {
       id: 'resync-1pct',
-      title: `Re-sync: ${big} MiB mixed image, target differs in 1 % of its 1 MiB blocks`,
+      title: `Re-sync: ${big} MiB mixed image, target differs in 1 % of its 1 MiB units (scattered)`,
       image: { fill: 'mixed', mib: big, seed: 1 },
       link: 'loopback',
-      methods: [ddt('ddt', '1 % of blocks changed', ['-b', '1M', '--skip-identical']), ddSsh, rsyncInplace()],
+      methods: resyncMethods(),
       resync: { unitBytes: MiB, fraction: 0.01 },
+    },
+    {
+      id: 'resync-10pct',
+      title: `Re-sync: ${big} MiB mixed image, target differs in 10 % of its 1 MiB units, clustered in runs of 1–32 MiB`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'loopback',
+      methods: resyncMethods(),
+      resync: { unitBytes: MiB, fraction: 0.1, clustered: true },
+    },
+    {
+      id: 'resync-0pct',
+      title: `Re-sync: ${big} MiB mixed image, target already identical (the cost of proving it)`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'loopback',
+      methods: [...resyncMethods(), readBothSides],
+      resync: { unitBytes: MiB, fraction: 0 },
     },
     {
       id: 'sparse',

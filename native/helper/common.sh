@@ -10,6 +10,7 @@
 #   kill-stale WORKDIR JOBID        end helpers (and their dd children) a previous run left
 #   cleanup WORKDIR                 kill-stale, then remove WORKDIR
 #   lock TARGET WORKDIR JOBID RUNID hold TARGET's lock while stdin is open; last-writer record
+#   hasher-install WORKDIR EXPECT   keep the streaming hasher (stdin) if its self-test prints EXPECT
 #
 # The protocol (requests, answers, keys) is described in native/README.md of the ddt sources.
 # This file is generated from native/helper/*.sh by native/join.mjs: edit those.

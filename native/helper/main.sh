@@ -9,6 +9,7 @@ case $cmd in
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;
   identity) [ $# -eq 1 ] || usage "identity PATH"; identity "$1" ;;
+  hasher-install) [ $# -eq 2 ] || usage "hasher-install WORKDIR EXPECT"; hasher_install "$1" "$2" ;;
   lock) [ $# -eq 4 ] || usage "lock TARGET WORKDIR JOBID RUNID"; lock "$@" ;;
-  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock)" ;;
+  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock|hasher-install)" ;;
 esac

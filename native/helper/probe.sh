@@ -87,7 +87,7 @@ probe() {
     "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
     "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
     "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
-    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" \
+    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" "arch=$(uname -m 2>/dev/null)" \
     "punch=$(if have_punch; then echo 1; else echo 0; fi)" "zeroout=$(if have_zeroout; then echo 1; else echo 0; fi)" \
     "zero_sparse=$(zero_how "$t" sparse)" "zero_discard=$(zero_how "$t" discard)"
   # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.

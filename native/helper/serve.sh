@@ -22,6 +22,7 @@ verb() {
     X) set -- do_sparse algo_defer frames 1 ;;
     Z) set -- do_zero algo_defer none 1 ;;
     H) set -- hash_range algo none 0 ;;
+    V) set -- do_units units lines 0 ;;
     F) set -- do_file algo_file none 1 ;;
     R) set -- do_read algo none 0 ;;
     S) set -- do_sync algo none 1 ;;
@@ -44,7 +45,7 @@ do_noop() {
 payload_length() {
   case $PAYLOAD in
     none) echo 0 ;;
-    len | frames) is_uint "$2" && echo "$2" ;;
+    len | frames | lines) is_uint "$2" && echo "$2" ;;
     wire) is_uint "$3" && echo "$3" ;;
   esac
 }
@@ -58,6 +59,7 @@ header_ok() {
     wire) [ -z "$4" ] ;;
     algo) [ -z "$4" ] && algo_usable "$3" ;;
     algo_file) [ -n "$4" ] && algo_usable "$3" ;;
+    units) ;; # do_units checks the rest: its refusals answer a line per block and unit
     algo_defer)
       case $4 in '') ;; defer) DEFER=1 ;; *) return 1 ;; esac
       algo_usable "$3"
@@ -70,6 +72,10 @@ header_ok() {
 skip_payload() {
   case $PAYLOAD in
     frames) sparse_frames "$2" >/dev/null; [ $? -ne 1 ] ;;
+    lines)
+      i=0
+      while [ "$i" -lt "$2" ]; do IFS= read -r _ || return 1; i=$((i + 1)); done
+      ;;
     *)
       n=$(payload_length "$@")
       [ "$n" -gt 0 ] || return 0

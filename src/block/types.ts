@@ -23,6 +23,23 @@ export type BlockPart =
   | { kind: 'zero'; offset: number; length: number };
 
 /**
+ * Sub-block checksums, for finding what differs below the block size: units of `unit` bytes from
+ * each block's start (the last one shorter), hashed with `algo`. A block no longer than one unit
+ * has no unit checksums: its own checksum says it all.
+ */
+export interface UnitSpec {
+  unit: number;
+  algo: ChecksumAlgo;
+}
+
+/** A block's checksum as an end has it now (undefined: it could not be read), and its units'. */
+export interface BlockDigest {
+  block: BlockRef;
+  checksum?: string;
+  units?: string[];
+}
+
+/**
  * Hears bytes as they go, for progress and the summary: `onWire` payload bytes put on the link
  * (after compression), `onAck` bytes of the block the target has taken (its answer to a part
  * or an SFTP write; for a block streamed whole, what the link took under the target's flow
@@ -57,6 +74,11 @@ export type BlockPayload =
       onZeroed?: ZeroListener;
     }
   | { kind: 'parts'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onAck?: WireListener; onZeroed?: ZeroListener }
+  /**
+   * Only the parts of the block that differ on the target (`--skip-identical`): the rest is
+   * there already. Proven like any block, by the checksum of the whole block read back.
+   */
+  | { kind: 'delta'; parts: AsyncIterable<BlockPart>; onWire?: WireListener; onAck?: WireListener; onZeroed?: ZeroListener }
   | { kind: 'zero'; onZeroed?: ZeroListener };
 
 /** A block opened for sending: its payload, and its checksum once every byte has been read. */
@@ -74,8 +96,13 @@ export interface OpenedBlock {
 /** Hashes ranges of a target as it is now (verify, skip-identical, resume checks). */
 export interface BlockHasher {
   hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
-  /** Checksums of many blocks in order, streamed (no round trip per block); optional. */
-  hashStream?(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }>;
+  /**
+   * Checksums of many blocks in order, streamed (no round trip per block), with their units'
+   * where `units` asks for them; optional.
+   */
+  hashStream?(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest>;
+  /** The algo this end hashes units with fastest, where that is not the job's own. */
+  readonly unitAlgo?: ChecksumAlgo;
   close(): Promise<void>;
 }
 
@@ -86,6 +113,8 @@ export interface BlockHasher {
 export interface BlockSink extends BlockHasher {
   /** Blocks it takes at once (its workers or channels). */
   readonly capacity: number;
+  /** It takes `delta` payloads (a block's differing parts only). */
+  readonly takesDelta?: boolean;
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   /**
    * A sink that may answer before its flush (group commit) has this: it resolves once the block's
@@ -107,8 +136,20 @@ export interface BlockSource {
   /** Blocks it reads at once. */
   readonly capacity: number;
   openBlock(block: BlockRef, algo: ChecksumAlgo): Promise<OpenedBlock>;
-  /** Checksum only, no payload (`--skip-identical` compares it with the target's first). */
-  hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }>;
+  /**
+   * Checksum only, no payload (`--skip-identical` compares it with the target's first), with
+   * its units' where `units` asks for them. `zero`: the block is all zeros, where known.
+   */
+  hashBlock(block: BlockRef, algo: ChecksumAlgo, units?: UnitSpec): Promise<{ checksum: string; badRanges: ByteRange[]; units?: string[]; zero?: boolean }>;
+  /** The same for many blocks, streamed, where the source is better at that (a remote helper). */
+  hashStream?(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest>;
+  /** The algo this end hashes units with fastest, where that is not the job's own. */
+  readonly unitAlgo?: ChecksumAlgo;
+  /**
+   * The bytes of some ranges of a block as parts (raw, or zero runs as a length), in order:
+   * the differing units of a `delta` payload.
+   */
+  openRanges?(block: BlockRef, ranges: ByteRange[], algo: ChecksumAlgo): AsyncIterable<BlockPart>;
   /** Bytes of the source's holes skipped so far (never read: they read as zeros). */
   readonly holeBytes?: number;
   /** The connection that carried block `index` (a remote source; for per-connection progress). */

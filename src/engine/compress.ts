@@ -107,6 +107,11 @@ export class CompressionPolicy {
     return packed.length / chunk.length < WORTH_IT ? { kind: 'gzip', offset, length: chunk.length, data: packed } : { kind: 'raw', offset, length: chunk.length, data: chunk };
   }
 
+  /** Raw parts (a delta's) compressed where that pays, the others as they are. */
+  async *repack(parts: AsyncIterable<BlockPart>): AsyncGenerator<BlockPart> {
+    for await (const p of parts) yield p.kind === 'raw' ? await this.part(p.offset, p.data) : p;
+  }
+
   /** The parts of a block, in order, from its payload chunks. */
   async *parts(blockOffset: number, chunks: AsyncIterable<Buffer>): AsyncGenerator<BlockPart> {
     let pos = blockOffset;

@@ -1,28 +1,26 @@
-import type { BlockHasher, BlockRef } from '../block/types.js';
-import type { ChecksumAlgo } from '../checksum/types.js';
+import type { BlockDigest, BlockRef } from '../block/types.js';
 
 const LOOKAHEAD = 256;
 
 /**
- * `--skip-identical`: the target's checksums of the blocks still to do, computed ahead of the
- * sender in block order (one pipelined stream where the target offers it, so no round trip per
- * block) and handed out as the pipeline reaches each block. Bounded: it runs at most LOOKAHEAD
- * blocks ahead of what was taken.
+ * `--skip-identical`: one end's checksums of the blocks still to do (and of their units),
+ * computed ahead of the sender in block order (one pipelined stream where the end offers it, so
+ * no round trip per block) and handed out as the pipeline reaches each block. Bounded: it runs at
+ * most LOOKAHEAD blocks ahead of what was taken.
  */
 export class HashAhead {
-  private readonly ready = new Map<number, string>();
-  private readonly waiting = new Map<number, { resolve(s: string | undefined): void }>();
+  private readonly ready = new Map<number, BlockDigest>();
+  private readonly waiting = new Map<number, { resolve(d: BlockDigest | undefined): void }>();
   private failed = false;
   private room?: () => void;
   private finished = false;
 
-  constructor(blocks: BlockRef[], hasher: BlockHasher, algo: ChecksumAlgo, signal: AbortSignal) {
-    const stream = hasher.hashStream?.(blocks, algo, signal) ?? sequential(blocks, hasher, algo, signal);
+  constructor(stream: AsyncIterable<BlockDigest>) {
     void this.consume(stream);
   }
 
-  /** The target's checksum of a block, or undefined when it could not be had (then: send it). */
-  get(index: number): Promise<string | undefined> {
+  /** The end's digest of a block, or undefined when it could not be had (then: send it). */
+  get(index: number): Promise<BlockDigest | undefined> {
     const hit = this.ready.get(index);
     if (hit !== undefined) {
       this.ready.delete(index);
@@ -33,16 +31,16 @@ export class HashAhead {
     return new Promise((resolve) => this.waiting.set(index, { resolve }));
   }
 
-  private async consume(stream: AsyncIterable<{ block: BlockRef; checksum: string }>): Promise<void> {
+  private async consume(stream: AsyncIterable<BlockDigest>): Promise<void> {
     try {
-      for await (const { block, checksum } of stream) {
-        const w = this.waiting.get(block.index);
+      for await (const d of stream) {
+        const w = this.waiting.get(d.block.index);
         if (w) {
-          this.waiting.delete(block.index);
-          w.resolve(checksum);
+          this.waiting.delete(d.block.index);
+          w.resolve(d);
           continue;
         }
-        this.ready.set(block.index, checksum);
+        this.ready.set(d.block.index, d);
         while (this.ready.size >= LOOKAHEAD) await new Promise<void>((r) => (this.room = r));
       }
     } catch {
@@ -55,6 +53,7 @@ export class HashAhead {
   }
 }
 
-async function* sequential(blocks: BlockRef[], hasher: BlockHasher, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
-  for (const block of blocks) yield { block, checksum: await hasher.hashAt(block, algo, signal) };
+/** An end without a stream: its blocks hashed one by one, in order. */
+export async function* oneByOne(blocks: BlockRef[], hash: (block: BlockRef) => Promise<string>): AsyncGenerator<BlockDigest> {
+  for (const block of blocks) yield { block, checksum: await hash(block) };
 }

@@ -15,6 +15,7 @@ import { planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
+import { installHasher } from '../remote/native-hasher.js';
 import { removeStagingDir } from '../remote/sftp-target.js';
 import { lockRemoteTarget } from '../remote/target-lock.js';
 import { lockLocalTarget } from '../local/lock.js';
@@ -72,6 +73,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   let sinkOpening: Promise<BlockSink> | undefined;
   let started = false;
   let ok = false;
+  let hasher: Promise<boolean> | undefined;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
     const run = `${s.jobId}.${Date.now().toString(36)}`;
@@ -87,6 +89,9 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
       locking.catch(() => undefined); // awaited below, or released in the end
       lockChannel = Promise.race([opened, locking.catch(() => undefined)]);
     }
+    // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks. Its
+    // upload and self-test run while the ends are checked and the target locked.
+    hasher = session && !s.dryRun && (s.options.skipIdentical || s.previous) ? installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m) }).catch(() => false) : undefined;
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');
     query.blockLength = Math.min(s.blockSize, ends.source.size);
@@ -132,12 +137,14 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
+    await hasher;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
     return { kind: 'done', summary };
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
+    await hasher; // a refused run's upload ends before its work dir goes
     await lock?.release().catch(() => undefined);
     await locking?.then((l) => l.release()).catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);

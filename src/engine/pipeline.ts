@@ -6,7 +6,7 @@ import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { ByteMeter } from './byte-meter.js';
-import { HashAhead } from './hash-ahead.js';
+import { SkipIdentical } from './skip-identical.js';
 
 export interface PipelineOptions {
   algo: ChecksumAlgo;
@@ -83,15 +83,21 @@ export async function runPipeline(
     emit({ type: 'warning', message: `unreadable source bytes zero-filled in block ${block.index}: ${ranges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}` });
   }
 
-  const ahead = opts.skipIdentical ? new HashAhead(blocks, hasher, opts.algo, runSignal) : undefined;
+  const skip = opts.skipIdentical ? new SkipIdentical(blocks, reader, writer, opts.algo, runSignal) : undefined;
 
-  /** `--skip-identical`: a block whose target checksum already equals the source's is proven unsent. */
-  async function alreadyThere(block: BlockRef): Promise<boolean> {
-    if (!ahead) return false;
-    const [src, tgt] = await Promise.all([reader.hashBlock(block, opts.algo), ahead.get(block.index)]);
-    if (tgt === undefined || src.checksum !== tgt) return false;
-    recordBad(block, src.badRanges);
-    journal.block({ block: block.index, state: 'verified', source: src.checksum, target: tgt, how: 'identical' });
+  /**
+   * `--skip-identical`: a block whose target checksum already equals the source's is proven
+   * unsent (true); one that differs in some units only is opened as a delta of those units.
+   */
+  async function compared(block: BlockRef): Promise<boolean | OpenedBlock> {
+    const c = skip ? await skip.compare(block) : undefined;
+    if (c?.kind === 'delta') {
+      const parts = reader.openRanges!(block, c.ranges, opts.algo);
+      return { payload: { kind: 'delta', parts }, checksum: Promise.resolve(c.source), badRanges: Promise.resolve(c.badRanges) };
+    }
+    if (c?.kind !== 'identical') return false;
+    recordBad(block, c.badRanges);
+    journal.block({ block: block.index, state: 'verified', source: c.source, target: c.target, how: 'identical' });
     counters.verified++;
     counters.identicalBlocks++;
     emit({ type: 'block', index: block.index, state: 'identical', bytes: block.length });
@@ -160,8 +166,10 @@ export async function runPipeline(
   }
 
   async function attempt(block: BlockRef, n: number): Promise<boolean> {
-    if (n === 0 && (await alreadyThere(block))) return true;
-    const opened = await reader.openBlock(block, opts.algo);
+    const known = n === 0 ? await compared(block) : false;
+    if (known === true) return true;
+    // A delta that failed its read-back goes again whole (n > 0).
+    const opened = known || (await reader.openBlock(block, opts.algo));
     emit({ type: 'block', index: block.index, state: 'read', bytes: block.length });
     const zero = opened.payload.kind === 'zero';
     if (zero && opts.targetZeroed) {

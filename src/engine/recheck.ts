@@ -11,11 +11,11 @@ import type { JournalState } from '../journal/journal.js';
 /** The blocks whose target checksum is no longer the one the journal recorded. */
 export async function changedSinceProven(blocks: BlockRef[], previous: JournalState, target: BlockHasher & { capacity?: number }, algo: ChecksumAlgo, signal: AbortSignal): Promise<BlockRef[]> {
   const changed: BlockRef[] = [];
-  const check = (block: BlockRef, sum: string) => {
+  const check = (block: BlockRef, sum: string | undefined) => {
     if (previous.blocks.get(block.index)?.target !== sum) changed.push(block);
   };
   if (target.hashStream) {
-    // One stream, requests pipelined: no round trip per block.
+    // One stream (one streaming hasher on a remote host), requests pipelined: no round trip per block.
     for await (const { block, checksum } of target.hashStream(blocks, algo, signal)) check(block, checksum);
   } else {
     const queue = new PQueue({ concurrency: Math.max(1, Math.min(8, target.capacity ?? 4)) });

@@ -25,6 +25,12 @@ abstract class SinkWrapper implements BlockSink {
   get hashStream(): BlockSink['hashStream'] {
     return this.inner.hashStream?.bind(this.inner);
   }
+  get unitAlgo(): ChecksumAlgo | undefined {
+    return this.inner.unitAlgo;
+  }
+  get takesDelta(): boolean | undefined {
+    return this.inner.takesDelta;
+  }
   get durable(): BlockSink['durable'] {
     return this.inner.durable?.bind(this.inner);
   }
@@ -50,7 +56,7 @@ export class LimitedSink extends SinkWrapper {
 
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     if (payload.kind === 'data') return this.inner.writeAt(block, { ...payload, chunks: this.paced(payload.chunks, (c) => (isZero(c) ? 0 : c.length), signal) }, algo, signal);
-    if (payload.kind === 'parts') return this.inner.writeAt(block, { ...payload, parts: this.paced(payload.parts, (p) => (p.kind === 'zero' ? 0 : p.data.length), signal) }, algo, signal);
+    if (payload.kind === 'parts' || payload.kind === 'delta') return this.inner.writeAt(block, { ...payload, parts: this.paced(payload.parts, (p) => (p.kind === 'zero' ? 0 : p.data.length), signal) }, algo, signal);
     return this.inner.writeAt(block, payload, algo, signal);
   }
 
@@ -77,6 +83,15 @@ export class CompressingSink extends SinkWrapper {
   }
 
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    if (payload.kind === 'delta') {
+      // A delta's raw parts are compressed as whole blocks' parts would be, while that pays.
+      const onWire = (n: number) => {
+        this.policy.noteWire(n);
+        payload.onWire?.(n);
+      };
+      const parts = this.policy.wantsParts() ? this.policy.repack(payload.parts) : payload.parts;
+      return this.inner.writeAt(block, { kind: 'delta', parts, onWire }, algo, signal);
+    }
     if (payload.kind !== 'data') return this.inner.writeAt(block, payload, algo, signal);
     const onWire = (n: number) => {
       this.policy.noteWire(n);

@@ -2,11 +2,13 @@ import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
+import type { BlockPart, BlockRef, BlockSource, ByteRange, OpenedBlock, UnitSpec } from '../block/types.js';
+import { BlockDigester } from '../checksum/block-digest.js';
 import { isZero, zeroChunk, zeroDigest } from '../block/zero.js';
 import { DdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
 import { dataRanges, touches } from './holes.js';
+import { hashLocally, localHasher } from './local-hasher.js';
 import { isMediaError, SectorRescue } from './sector-rescue.js';
 
 // 1 MiB: the read size made no measurable difference from 64 KiB to 4 MiB, and smaller
@@ -46,6 +48,9 @@ export class BlockReader implements BlockSource {
   /** Bytes of the source's holes that were never read (they read as zeros). */
   holeBytes = 0;
 
+  /** `--skip-identical`: checksums from ddt-hash here (not with --noerror: only this reader zero-fills). */
+  readonly hashStream?: BlockSource['hashStream'];
+
   private constructor(
     private readonly fh: FileHandle,
     readonly path: string,
@@ -57,6 +62,8 @@ export class BlockReader implements BlockSource {
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
     this.rescuer = new SectorRescue(fh, path, this.sectorSize);
+    const bin = this.noerror ? undefined : localHasher();
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, true);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {
@@ -200,24 +207,50 @@ export class BlockReader implements BlockSource {
   }
 
   /**
-   * Checksum of a block without keeping its data (verify). With `noerror`, unreadable ranges
-   * are hashed as zeros and listed in `badRanges` (merged, absolute offsets).
+   * Checksum of a block without keeping its data (verify, `--skip-identical`), and its units'
+   * where asked. With `noerror`, unreadable ranges are hashed as zeros and listed in `badRanges`
+   * (merged, absolute offsets).
    */
-  async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[] }> {
+  async hashBlock(block: BlockRef, algo: ChecksumAlgo, units?: UnitSpec): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[]; units?: string[] }> {
     const data = this.dataOf(block);
-    if (data?.length === 0) {
+    if (data?.length === 0 && !units) {
       this.holeBytes += block.length;
       return { checksum: zeroDigest(algo, block.length), zero: true, badRanges: [] };
     }
-    const hasher = createHasher(algo);
+    const digester = new BlockDigester(block.length, algo, units);
     const bad: ByteRange[] = [];
     let zero = true;
-    for (let pos = 0; pos < block.length; ) {
-      const chunk = await this.chunkAt(data, block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad);
-      hasher.update(chunk);
-      if (zero && !isZero(chunk)) zero = false;
-      pos += chunk.length;
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    try {
+      for (let pos = 0; pos < block.length; ) {
+        // Chunks in holes are the shared zeros, not read (hashed all the same: units ask for it).
+        const chunk = await this.chunkAt(data, block.offset + pos, Math.min(this.chunkSize, block.length - pos), bad, buf);
+        digester.update(chunk);
+        if (zero && !isZero(chunk)) zero = false;
+        pos += chunk.length;
+      }
+    } finally {
+      if (this.spare.length < SPARE_MAX) this.spare.push(buf);
     }
-    return { checksum: hasher.digest(), zero, badRanges: mergeRanges(bad) };
+    return { ...digester.digest(), zero, badRanges: mergeRanges(bad) };
+  }
+
+  /** Ranges of a block as parts (zero chunks as a length), each in a buffer of its own: a delta. */
+  async *openRanges(block: BlockRef, ranges: ByteRange[]): AsyncGenerator<BlockPart> {
+    const bad: ByteRange[] = [];
+    const data = this.dataOf(block);
+    for (const r of ranges) {
+      for (let pos = r.offset; pos < r.offset + r.length; ) {
+        const length = Math.min(this.chunkSize, r.offset + r.length - pos);
+        if (data && !touches(data, pos, length)) {
+          this.holeBytes += length;
+          yield { kind: 'zero', offset: pos, length };
+        } else {
+          const chunk = await this.readChunk(pos, length, bad);
+          yield isZero(chunk) ? { kind: 'zero', offset: pos, length } : { kind: 'raw', offset: pos, length, data: chunk };
+        }
+        pos += length;
+      }
+    }
   }
 }

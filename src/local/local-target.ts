@@ -1,15 +1,19 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { BlockPayload, BlockRef, BlockSink, ZeroMode } from '../block/types.js';
+import type { BlockDigest, BlockPayload, BlockRef, BlockSink, UnitSpec, ZeroMode } from '../block/types.js';
 import { isZero, zeroChunk } from '../block/zero.js';
+import { BlockDigester } from '../checksum/block-digest.js';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { DEFAULT_CHUNK_SIZE } from './block-reader.js';
+import { hashLocally, localHasher } from './local-hasher.js';
 import { LocalZeroer } from './zero-range.js';
 
 const DIRECT_ALIGN = 4096;
+/** Read size of hashStream: large sequential reads, few calls. */
+const HASH_READ = 4 << 20;
 
 /**
  * A local file or block device as a target. Writes are positioned and flushed with fdatasync
@@ -19,6 +23,7 @@ const DIRECT_ALIGN = 4096;
  */
 export class LocalTarget implements BlockSink {
   private directWorks: boolean | undefined;
+  readonly takesDelta = true;
 
   private constructor(
     readonly path: string,
@@ -79,7 +84,21 @@ export class LocalTarget implements BlockSink {
       moved?.onWire?.(chunk.length);
       moved?.onAck?.(chunk.length);
     };
-    if (payload.kind === 'zero') {
+    if (payload.kind === 'delta') {
+      // Only the parts that differ; the rest of the block is here already. Proven as a whole below.
+      for await (const part of payload.parts) {
+        if (part.offset < block.offset || part.offset + part.length > block.offset + block.length) throw new Error(`a part of block ${block.index} lies outside it`);
+        if (part.kind === 'gzip') throw new Error('a local target takes no compressed parts');
+        // A zero run waiting to be made holes ends where this part does not continue it.
+        if (part.offset - block.offset !== pos) await settleZeros();
+        pos = part.offset - block.offset;
+        await put(part.kind === 'zero' ? zeroChunk(part.length) : part.data);
+        // A pull's delta: these bytes crossed the wire from the remote source.
+        if (part.kind === 'raw') payload.onWire?.(part.data.length);
+      }
+      await settleZeros();
+      pos = block.length;
+    } else if (payload.kind === 'zero') {
       while (pos < block.length) await put(zeroChunk(Math.min(this.chunkSize, block.length - pos)));
     } else if (payload.kind === 'data') {
       for await (const chunk of payload.chunks) await put(chunk);
@@ -97,6 +116,32 @@ export class LocalTarget implements BlockSink {
     for (let done = 0; done < chunk.length; ) {
       const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, at + done);
       done += bytesWritten;
+    }
+  }
+
+  /**
+   * `--skip-identical` and resume's re-check (pull, copy): the blocks hashed in order, with their
+   * units where asked, by ddt-hash (O_DIRECT where the target takes it), else in this process:
+   * sequential reads of HASH_READ bytes. No process per block either way.
+   */
+  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+    const bin = localHasher();
+    if (bin) {
+      yield* hashLocally(bin, this.path, blocks, algo, signal, units);
+      return;
+    }
+    const buf = Buffer.allocUnsafeSlow(HASH_READ);
+    for (const block of blocks) {
+      const d = new BlockDigester(block.length, algo, units);
+      let ok = true;
+      for (let pos = 0; pos < block.length && ok; ) {
+        signal.throwIfAborted();
+        const { bytesRead } = await this.fh.read(buf, 0, Math.min(buf.length, block.length - pos), block.offset + pos);
+        if (bytesRead === 0) ok = false;
+        d.update(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+      yield ok ? { block, ...d.digest() } : { block };
     }
   }
 

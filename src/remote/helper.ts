@@ -8,6 +8,7 @@
  * run or before a resume, which needs that list to end stale helpers.
  */
 import { readFile } from 'node:fs/promises';
+import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { ZeroMode } from '../block/types.js';
 import type { ChannelSource, ExecChannel } from '../transport/channels.js';
@@ -61,6 +62,13 @@ export interface HelperOptions {
 
 export class RemoteHelper {
   private workers = 0;
+  /**
+   * The algo the helper hashes units with fastest where that is not the job's own: xxh64 where
+   * ddt-hash runs (set by installHasher) or xxhsum works.
+   */
+  unitAlgo?: ChecksumAlgo;
+  /** ddt-hash passed its self-test in the work dir: `V` streams from one process. */
+  fastHasher = false;
 
   private constructor(
     /** Where setup and housekeeping commands run (the ssh2 pool). */

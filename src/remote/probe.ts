@@ -54,6 +54,8 @@ export interface RemoteProbe {
   /** How the helper makes a zero range of this target when zeros may be holes or offloaded (`sparse`), and with `--discard`. */
   zeroSparse: ZeroHow;
   zeroDiscard: ZeroHow;
+  /** `uname -m`: which build of the streaming hasher can run there ('' unknown). */
+  arch?: string;
 }
 
 /**
@@ -143,6 +145,7 @@ export function parseProbe(text: string): RemoteProbe {
     pathInfo: parsePathInfo(kv, 'id_'),
     zeroSparse: zeroHow(kv.get('zero_sparse')),
     zeroDiscard: zeroHow(kv.get('zero_discard')),
+    arch: /^[a-z0-9_]+$/.test(kv.get('arch') ?? '') ? kv.get('arch')! : '',
   };
 }
 

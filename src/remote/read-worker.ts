@@ -100,6 +100,36 @@ export class HelperReadWorker extends ChannelWorker {
     }
   }
 
+  /**
+   * `V` requests (`--skip-identical`: the source's block and unit checksums, one streaming hasher
+   * per request on the source host), each sent while the one before is answered; yields the
+   * answer lines in order. Left half-read, the lines still coming would be taken for the next
+   * request's answers: the worker ends then.
+   */
+  async *hashLines(reqs: { text: string; lines: number; blocks: { length: number }[] }[], signal: AbortSignal): AsyncGenerator<string> {
+    // It may wait while the pipeline catches up: silent for as long as hashing its bytes may take.
+    const end = this.begin(signal, ChannelWorker.silenceFor(reqs.reduce((n, r) => n + r.blocks.reduce((m, b) => m + b.length, 0), 0)));
+    let left = reqs.reduce((n, r) => n + r.lines, 0);
+    try {
+      let sent = 0;
+      const sendNext = () => sent < reqs.length && this.ch.write(reqs[sent++]!.text);
+      sendNext();
+      for (const req of reqs) {
+        sendNext();
+        for (let k = 0; k < req.lines; k++) {
+          const line = await this.readLine();
+          left--;
+          yield line;
+        }
+      }
+    } catch (err) {
+      throw this.failure(err, signal);
+    } finally {
+      if (left > 0) this.destroy('checksum stream abandoned');
+      end();
+    }
+  }
+
   private dataBlock(block: BlockRef, algo: ChecksumAlgo, idle: () => void): OpenedBlock {
     let settle!: (err: unknown, hex?: string) => void;
     const checksum = new Promise<string>((resolve, reject) => {

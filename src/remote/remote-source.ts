@@ -4,7 +4,7 @@
  * the bytes it sends. A worker whose channel died is replaced on the next call; the failed call
  * rejects so the pipeline can retry the block.
  */
-import type { BlockRef, BlockSource, ByteRange, OpenedBlock } from '../block/types.js';
+import type { BlockDigest, BlockPart, BlockRef, BlockSource, ByteRange, OpenedBlock, UnitSpec } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { LivePool } from '../pool/live-pool.js';
@@ -13,6 +13,7 @@ import type { RemoteHelper } from './helper.js';
 import { validateRemotePath } from './quote.js';
 import { HelperReadWorker } from './read-worker.js';
 import { parseIdentity, type RemotePathInfo } from './probe.js';
+import { digestsOf, hashRequests } from './unit-hashes.js';
 
 export type { RemotePathInfo } from './probe.js';
 
@@ -30,6 +31,7 @@ export class RemoteSource implements BlockSource {
     private readonly pool: LivePool<HelperReadWorker>,
     readonly source: string,
     private readonly signal: AbortSignal,
+    private readonly helper: RemoteHelper,
   ) {
     signal.addEventListener('abort', this.onAbort, { once: true });
   }
@@ -65,7 +67,7 @@ export class RemoteSource implements BlockSource {
       },
       o.signal,
     );
-    return new RemoteSource(pool, source, o.signal ?? new AbortController().signal);
+    return new RemoteSource(pool, source, o.signal ?? new AbortController().signal, helper);
   }
 
   /** Workers alive: how many blocks can be read at once. */
@@ -82,6 +84,51 @@ export class RemoteSource implements BlockSource {
   /** Checksum of a source block without its data (`--skip-identical`), hashed on the source host. */
   async hashBlock(block: BlockRef, algo: ChecksumAlgo): Promise<{ checksum: string; badRanges: ByteRange[] }> {
     return { checksum: await this.pool.use(this.signal, (w) => w.hash(block, algo, this.signal)), badRanges: [] };
+  }
+
+  /** xxh64 for units where the source host computes it fast (ddt-hash or xxhsum). */
+  get unitAlgo(): ChecksumAlgo | undefined {
+    return this.helper.unitAlgo;
+  }
+
+  /** `--skip-identical`: the source's checksums of the blocks (and their units), streamed from one worker. */
+  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+    const w = await this.pool.take(signal);
+    try {
+      const reqs = hashRequests(blocks, algo, units);
+      const lines = w.hashLines(reqs, signal);
+      for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
+      await lines.return(undefined);
+    } finally {
+      this.pool.put(w);
+    }
+  }
+
+  /** The differing units of a block (a delta), read by one worker with `R`, zero ones as a length. */
+  async *openRanges(block: BlockRef, ranges: ByteRange[], algo: ChecksumAlgo): AsyncGenerator<BlockPart> {
+    const w = await this.pool.take(this.signal);
+    let idle = Promise.resolve();
+    try {
+      for (const r of ranges) {
+        await idle;
+        let done!: () => void;
+        idle = new Promise<void>((resolve) => (done = resolve));
+        const opened = await w.read({ index: block.index, offset: r.offset, length: r.length }, algo, this.signal, () => done());
+        if (opened.payload.kind !== 'data') {
+          yield { kind: 'zero', offset: r.offset, length: r.length };
+          continue;
+        }
+        let pos = r.offset;
+        for await (const data of opened.payload.chunks) {
+          yield { kind: 'raw', offset: pos, length: data.length, data };
+          pos += data.length;
+        }
+        await opened.checksum;
+      }
+      await idle;
+    } finally {
+      this.pool.put(w);
+    }
   }
 
   /** The connection that carried block `index` (for per-connection progress, asked per chunk). */

@@ -5,7 +5,7 @@
  * so the pipeline can retry.
  */
 import { untilAborted } from '../abort.js';
-import type { BlockPayload, BlockRef, BlockSink, ZeroListener, ZeroMode } from '../block/types.js';
+import type { BlockDigest, BlockPayload, BlockRef, BlockSink, UnitSpec, ZeroListener, ZeroMode } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import { LivePool } from '../pool/live-pool.js';
@@ -55,6 +55,10 @@ export class RemoteTarget implements BlockSink {
   private framed = false;
   /** Zero ranges are not written (holes, offload): blocks with zero chunks go framed. */
   private sparse = false;
+  /** Delta payloads go as parts, which every helper worker takes. */
+  readonly takesDelta = true;
+  /** xxh64 for units where the remote host computes it fast (ddt-hash or xxhsum). */
+  unitAlgo?: ChecksumAlgo;
   /** Share of recent data blocks' bytes in all-zero chunks (moving average). */
   private zeroShare = 0;
 
@@ -87,6 +91,7 @@ export class RemoteTarget implements BlockSink {
     // Without perl the helper takes frames one dd each: worth it only to keep zeros unwritten.
     t.framed = (o.framed ?? false) || t.sparse;
     if (t.sparse) t.zeroShare = 1;
+    t.unitAlgo = helper.unitAlgo;
     const first = o.deferFlush ? await (early ?? openFlusher()) : undefined;
     if (first) t.deferFlushes(first, () => helper.openWorker(target, helper.control, { signal: o.signal, label: 'flusher' }), o.signal);
     return t;
@@ -114,8 +119,8 @@ export class RemoteTarget implements BlockSink {
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     this.unflushed.delete(block.index);
-    if (payload.kind === 'parts') {
-      const r = await this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload));
+    if (payload.kind === 'parts' || payload.kind === 'delta') {
+      const r = await this.pool.use(signal, (w) => w.writeParts(block, payload.parts, algo, signal, payload, payload.kind === 'delta'));
       if (r.zeros) payload.onZeroed?.(r.zeros, r.zeroBytes);
       return r.checksum;
     }
@@ -142,11 +147,14 @@ export class RemoteTarget implements BlockSink {
     this.unflushed.delete(block.index);
   }
 
-  /** `--skip-identical`: one worker hashes the blocks in order, requests pipelined. */
-  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
+  /**
+   * `--skip-identical`, resume's re-check: one worker hashes the blocks in order (and their
+   * units, where asked), one streaming hasher on the remote host per request, requests pipelined.
+   */
+  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
     const w = await this.pool.take(signal);
     try {
-      yield* w.hashMany(blocks, algo, signal);
+      yield* w.hashMany(blocks, algo, signal, units);
     } finally {
       this.pool.put(w);
     }

@@ -14,7 +14,7 @@
  * ssh2-sftp-client's put/fastPut stream a whole file and cannot write at an offset of a
  * staging file we continue, so it serves the housekeeping only (staging dir create/list/remove).
  */
-import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import type { BlockPayload, BlockDigest, BlockRef, BlockSink, UnitSpec } from '../block/types.js';
 import { countingZeros } from '../block/zero.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -166,8 +166,12 @@ export class SftpStagingSink implements BlockSink {
     return this.writers.hashAt(block, algo, signal);
   }
 
-  hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }> {
-    return this.writers.hashStream(blocks, algo, signal);
+  hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest> {
+    return this.writers.hashStream(blocks, algo, signal, units);
+  }
+
+  get unitAlgo(): ChecksumAlgo | undefined {
+    return this.writers.unitAlgo;
   }
 
   /** Let blocks in flight finish, then close sessions and workers. Idempotent. */

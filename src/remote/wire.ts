@@ -5,6 +5,13 @@
  */
 import type { ZeroedHow } from '../block/types.js';
 
+/** One request: its header line(s), its payload, and how many answer lines it gets (default 1). */
+export interface Request {
+  head: string;
+  data?: Buffer;
+  answers?: number;
+}
+
 /** `X` frame header: kind, spaces, length, newline; 16 bytes (the helper reads exactly that). */
 export function frameHeader(kind: 'D' | 'Z', length: number): Buffer {
   return Buffer.from(`${kind}${String(length).padStart(14)}\n`, 'latin1');

@@ -5,7 +5,7 @@
  * middle of a payload, a payload of the wrong length, a garbled answer) ends the worker rather
  * than risk writing bytes at the wrong offset; its pool opens a new one.
  */
-import type { BlockPart, BlockRef, ZeroedHow } from '../block/types.js';
+import type { BlockDigest, BlockPart, BlockRef, UnitSpec, ZeroedHow } from '../block/types.js';
 import { isZero } from '../block/zero.js';
 import { isDigest, type ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -13,7 +13,8 @@ import type { ExecChannel } from '../transport/channels.js';
 import { ChannelWorker, helperError, type ChannelOwner } from './channel-worker.js';
 import { DeathWatch } from './death-watch.js';
 import { validateRemotePath } from './quote.js';
-import { answerWords, frameHeader, lengthOf, toAsync, zerosOf } from './wire.js';
+import { digestsOf, hashRequests } from './unit-hashes.js';
+import { answerWords, frameHeader, lengthOf, toAsync, zerosOf, type Request } from './wire.js';
 import type { Payload, WriteOptions, WriteResult } from './write-request.js';
 
 export type { WriteOptions, WriteResult } from './write-request.js';
@@ -71,16 +72,18 @@ export class HelperWorker extends ChannelWorker {
 
   /**
    * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
-   * path for compression and for zero runs inside a block. `onWire` hears payload bytes sent,
-   * `onAck` the block bytes of each part the helper answered for.
+   * path for compression and for zero runs inside a block, and, `delta`, for only the parts of a
+   * block that differ on the target. `onWire` hears payload bytes sent, `onAck` the block bytes
+   * of each part the helper answered for.
    */
-  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}): Promise<{ checksum: string; zeroBytes: number; zeros?: ZeroedHow }> {
+  async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}, delta = false): Promise<{ checksum: string; zeroBytes: number; zeros?: ZeroedHow }> {
     /** Block bytes of the parts sent and not yet answered, oldest first (answers come in order). */
     const unanswered: number[] = [];
     let zeroBytes = 0;
-    async function* items(): AsyncGenerator<{ head: string; data?: Buffer }> {
+    async function* items(): AsyncGenerator<Request> {
       let covered = 0;
       for await (const p of parts) {
+        if (p.offset < block.offset || p.offset + p.length > block.offset + block.length) throw new DdtError('PAYLOAD', `block ${block.index}: a part lies outside the block`);
         covered += p.length;
         unanswered.push(p.length);
         if (p.kind === 'zero') {
@@ -92,7 +95,8 @@ export class HelperWorker extends ChannelWorker {
           yield p.kind === 'raw' ? { head: `P ${p.offset} ${p.length}\n`, data: p.data } : { head: `G ${p.offset} ${p.length} ${p.data.length}\n`, data: p.data };
         }
       }
-      if (covered !== block.length) throw new DdtError('PAYLOAD', `block ${block.index}: parts cover ${covered} of ${block.length} bytes`);
+      // A delta's parts are the units that differ; the rest of the block is on the target already.
+      if (delta ? covered > block.length : covered !== block.length) throw new DdtError('PAYLOAD', `block ${block.index}: parts cover ${covered} of ${block.length} bytes`);
       yield { head: `S ${block.offset} ${block.length} ${algo}\n` };
     }
     let last = '';
@@ -113,12 +117,19 @@ export class HelperWorker extends ChannelWorker {
     return this.digestOf(await this.request(`H ${block.offset} ${block.length} ${algo}\n`, signal), algo);
   }
 
-  /** Hash many ranges of the target with requests pipelined: no round trip per block. */
-  async *hashMany(blocks: Iterable<BlockRef>, algo: ChecksumAlgo, signal: AbortSignal): AsyncGenerator<{ block: BlockRef; checksum: string }> {
-    const list = [...blocks];
-    const heads = list.map((b) => ({ head: `H ${b.offset} ${b.length} ${algo}\n` }));
-    let i = 0;
-    for await (const line of this.requests(heads, signal, 64)) yield { block: list[i++]!, checksum: this.digestOf(line, algo) };
+  /** Checksums of blocks (and units, where asked): `V` requests, two in flight, one ddt-hash each. */
+  async *hashMany(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
+    const reqs = hashRequests(blocks, algo, units);
+    // The stream may wait while the sender catches up: silent for as long as hashing its bytes may take.
+    const bytes = blocks.reduce((n, b) => n + b.length, 0);
+    const lines = this.requests(
+      reqs.map((r) => ({ head: r.text, answers: r.lines })),
+      signal,
+      2,
+      ChannelWorker.silenceFor(bytes),
+    );
+    for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
+    await lines.return(undefined);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -142,10 +153,11 @@ export class HelperWorker extends ChannelWorker {
   /**
    * Send requests without waiting for each answer (at most `ahead` outstanding) and yield the
    * answers in order: many blocks hashed, or a block's parts written, with no round trip each.
+   * A request answered with several lines (`V`) says how many.
    */
-  private async *requests(items: AsyncIterable<{ head: string; data?: Buffer }> | Iterable<{ head: string; data?: Buffer }>, signal: AbortSignal, ahead = 1): AsyncGenerator<string> {
-    const end = this.begin(signal, ChannelWorker.silenceFor(64 << 20));
-    const answers: Promise<string>[] = [];
+  private async *requests(items: AsyncIterable<Request> | Iterable<Request>, signal: AbortSignal, ahead = 1, silenceMs = ChannelWorker.silenceFor(64 << 20)): AsyncGenerator<string> {
+    const end = this.begin(signal, silenceMs);
+    const answers: Promise<string>[][] = [];
     const it = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : toAsync(items[Symbol.iterator]());
     let exhausted = false;
     try {
@@ -156,13 +168,13 @@ export class HelperWorker extends ChannelWorker {
             exhausted = true;
             break;
           }
-          answers.push(this.expectAnswer());
+          answers.push(Array.from({ length: r.value.answers ?? 1 }, () => this.expectAnswer()));
           await this.send(Buffer.from(r.value.head, 'latin1'));
           if (r.value.data) await this.send(r.value.data);
         }
         const next = answers.shift();
         if (!next) return;
-        yield await next;
+        for (const answer of next) yield await answer;
       }
     } catch (err) {
       void it.return?.()?.catch(() => undefined);

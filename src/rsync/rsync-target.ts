@@ -7,7 +7,7 @@
  * to the helper. The checksums are every path's: the source's from the reader, the target's
  * read back by the same helper code, hence the same journal.
  */
-import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
+import type { BlockPayload, BlockDigest, BlockRef, BlockSink, UnitSpec } from '../block/types.js';
 import { countingZeros } from '../block/zero.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { RemoteTarget } from '../remote/remote-target.js';
@@ -50,8 +50,12 @@ export class RsyncSink implements BlockSink {
     return this.writers.hashAt(block, algo, signal);
   }
 
-  hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal): AsyncIterable<{ block: BlockRef; checksum: string }> {
-    return this.writers.hashStream(blocks, algo, signal);
+  hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest> {
+    return this.writers.hashStream(blocks, algo, signal, units);
+  }
+
+  get unitAlgo(): ChecksumAlgo | undefined {
+    return this.writers.unitAlgo;
   }
 
   /** Let blocks in flight finish, then quit the helper workers (the session closes with the run). */

@@ -1,0 +1,63 @@
+/**
+ * The streaming hasher on the remote host: ddt-hash, built for the host's architecture (the
+ * probe's `uname -m`), uploaded into the work dir and kept there only when its self-test prints
+ * what this side computes for the same bytes. Where it cannot run (no build for the
+ * architecture, a noexec home, a failed self-test) the helper hashes with its shell tools, as
+ * before, after one warning.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { BlockDigester } from '../checksum/block-digest.js';
+import { hasherBuild } from '../checksum/ddt-hash.js';
+import type { ChecksumAlgo } from '../checksum/types.js';
+import { HELPER_SCRIPT_URL, type RemoteHelper } from './helper.js';
+import type { RemoteProbe } from './probe.js';
+import { runRemote } from './run.js';
+
+/** What the self-test prints: the helper script as runs of 7001-byte blocks, 1000-byte units, both algos in both roles. */
+export function selfTestExpectation(script: Buffer): string {
+  const lines: string[] = [];
+  for (const [ualgo, algo] of [
+    ['xxh64', 'sha256'],
+    ['sha256', 'xxh64'],
+  ] as [ChecksumAlgo, ChecksumAlgo][]) {
+    for (let at = 0; at < script.length; at += 7001) {
+      const block = script.subarray(at, at + 7001);
+      const d = new BlockDigester(block.length, algo, { unit: 1000, algo: ualgo });
+      d.update(block);
+      const { checksum, units } = d.digest();
+      for (const u of units ?? []) lines.push(`OK ${u}`);
+      lines.push(`OK ${checksum}`);
+    }
+  }
+  return lines.map((l) => `${l} `).join('');
+}
+
+/**
+ * Upload and self-test ddt-hash (initChecksums first). Sets the helper's `fastHasher` and
+ * `unitAlgo`. `DDT_NATIVE_HASHER=off` leaves it out (comparisons with the shell tools);
+ * `DDT_NATIVE_HASHER=fail-selftest` makes the self-test fail, as a binary that cannot run would.
+ */
+export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o: { signal?: AbortSignal; warn(m: string): void }): Promise<boolean> {
+  const mode = process.env.DDT_NATIVE_HASHER ?? 'auto';
+  helper.unitAlgo = probe.hashTools.includes('xxhsum') ? 'xxh64' : undefined;
+  if (mode === 'off') return false;
+  const slower = 'the remote helper hashes with its shell tools (one process per MiB for --skip-identical)';
+  const build = hasherBuild(probe.arch ?? '');
+  if (!probe.arch || !existsSync(build)) {
+    o.warn(`no ddt-hash build for the remote architecture ${probe.arch || '(unknown)'}: ${slower}`);
+    return false;
+  }
+  const script = await readFile(HELPER_SCRIPT_URL);
+  let expect = selfTestExpectation(script);
+  if (mode === 'fail-selftest') expect = `${expect}x`;
+  const res = await runRemote(helper.control, helper.command('hasher-install', helper.workDir, expect), { stdin: await readFile(build), signal: o.signal });
+  const answer = res.stdout.trim().split('\n').pop() ?? '';
+  if (res.code !== 0 || answer !== 'hasher=ok') {
+    o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || `exit ${res.code}`).slice(0, 160)}): ${slower}`);
+    return false;
+  }
+  helper.fastHasher = true;
+  helper.unitAlgo = 'xxh64';
+  return true;
+}

@@ -1,0 +1,167 @@
+// Re-sync below the block size (--skip-identical): both ends hash every block and its 1 MiB
+// units (the remote one with the streaming hasher ddt-hash, or its shell tools where that cannot
+// run), only the units that differ go over the wire, and every block is still proven by its
+// whole read-back checksum. Bytes on the wire come from the summary; the target must end equal.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
+import { requireReal } from '../harness/real.js';
+import { minimalHostAvailable, startMinimalHost } from '../harness/remote-hosts.js';
+import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { jsonOf, runCli, type CliResult } from './cli.js';
+
+const MiB = 1024 * 1024;
+const UNIT = MiB;
+/** Request headers of the parts and their answers are not payload; this bounds what else a run may count. */
+const FRAMING = 64 * 1024;
+
+/** Changed regions: unit-aligned, inside one unit, and across unit boundaries; block 2 (of 64 MiB) untouched. */
+const REGIONS = [
+  { offset: 10 * MiB, length: MiB },
+  { offset: 70 * MiB + 500 * 1024, length: 100 * 1024 },
+  { offset: 200 * MiB + 300 * 1024, length: 2 * MiB + 512 * 1024 },
+];
+const CHANGED = REGIONS.reduce((n, r) => n + r.length, 0);
+
+/** The units (1 MiB) the regions touch: what a re-sync has to send. */
+function touchedUnits(regions: { offset: number; length: number }[]): number {
+  const units = new Set<number>();
+  for (const r of regions) for (let u = Math.floor(r.offset / UNIT); u * UNIT < r.offset + r.length; u++) units.add(u);
+  return units.size;
+}
+
+/** `dst` becomes `src` with the regions overwritten by other bytes: the target of an earlier sync. */
+async function staleCopy(src: string, dst: string): Promise<void> {
+  await fs.copyFile(src, dst);
+  const fh = await fs.open(dst, 'r+');
+  for (const r of REGIONS) await fh.write(randomBytes(r.length), 0, r.length, r.offset);
+  await fh.close();
+}
+
+function assertDelta(r: CliResult, blocks: number, identical: number): Record<string, unknown> {
+  assert.equal(r.code, 0, r.stderr);
+  const s = jsonOf(r);
+  assert.equal(s.verified, blocks);
+  assert.equal(s.identicalBlocks, identical);
+  assert.equal(s.sent, blocks - identical);
+  const wire = s.bytesOnWire as number;
+  // Only the touched units travel: no more than the changed bytes plus one unit per region.
+  assert.ok(wire <= CHANGED + REGIONS.length * UNIT + FRAMING, `sent ${wire} bytes for ${CHANGED} changed`);
+  assert.ok(wire <= touchedUnits(REGIONS) * UNIT, `sent ${wire} bytes, more than the ${touchedUnits(REGIONS)} units touched`);
+  return s;
+}
+
+const sshOf = (sshd: TestSshd) => ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none'];
+
+describe('e2e: re-sync below the block size (--skip-identical)', function () {
+  let dir: string;
+  let src: string;
+  const SIZE = 256 * MiB; // 4 blocks of the default 64 MiB
+
+  before(async function () {
+    requireReal(this, 'OpenSSH sshd (root)', sshdAvailable());
+    dir = await makeTempDir('ddt-e2e-resync-');
+    src = join(dir, 'src.img');
+    await fileOfSize(src, SIZE, 'mixed', 2201);
+  });
+
+  describe('on a Debian host (ddt-hash)', () => {
+    let sshd: TestSshd;
+    before(async () => {
+      sshd = await startSshd();
+    });
+    after(async () => sshd?.stop());
+
+    it('send at the default block size sends only the changed units and ends byte-identical', async () => {
+      const dst = join(dir, 'send-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'send.journal')]);
+      const s = assertDelta(r, 4, 1);
+      assert.ok((s.bytesOnWire as number) >= MiB, `sent ${s.bytesOnWire} bytes`);
+      // The streaming hasher ran: no word of falling back.
+      assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
+    it('a ddt-hash that fails its self-test leaves the shell tools in charge, with one warning', async () => {
+      const dst = join(dir, 'selftest-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'selftest.journal')], {
+        env: { DDT_NATIVE_HASHER: 'fail-selftest' },
+      });
+      assertDelta(r, 4, 1);
+      const warnings = r.stderr.split('\n').filter((l) => /self-test/.test(l));
+      assert.equal(warnings.length, 1, r.stderr);
+      assert.match(warnings[0]!, /ddt-hash did not pass its self-test.*shell tools/);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
+    it('pull --skip-identical: the local target hashed here, the remote source streamed by the helper', async () => {
+      const local = join(dir, 'pull-dst.img');
+      await staleCopy(src, local);
+      const r = await runCli(['pull', `root@127.0.0.1:${src}`, local, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'pull.journal')]);
+      const s = assertDelta(r, 4, 1);
+      // The units that differ and hold data did travel (the bound above holds for 0 bytes too).
+      assert.ok((s.bytesOnWire as number) >= MiB, `sent ${s.bytesOnWire} bytes`);
+      assert.equal(await sha256File(local), await sha256File(src));
+    });
+
+    it("resume --reverify re-checks the proven blocks with the same stream and re-sends the one that changed", async () => {
+      const dst = join(dir, 'reverify-dst.img');
+      await fs.copyFile(src, dst);
+      const journal = join(dir, 'reverify.journal');
+      const first = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', journal]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(jsonOf(first).identicalBlocks, 4);
+      // Someone writes into block 1 behind the journal's back.
+      const fh = await fs.open(dst, 'r+');
+      await fh.write(randomBytes(4096), 0, 4096, 64 * MiB + 12345);
+      await fh.close();
+      const r = await runCli(['resume', journal, '--reverify', '--json', '--progress', 'none']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /1 block\(s\) proven earlier read differently/);
+      assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
+      assert.equal(jsonOf(r).sent, 1);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
+    it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
+      const dst = join(dir, 'small-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '-b', '1M', '--journal', join(dir, 'small.journal')]);
+      assertDelta(r, 256, 256 - touchedUnits(REGIONS));
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+  });
+
+  describe('on a busybox-only host', () => {
+    let host: TestSshd;
+    before(async function () {
+      requireReal(this, 'root, busybox, util-linux unshare, OpenSSH sshd and sftp-server', minimalHostAvailable());
+      host = await startMinimalHost();
+    });
+    after(async () => host?.stop());
+
+    it('with the shell tools only (no ddt-hash): sha256 units, the same delta', async () => {
+      const dst = join(dir, 'bb-sh-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, 'bb-sh.journal')], {
+        env: { DDT_NATIVE_HASHER: 'off' },
+      });
+      const s = assertDelta(r, 4, 1);
+      assert.equal(s.checksum, 'sha256');
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
+    it('ddt-hash runs there too (static): xxh64 units although the host has no xxhsum', async () => {
+      const dst = join(dir, 'bb-native-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, 'bb-native.journal')]);
+      assertDelta(r, 4, 1);
+      assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+  });
+});
