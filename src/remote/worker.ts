@@ -72,9 +72,8 @@ export class HelperWorker extends ChannelWorker {
 
   /**
    * Write a block as parts (raw, gzip, zero), pipelined, then flush and read back (`S`): the
-   * path for compression and for zero runs inside a block, and, `delta`, for only the parts of a
-   * block that differ on the target. `onWire` hears payload bytes sent, `onAck` the block bytes
-   * of each part the helper answered for.
+   * path for compression, zero runs inside a block and (`delta`) only a block's differing parts.
+   * `onWire` hears payload bytes sent, `onAck` the block bytes of each part answered for.
    */
   async writeParts(block: BlockRef, parts: AsyncIterable<BlockPart>, algo: ChecksumAlgo, signal: AbortSignal, o: Pick<WriteOptions, 'onWire' | 'onAck'> = {}, delta = false): Promise<{ checksum: string; zeroBytes: number; zeros?: ZeroedHow }> {
     /** Block bytes of the parts sent and not yet answered, oldest first (answers come in order). */
@@ -131,8 +130,6 @@ export class HelperWorker extends ChannelWorker {
     for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
     await lines.return(undefined);
   }
-
-  // ---------------------------------------------------------------------------------------
 
   /** One request (header, then the payload if any), its answer line. */
   private async request(header: string, signal: AbortSignal, payload?: Payload): Promise<string> {
