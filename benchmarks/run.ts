@@ -22,8 +22,9 @@ import { snapshotCli } from './lib/snapshot.js';
 import type { Server } from './lib/measure.js';
 import { Links, TCP_PORT } from './lib/links.js';
 import { ddt, type Endpoint, type Method } from './lib/methods.js';
-import { aggregate, markdown, notesOf, targets, type Aggregate, type Report } from './lib/report.js';
-import { runScenario, shellQuote, type RunRecord } from './lib/runner.js';
+import type { Aggregate, RunRecord } from './lib/records.js';
+import { aggregate, markdown, notesOf, targets, type Report } from './lib/report.js';
+import { runScenario, shellQuote } from './lib/runner.js';
 import { LATENCY_GROUP, MiB, scenarios, type ImageSpec, type Scenario } from './lib/scenarios.js';
 import { writeIslands } from './lib/sparse-target.js';
 

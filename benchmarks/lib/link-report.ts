@@ -1,17 +1,8 @@
 // The scenarios over links between network namespaces: their target checks, and the table of a
 // link with latency (start-up figures and the delay line's CPU besides report.ts's columns).
 
-import type { Aggregate, Target } from './report.js';
-import type { RunRecord } from './runner.js';
+import type { Aggregate, LatencyAggregate, RunRecord, Target } from './records.js';
 import { MiB, type Scenario } from './scenarios.js';
-
-export interface LatencyAggregate {
-  /** medians over the good runs, seconds; see RunRecord['latency'] */
-  firstDataS?: number;
-  firstVerifiedS?: number;
-  runStartS?: number;
-  lineCpuS?: number;
-}
 
 function median(xs: number[]): number | undefined {
   const v = xs.filter(Number.isFinite).sort((a, b) => a - b);

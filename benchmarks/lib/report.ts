@@ -1,45 +1,10 @@
 // Aggregates (medians, ratios against each baseline), the performance target checks, and
 // RESULTS.md. A hand-written section after the NOTES marker in an existing RESULTS.md is kept.
 
-import { latencyOf, latencyTable, linkTargets, type LatencyAggregate } from './link-report.js';
-import type { Method } from './methods.js';
-import type { RunRecord } from './runner.js';
+import { latencyOf, latencyTable, linkTargets } from './link-report.js';
+import type { Aggregate, RunRecord, Target } from './records.js';
 import { MiB, type Scenario } from './scenarios.js';
 import { sparseTargets } from './sparse-target.js';
-
-export interface Aggregate {
-  scenario: string;
-  method: string;
-  family: Method['family'];
-  label: string;
-  runs: number;
-  okRuns: number;
-  walls: number[];
-  wall: number;
-  mbps: number;
-  bytesOnWire: number;
-  linkBytes?: number;
-  connsOpened: number;
-  connsPeak: number;
-  rssMiB: number;
-  cpu: number;
-  remoteCpu: number;
-  /** median wall ÷ the baseline's median wall, by baseline family */
-  ratio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'read', number>>;
-  /** median of the per-round ratios (each pair ran minutes apart at most) */
-  pairedRatio: Partial<Record<'dd-ssh' | 'classic' | 'rsync' | 'tcp' | 'read', number>>;
-  errors: string[];
-  command: string;
-  /** ddt: engine, data path and compression its journal recorded */
-  resolved?: string;
-  latency?: LatencyAggregate;
-}
-
-export interface Target {
-  target: string;
-  measured: string;
-  pass: boolean | null;
-}
 
 export function median(xs: number[]): number {
   const v = xs.filter(Number.isFinite).sort((a, b) => a - b);

@@ -12,40 +12,10 @@ import { attachLoop } from '../../test/harness/loop.js';
 import { measure, type Measured, type Server } from './measure.js';
 import { ddtSummary, type Endpoint, type Method, type RunEnv } from './methods.js';
 import { KILL_RESUME_ID, MiB, type ImageSpec, type Scenario } from './scenarios.js';
+import type { RunRecord } from './records.js';
 import { allocatedBytes, sparseIdentical } from './sparse-target.js';
 
 const execFileP = promisify(execFile);
-
-export interface RunRecord {
-  scenario: string;
-  method: string;
-  round: number;
-  ok: boolean;
-  error?: string;
-  wall: number;
-  cpu: number;
-  cpuUser: number;
-  cpuSys: number;
-  remoteCpu: number;
-  rssMiB: number;
-  connsOpened: number;
-  connsPeak: number;
-  bytesOnWire: number;
-  /** bytes ns A's veth sent during the run (shaped link only): everything on the wire */
-  linkBytes?: number;
-  /** target equal to the source afterwards (first round only) */
-  identical?: boolean;
-  /** fresh-target scenarios: bytes the target (file, or the loop device's backing file) has allocated after the run */
-  allocated?: number;
-  summary?: Record<string, unknown>;
-  /** ddt: what its journal header recorded (the data path and options it really used) */
-  job?: { via?: string; engine?: string; blockSize?: number; options?: Record<string, unknown> };
-  /** links with latency: when bulk data first crossed the link, ddt's first verified block (s after spawn), the delay line's CPU */
-  latency?: { firstDataS?: number; firstVerifiedS?: number; runStartS?: number; lineCpuS?: number };
-  /** kill-and-resume: the two halves */
-  parts?: { killedAtPercent: number; killedWall: number; killedWire: number; killedWritten?: number; resumeWall: number; resumeWire: number };
-  argv: string[];
-}
 
 export interface ScenarioContext {
   ep: Endpoint;

@@ -7,8 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { dataRanges } from '../../src/local/holes.js';
-import type { Aggregate, Target } from './report.js';
-import type { RunRecord } from './runner.js';
+import type { Aggregate, RunRecord, Target } from './records.js';
 import { MiB, type ImageSpec } from './scenarios.js';
 
 /** `spec.islands.count` runs of `spec.islands.mib` MiB of random bytes, evenly spread, the rest holes. */
