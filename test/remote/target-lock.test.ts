@@ -1,0 +1,105 @@
+// lockRemoteTarget through a real sshd: the lock's holder dies (as when its connection drops)
+// and is replaced by the same run; unless the target's record changed meanwhile.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { isDdtError } from '../../src/errors.js';
+import { RemoteHelper } from '../../src/remote/helper.js';
+import { lockRemoteTarget, type RemoteLock } from '../../src/remote/target-lock.js';
+import { SshPool } from '../../src/transport/ssh-pool.js';
+import { makeTempDir } from '../harness/loop.js';
+import { haveRoot, NEEDS, requireReal } from '../harness/real.js';
+import { poolOptions, sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
+import { until } from '../harness/until.js';
+
+const run = promisify(execFile);
+
+describe('remote/target-lock: the lock after its holder is gone (real sshd)', function () {
+  this.timeout(120_000);
+  let sshd: TestSshd;
+  let dir: string;
+  const opened: Array<{ pool: SshPool; helper: RemoteHelper; lock?: RemoteLock; record: string }> = [];
+
+  before(async function () {
+    // The records of root's locks live in /var/lib/ddt/locks on the (local) target host.
+    requireReal(this, `${NEEDS.sshd}, root`, sshdAvailable() && haveRoot());
+    sshd = await startSshd();
+    dir = await makeTempDir('ddt-tlock-');
+  });
+  after(async () => {
+    await sshd?.stop();
+  });
+  afterEach(async () => {
+    for (const o of opened.splice(0)) {
+      await o.lock?.release().catch(() => undefined);
+      await o.helper.cleanup().catch(() => undefined);
+      await o.pool.close();
+      await rm(o.record, { force: true });
+    }
+  });
+
+  async function locked(name: string) {
+    const target = join(dir, `${name}.img`);
+    await writeFile(target, Buffer.alloc(1 << 20));
+    const st = await stat(target, { bigint: true });
+    const record = `/var/lib/ddt/locks/f-${st.dev}_${st.ino}.last`;
+    await rm(record, { force: true }); // an earlier file with this inode left it
+    const pool = await SshPool.open(poolOptions(sshd, { connections: 1, channelsPerConnection: 4 }));
+    const jobId = `tlock-${name}-${process.pid}`;
+    const helper = await RemoteHelper.install(pool, { jobId });
+    const entry: (typeof opened)[number] = { pool, helper, record };
+    opened.push(entry);
+    const warnings: string[] = [];
+    const ac = new AbortController();
+    const lock = await lockRemoteTarget(helper, target, `${jobId}.r1`, target, { signal: ac.signal, warn: (m) => warnings.push(m) });
+    entry.lock = lock;
+    await lock.writing();
+    return { target, record, lock, jobId, warnings };
+  }
+
+  /** PIDs of the helper processes holding `target`'s lock. */
+  const holders = (target: string) =>
+    run('pgrep', ['-f', `ddt-helper.sh lock ${target} `]).then(
+      ({ stdout }) => stdout.split(/\s+/).filter(Boolean),
+      () => [] as string[],
+    );
+
+  /** The helper process holding `target`'s lock, killed as a dropped connection would end it. */
+  async function killHolder(target: string): Promise<string[]> {
+    const before = await holders(target);
+    assert.ok(before.length > 0, 'no lock holder to kill');
+    await run('kill', ['-KILL', ...before]);
+    return before;
+  }
+
+  it('the same run takes its lock back: held() resolves and the record still names it', async () => {
+    const t = await locked('back');
+    const killed = await killHolder(t.target);
+    // A new holder, not the killed one, once ddt has noticed the drop.
+    await until('a new lock holder', async () => (await holders(t.target)).some((pid) => !killed.includes(pid)));
+    await t.lock.held();
+    // It answers as the lock's holder: the record says this run finished.
+    await t.lock.clean();
+    const { stdout } = await run('cat', [t.record]);
+    assert.match(stdout, new RegExp(`job=${t.jobId} run=${t.jobId}\\.r1 state=clean`));
+  });
+
+  it('a record that changed while no one held the lock: the lock is lost, held() rejects (exit 4, resumable)', async () => {
+    const t = await locked('lost');
+    // Another job's run wrote the target between the drop and the return.
+    await writeFile(t.record, 'job=other-job run=other-job.x state=writing\n');
+    await killHolder(t.target);
+    // Until ddt notices the drop, held() has nothing to say against the old holder.
+    await until('the lock to be lost', () => t.lock.held().then(() => false, () => true));
+    await assert.rejects(
+      () => t.lock.held(),
+      (err: unknown) => isDdtError(err, 'LOCK_LOST') && /record changed meanwhile/.test((err as Error).message) && /other-job/.test((err as Error).message),
+    );
+    await assert.rejects(() => t.lock.writing(), (err: unknown) => isDdtError(err, 'LOCK_LOST'));
+    // It let the lock go: the other job's record is left as it was.
+    const { stdout } = await run('cat', [t.record]);
+    assert.match(stdout, /job=other-job/);
+  });
+});
