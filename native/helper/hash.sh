@@ -7,12 +7,16 @@ hash_range() {
   # ddt-hash, where it passed its self-test here (see V): one process instead of dd, a pipe and
   # the hash tool; it reads O_DIRECT where the range is aligned and checks that it got every
   # byte. Read-backs after writes are most of a --skip-identical delta's remote work.
+  # Its answer goes out below like the shell tools', with the deferred flush and the zeros.
   if [ "$len" -gt 0 ] && hasher; then
-    "$WORKDIR/ddt-hash" ranges "$TARGET" "$len" "$algo" "$algo" 2>"$ERRF" <<RANGE && return 0
+    res=$("$WORKDIR/ddt-hash" ranges "$TARGET" "$len" "$algo" "$algo" 2>"$ERRF" <<RANGE
 $off $len $len
 RANGE
-    reply_err "read-back failed: $(first_err "ddt-hash exit $?")"
-    return 1
+) || { reply_err "read-back failed: $(first_err "ddt-hash exit $?")"; return 1; }
+    hex=$(hex_of "$res")
+    [ -n "$hex" ] || { reply_err "ddt-hash gave no checksum for $algo"; return 1; }
+    hash_answer "$hex"
+    return 0
   fi
   iflags=skip_bytes,count_bytes,fullblock
   # O_DIRECT proves the bytes came from the device, not from the page cache we just wrote.
@@ -40,9 +44,15 @@ RANGE
   if [ "$rc" != 0 ]; then reply_err "read-back failed: $(first_err "dd exit $rc")"; return 1; fi
   if ! range_complete "$off" "$len"; then reply_err "read-back short: $(range_got "$off" "$len") of $len bytes (range beyond end of target?)"; return 1; fi
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return 1; fi
+  hash_answer "$hex"
+}
+
+# The answer to a write's read-back: the checksum, ` deferred` where the flush is left to `Y`,
+# and how the block's zero ranges were made.
+hash_answer() {
   zw=''
   case $ZSUM in hole | offload) zw=" zeros=$ZSUM" ;; esac
-  printf 'OK %s%s%s\n' "$hex" "$NOTE" "$zw"
+  printf 'OK %s%s%s\n' "$1" "$NOTE" "$zw"
   ZSUM=''
 }
 

@@ -149,8 +149,19 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     });
   }
 
-  it('defer: an O_DIRECT write or zero write skips its flush and says so, a buffered one is flushed; Y flushes', async () => {
-    const target = await tmp('defer.img', randomBytes(8 << 20));
+  for (const withHasher of [false, true]) {
+  it(`defer${withHasher ? ', read back by ddt-hash' : ''}: an O_DIRECT write or zero write skips its flush and says so, a buffered one is flushed; Y flushes`, async function () {
+    let work = wd;
+    if (withHasher) {
+      // ddt-hash as hasher-install leaves it: the read-backs go through it, the answers must not change.
+      const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}`, import.meta.url));
+      requireReal(this, 'ddt-hash (npm run build)', existsSync(build));
+      work = join(dir, 'work-hasher');
+      await mkdir(work, { recursive: true });
+      await writeFile(join(work, 'ddt-hash'), await readFile(build), { mode: 0o755 });
+      await writeFile(join(work, 'ddt-hash.ok'), '');
+    }
+    const target = await tmp(`defer${withHasher ? '-h' : ''}.img`, randomBytes(8 << 20));
     const a = randomBytes(1 << 20);
     const b = randomBytes(5000);
     const input = Buffer.concat([
@@ -164,7 +175,7 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
       Buffer.from('H 0 4096 sha256 defer\n'), // only W and Z take it
       Buffer.from('Q\n'),
     ]);
-    const { lines, code } = await serve(target, wd, input);
+    const { lines, code } = await serve(target, work, input);
     assert.equal(code, 0);
     assert.deepEqual(lines, [
       `OK ${sha256(a)} deferred`,
@@ -179,6 +190,7 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     assert.ok(t.subarray(2 << 20, (2 << 20) + 8192).equals(Buffer.alloc(8192)));
     assert.ok(t.subarray((3 << 20) + 5, (3 << 20) + 5 + b.length).equals(b));
   });
+  }
 
   it('a failing write still consumes its frame: the next request is read correctly', async () => {
     const a = randomBytes(3_000_000);
