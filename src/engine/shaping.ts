@@ -90,7 +90,7 @@ export class CompressingSink extends SinkWrapper {
         payload.onWire?.(n);
       };
       const parts = this.policy.wantsParts() ? this.policy.repack(payload.parts) : payload.parts;
-      return this.inner.writeAt(block, { kind: 'delta', parts, onWire }, algo, signal);
+      return this.inner.writeAt(block, { kind: 'delta', parts, onWire, onAck: payload.onAck, onZeroed: payload.onZeroed }, algo, signal);
     }
     if (payload.kind !== 'data') return this.inner.writeAt(block, payload, algo, signal);
     const onWire = (n: number) => {
@@ -105,7 +105,6 @@ export class CompressingSink extends SinkWrapper {
   }
 }
 
-/** The sink as a job's options shape it: compressed where the path takes parts, then paced. */
 /**
  * Writes only while the target's lock is this run's: after a dropped connection they wait until
  * it is taken back, and fail (stopping the run) if it was lost.
@@ -124,6 +123,7 @@ class LockedSink extends SinkWrapper {
   }
 }
 
+/** The sink as a job's options shape it: compressed where the path takes parts, then paced, writing only under the lock. */
 export function shapeSink(sink: BlockSink, o: { compress: CompressMode; bwlimit?: string; takesParts: boolean; lock?: HeldLock }): BlockSink {
   let shaped = o.lock ? new LockedSink(sink, o.lock) : sink;
   const schedule = o.bwlimit === undefined ? undefined : parseBwLimit(o.bwlimit);

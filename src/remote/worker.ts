@@ -60,10 +60,7 @@ export class HelperWorker extends ChannelWorker {
     this.partAnswer(await this.request('Y 0 0\n', signal));
   }
 
-  /**
-   * Write a block that arrived as a file in a remote staging dir (SFTP, rsync) at its offset;
-   * the helper removes the file once written. The file must hold exactly `block.length` bytes.
-   */
+  /** Write a staged block file (SFTP, rsync; exactly `block.length` bytes) at its offset; the helper removes it. */
   async writeStaged(block: BlockRef, remoteFile: string, algo: ChecksumAlgo, signal: AbortSignal): Promise<{ checksum: string; zeros?: ZeroedHow }> {
     validateRemotePath(remoteFile, 'staged block file');
     const { words: _, ...r } = this.written(await this.request(`F ${block.offset} ${block.length} ${algo} ${remoteFile}\n`, signal), algo);
@@ -104,7 +101,8 @@ export class HelperWorker extends ChannelWorker {
       if (unanswered.length === 0) last = line;
       else {
         this.partAnswer(line);
-        o.onAck?.(unanswered.shift()!);
+        const bytes = unanswered.shift()!; // not inside `?.()`, which skips its arguments
+        o.onAck?.(bytes);
       }
     }
     const { words: _, ...r } = this.written(last, algo);
