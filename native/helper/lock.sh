@@ -193,7 +193,7 @@ lock() {
   echo "LOCKED last=$last"
   # The record changes only on request: a run that ends before writing (refused, not
   # confirmed, a dry run) leaves it as it was. WRITING comes before the first block is written,
-  # CLEAN once the run has proven them all; PING measures the round trip.
+  # CLEAN once the run has proven them all; PING asks whether the holder still answers.
   while IFS= read -r line; do
     case $line in
       WRITING) if write_record writing; then echo OK; else echo "ERR cannot write $LAST"; fi ;;

@@ -138,7 +138,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
     await hasher;
-    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening }, ui);
+    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
     return { kind: 'done', summary };
@@ -182,7 +182,7 @@ function targetExists(s: JobSetup, remote: RemoteSession | undefined): boolean {
 }
 
 /** Hold the target's lock for the run: through the helper on its host, or here. */
-async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void): Promise<HeldLock & { rttMs?: number }> {
+async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void): Promise<HeldLock> {
   const path = s.target.path;
   const where = remote && `${remote.endpoint.hosts[0]}:${path}`;
   const lock = remote ? await lockRemoteTarget(remote.helper, path, run, where!, { signal: ui.signal, warn: (m) => warn(ui, m), onChannel }) : await lockLocalTarget(path, s.jobId, run);
@@ -192,14 +192,16 @@ async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: s
 
 /**
  * Open both ends of this run, shape the sink, run the pipeline, close the ends. Nothing is
- * written before `writing` (the target's record naming this run) has resolved.
+ * written before `writing` (the target's record naming this run) has resolved. `rttMs`: the
+ * link's round trip as the channel opens measured it (the lock's first answer also waits for
+ * the helper's own start), which decides how a remote sink spreads its channels.
  */
 async function transfer(
   header: JobHeader,
   journal: JournalWriter,
   s: JobSetup,
   prepared: PreparedPath,
-  o: { run: string; recheck?: string; lock: HeldLock & { rttMs?: number }; writing: Promise<void>; sink?: Promise<BlockSink> },
+  o: { run: string; recheck?: string; lock: HeldLock; writing: Promise<void>; sink?: Promise<BlockSink>; rttMs?: number },
   ui: JobUi,
 ) {
   let source: BlockSource | undefined;
@@ -207,7 +209,7 @@ async function transfer(
   const opening = o.sink;
   try {
     source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
-    const rttMs = o.lock.rttMs;
+    const rttMs = o.rttMs;
     sink = header.target.remote
       ? await (opening ?? prepared.openSink({ rttMs }))
       : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity, zeros: zeroModeOf(header.options) });

@@ -9,10 +9,7 @@ import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
 import type { RemoteHelper } from './helper.js';
 
-export interface RemoteLock extends HeldLock {
-  /** One round trip to the holder on the target's host, in ms, measured once the lock was taken. */
-  readonly rttMs: number | undefined;
-}
+export type RemoteLock = HeldLock;
 
 /**
  * Take the lock of `target` for run `run` of the helper's job; BUSY is exit 2 naming the holder.
@@ -31,13 +28,6 @@ export async function lockRemoteTarget(
 ): Promise<RemoteLock> {
   const { signal, warn } = o;
   let holder = await hold(helper, target, run, where, signal, o.onChannel);
-  // Measured for the summary, off the way to the first write.
-  let rttMs: number | undefined;
-  const t0 = performance.now();
-  holder.ask('PING', 'PONG', signal).then(
-    () => (rttMs = performance.now() - t0),
-    () => undefined,
-  );
   const first = holder.last;
   let wrote = false;
   let released = false;
@@ -75,9 +65,6 @@ export async function lockRemoteTarget(
   return {
     last: first,
     tookOver: holder.tookOver,
-    get rttMs() {
-      return rttMs;
-    },
     async writing() {
       await (await current()).ask('WRITING', 'OK', signal);
       wrote = true;
