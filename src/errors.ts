@@ -51,6 +51,7 @@ export const ERROR_CODES = {
   TARGET_CHANGED: bad,
   TARGET_IN_USE: bad,
   TARGET_LOCKED: bad,
+  JOB_RUNNING: bad,
   TOOL_MISSING: bad,
   STAGING_SPACE: bad,
   REMOTE_USAGE: bad,

@@ -10,6 +10,8 @@
 #   kill-stale WORKDIR JOBID        end helpers (and their dd children) a previous run left
 #   cleanup WORKDIR                 kill-stale, then remove WORKDIR
 #   lock TARGET WORKDIR JOBID RUNID hold TARGET's lock while stdin is open; last-writer record
+#   leftovers WORKBASE [JOBID]      work dirs and lock dirs runs left, each live or stale
+#   remove-lock NAME                remove a lock dir whose owner is gone
 #   hasher-install WORKDIR EXPECT   keep the streaming hasher (stdin) if its self-test prints EXPECT
 #
 # The protocol (requests, answers, keys) is described in native/README.md of the ddt sources.

@@ -30,6 +30,23 @@ is_running() {
   [ "$1" != Z ]
 }
 
+# Space-separated PIDs of the helpers running from work dir $1 for job $2, from its PID list.
+# Only a helper of this very work dir and job counts: a recycled PID is left alone.
+helpers_of() {
+  h_wd=$1 h_job=$2 h_found=''
+  [ -f "$h_wd/pids" ] || return 0
+  while IFS= read -r h_pid; do
+    is_uint "$h_pid" || continue
+    [ "$h_pid" = "$$" ] && continue
+    h_cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$h_pid/cmdline") || continue
+    case $h_cmd in *ddt-helper*) ;; *) continue ;; esac
+    case $h_cmd in *" $h_wd "* | *" $h_wd/"*) ;; *) continue ;; esac
+    case $h_cmd in *"$h_job"*) ;; *) continue ;; esac
+    h_found="$h_found $h_pid"
+  done <"$h_wd/pids"
+  printf '%s' "$h_found"
+}
+
 kill_stale() {
   wd=$1 job=$2
   valid_path "$wd" || usage "work directory must be an absolute path"
@@ -37,17 +54,8 @@ kill_stale() {
   killed=0
   if [ -f "$wd/pids" ]; then
     victims=''
-    while IFS= read -r pid; do
-      is_uint "$pid" || continue
-      [ "$pid" = "$$" ] && continue
-      cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
-      # Only a helper of this very work dir and job: a recycled PID is left alone.
-      case $cmd in *ddt-helper*) ;; *) continue ;; esac
-      case $cmd in *" $wd "* | *" $wd/"*) ;; *) continue ;; esac
-      case $cmd in *"$job"*) ;; *) continue ;; esac
-      # Children first collected, then the helper ended first so it starts no new dd.
-      victims="$victims $pid $(descendants "$pid")"
-    done <"$wd/pids"
+    # Children first collected, then the helper ended first so it starts no new dd.
+    for pid in $(helpers_of "$wd" "$job"); do victims="$victims $pid $(descendants "$pid")"; done
     for pid in $victims; do kill -TERM "$pid" 2>/dev/null && killed=$((killed + 1)); done
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       alive=''

@@ -25,13 +25,18 @@ lock_key() {
   fi
 }
 
-# BASE, the private dir of lock dirs and records; else WHY and status 1. It must be a real
-# directory of this user (not a link someone could point elsewhere).
+# BASE, where this user's lock dirs and records are (nothing is created).
 # DDT_HELPER_LOCK_DIR puts it elsewhere (tests).
-lock_base() {
+lock_base_path() {
   uid=$(id -u)
   if [ "$uid" = 0 ]; then BASE=/var/lib/ddt/locks; else BASE=${HOME:-}/.ddt/locks; fi
   BASE=${DDT_HELPER_LOCK_DIR:-$BASE}
+}
+
+# BASE, the private dir of lock dirs and records; else WHY and status 1. It must be a real
+# directory of this user (not a link someone could point elsewhere).
+lock_base() {
+  lock_base_path
   WHY="lock dir $BASE"
   valid_path "$BASE" || { WHY="$WHY: no home directory"; return 1; }
   (umask 077 && mkdir -p "$BASE") 2>/dev/null

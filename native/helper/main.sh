@@ -11,5 +11,7 @@ case $cmd in
   identity) [ $# -eq 1 ] || usage "identity PATH"; identity "$1" ;;
   hasher-install) [ $# -eq 2 ] || usage "hasher-install WORKDIR EXPECT"; hasher_install "$1" "$2" ;;
   lock) [ $# -eq 4 ] || usage "lock TARGET WORKDIR JOBID RUNID"; lock "$@" ;;
-  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock|hasher-install)" ;;
+  leftovers) [ $# -eq 1 ] || [ $# -eq 2 ] || usage "leftovers WORKBASE [JOBID]"; leftovers "$@" ;;
+  remove-lock) [ $# -eq 1 ] || usage "remove-lock NAME"; remove_lock "$1" ;;
+  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock|leftovers|remove-lock|hasher-install)" ;;
 esac

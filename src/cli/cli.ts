@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { cleanCommand } from './commands/clean.js';
 import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { sendCommand } from './commands/send.js';
@@ -26,6 +27,7 @@ async function main(argv: string[]): Promise<void> {
     .command(verifyCommand)
     .command(statusCommand)
     .command(resumeCommand)
+    .command(cleanCommand)
     .command(demoCommand)
     .demandCommand(1, 'give a command: ddt --help lists them')
     .strict()

@@ -206,8 +206,8 @@ export function remoteRecordOf(e: Endpoint, sudo: boolean): RemoteRecord {
   };
 }
 
-/** How a resume reaches the remote end: as recorded, this run's overrides applied, the jump hosts resolved again. */
-function endpointOf(r: RemoteRecord, o: ResumeOverrides): Endpoint {
+/** How a resume (or a clean) reaches the remote end: as recorded, this run's overrides applied, the jump hosts resolved again. */
+export function endpointOf(r: RemoteRecord, o: Pick<ResumeOverrides, 'identity' | 'knownHosts' | 'sshConfig'>): Endpoint {
   const e: Endpoint = { hosts: r.hosts, port: r.port, user: r.user, identityFiles: o.identity?.length ? o.identity : r.identityFiles };
   const knownHosts = o.knownHosts ?? r.knownHosts;
   if (knownHosts !== undefined) e.knownHostsFile = knownHosts;

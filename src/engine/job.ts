@@ -16,7 +16,7 @@ import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
 import { installHasher } from '../remote/native-hasher.js';
-import { removeStagingDir } from '../remote/sftp-target.js';
+import { removeStagingDir, stagingDirOf } from '../remote/sftp-target.js';
 import { lockRemoteTarget } from '../remote/target-lock.js';
 import { lockLocalTarget } from '../local/lock.js';
 import { distrust, type HeldLock } from '../block/last-writer.js';
@@ -151,7 +151,8 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     await early?.discard();
     if (session) {
       // A job that staged blocks in an earlier run (now on another path) leaves no staging dir behind.
-      if (ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp') await removeStagingDir(session.pool, s.staging.remoteDir, s.jobId);
+      // The probe resolved the staging dir's parent ($HOME, or the recorded --remote-dir).
+      if (ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp' && session.probe.dir) await removeStagingDir(session.pool, stagingDirOf(session.probe.dir, s.jobId));
       await closeRemote(session, !started || (ok && !s.options.keepLogs));
     }
   }

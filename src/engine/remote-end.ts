@@ -27,6 +27,20 @@ export interface RemoteOptions {
 }
 
 export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi): Promise<RemoteSession> {
+  const pool = await connectPool(endpoint, o, ui);
+  try {
+    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir } });
+    const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
+    trace('helper installed, probed');
+    return { endpoint, pool, helper, path: o.path, probe };
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+}
+
+/** The ssh2 connections to `endpoint`, as every command that reaches a remote host makes them. */
+export async function connectPool(endpoint: Endpoint, o: Pick<RemoteOptions, 'connections' | 'channels' | 'acceptNewHostKey' | 'reconnectTimeoutMs'>, ui: JobUi): Promise<SshPool> {
   if (endpoint.unsupported?.length) {
     warn(ui, `the ssh config sets ${endpoint.unsupported.join(', ')}, which ddt does not carry out: ignored (ddt connects as if they were not there)`);
   }
@@ -51,15 +65,7 @@ export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi
     onWarning: (m) => warn(ui, m),
   });
   trace('connected');
-  try {
-    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir } });
-    const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
-    trace('helper installed, probed');
-    return { endpoint, pool, helper, path: o.path, probe };
-  } catch (err) {
-    await pool.close();
-    throw err;
-  }
+  return pool;
 }
 
 /** The end of a run's remote side. A refused or dry run leaves nothing; an unfinished one keeps the PID list for resume. */

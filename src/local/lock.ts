@@ -109,3 +109,15 @@ export async function lockLocalTarget(path: string, jobId: string, run: string):
     },
   };
 }
+
+/** A lock dir here held by a live process of job `jobId` (the local target of a pull or copy being written). */
+export async function liveLockOf(jobId: string): Promise<{ dir: string; pid: number } | undefined> {
+  const base = lockBase();
+  const names = await fs.readdir(base).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.endsWith('.lock'))) {
+    const dir = join(base, name);
+    const owner = parseOwner(await fs.readFile(join(dir, 'owner'), 'utf8').catch(() => ''));
+    if (owner?.job === jobId && procStart(owner.pid) === owner.start) return { dir, pid: owner.pid };
+  }
+  return undefined;
+}

@@ -69,7 +69,7 @@ export const rsyncPath: DataPath = {
       openSource: notForThis('rsync'),
       async close(ok) {
         await session.close().catch(() => undefined);
-        if (ok && remoteDir !== undefined) await removeStagingDir(s.pool, remoteDir, ctx.jobId, ctx.signal);
+        if (ok && remoteDir !== undefined) await removeStagingDir(s.pool, session.remoteDir, ctx.signal);
       },
     };
   },

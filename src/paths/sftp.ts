@@ -65,7 +65,7 @@ export const sftpPath: DataPath = {
       },
       openSource: notForThis('sftp'),
       close: async (ok) => {
-        if (ok) await removeStagingDir(s.pool, ctx.query.remoteDir, ctx.jobId, ctx.signal);
+        if (ok) await removeStagingDir(s.pool, stagingDir, ctx.signal);
       },
     };
   },

@@ -172,9 +172,13 @@ export class RemoteHelper {
     return Number(/killed=(\d+)/.exec(out)?.[1] ?? 0);
   }
 
-  /** Remove the work dir (after ending any helper still running from it). */
-  async cleanup(signal?: AbortSignal): Promise<void> {
-    await this.run(['cleanup', this.workDir], signal);
+  /**
+   * Remove the work dir, this run's or `dir` (another job's on this host), after ending any
+   * helper still running from it: how many were ended, whether there was a dir to remove.
+   */
+  async cleanup(signal?: AbortSignal, dir = this.workDir): Promise<{ killed: number; removed: boolean }> {
+    const out = await this.run(['cleanup', validateRemotePath(dir, 'work dir')], signal);
+    return { killed: Number(/killed=(\d+)/.exec(out)?.[1] ?? 0), removed: /removed=1/.test(out) };
   }
 
   /**

@@ -12,7 +12,8 @@
  *
  * The hot path keeps raw ssh2 SFTP handles (many positioned WRITEs in flight on one session);
  * ssh2-sftp-client's put/fastPut stream a whole file and cannot write at an offset of a
- * staging file we continue, so it serves the housekeeping only (staging dir create/list/remove).
+ * staging file we continue, so it serves the housekeeping only (sftp-housekeeping.ts: listing
+ * and removing staging dirs).
  */
 import type { BlockPayload, BlockDigest, BlockRef, BlockSink, UnitSpec } from '../block/types.js';
 import { countingZeros } from '../block/zero.js';
@@ -23,26 +24,40 @@ import type { SshPool } from '../transport/ssh-pool.js';
 import { shCommand, validateRemotePath } from './quote.js';
 import { runRemote } from './run.js';
 import type { RemoteTarget } from './remote-target.js';
+import { SftpHousekeeping, STAGED_BLOCK, STAGING_PREFIX } from './sftp-housekeeping.js';
 import { SpaceGate } from './space-gate.js';
 import { SftpSession, SftpStatusError, uploadBlock } from './sftp-upload.js';
 import { StagingSpace, stagingSpaceMessage, type SpaceLease } from './staging-space.js';
 
 /** WRITE requests in flight per session: 16 × 255 KiB keeps a 2 MiB channel window full. */
 const WRITES_IN_FLIGHT = 16;
-const BLOCK_FILE = /^block-(\d+)$/;
 
 /** The per-job staging directory inside a remote dir. */
 export function stagingDirOf(remoteDir: string, jobId: string): string {
-  return `${remoteDir.replace(/\/+$/, '')}/.ddt-staging-${jobId}`;
+  return `${remoteDir.replace(/\/+$/, '')}/${STAGING_PREFIX}${jobId}`;
 }
 
-// $1: the remote dir ('' = $HOME, as the probe resolves it), $2: job id. Removes the block files
-// ddt put in the job's staging dir, then the dir (only if nothing else is in it).
-const REMOVE_STAGING = 'd=${1:-${HOME:-/}}/.ddt-staging-$2; [ -d "$d" ] || exit 0; rm -f -- "$d"/block-*; rmdir -- "$d"';
+// $1: the staging dir. The same as SftpHousekeeping.removeStaging, for a host whose sshd has no
+// SFTP subsystem (the rsync engine stages without one).
+const REMOVE_STAGING = '[ -d "$1" ] && [ ! -L "$1" ] || exit 0; rm -f -- "$1"/block-*; rmdir -- "$1"';
 
-/** Remove a job's staging dir after every block was proven. Best effort: it only holds data ddt wrote. */
-export async function removeStagingDir(control: SshPool, remoteDir: string | undefined, jobId: string, signal?: AbortSignal): Promise<void> {
-  await runRemote(control, shCommand('sh', '-c', REMOVE_STAGING, 'ddt-staging', remoteDir ?? '', jobId), { signal }).catch(() => undefined);
+/**
+ * Remove a job's staging dir (absolute, as the probe resolved it) after every block was proven:
+ * its block files, then the dir if nothing else is in it. Best effort: it only holds data ddt wrote.
+ */
+export async function removeStagingDir(control: SshPool, stagingDir: string, signal?: AbortSignal): Promise<void> {
+  const sftp = await SftpHousekeeping.open(control, signal).catch(() => undefined);
+  if (!sftp) {
+    await runRemote(control, shCommand('sh', '-c', REMOVE_STAGING, 'ddt-staging', validateRemotePath(stagingDir, 'staging dir')), { signal }).catch(() => undefined);
+    return;
+  }
+  try {
+    await sftp.removeStaging(stagingDir, signal);
+  } catch {
+    // best effort
+  } finally {
+    await sftp.close().catch(() => undefined);
+  }
 }
 
 export interface SftpStagingOptions {
@@ -219,7 +234,7 @@ export class SftpStagingSink implements BlockSink {
       o.onWarning?.(`the SFTP server cannot report free space (${(err as Error).message}): staging space is accounted from the figure measured at start`);
     }
     const space = new StagingSpace({ reserve: o.reserve, unit });
-    for (const f of leftovers) if (BLOCK_FILE.test(f.filename) && f.attrs.isFile()) space.addOrphan(f.filename, f.attrs.size);
+    for (const f of leftovers) if (STAGED_BLOCK.test(f.filename) && f.attrs.isFile()) space.addOrphan(f.filename, f.attrs.size);
     space.onMeasured(space.snapshot(), available);
     this.gate = new SpaceGate(space, { measure, onStuck: (m) => o.onWarning?.(`${m} in ${o.stagingDir}`) });
 

@@ -21,6 +21,8 @@ const EXPECTED: Record<string, string[]> = {
   // The overrides a resume takes; -y/--yes is accepted (the job was confirmed when it started).
   resume: ['--connections', '--channels', '--bwlimit', '--progress', '--engine', '--via', '-i', '--identity', '--known-hosts', '--ssh-config', '--reconnect-timeout', '--reverify', '-y', '--yes', '--json'],
   status: ['--json'],
+  // A journal's own leftovers, or a whole host's (--host and how to reach it).
+  clean: ['--host', '-p', '--port', '-i', '--identity', '--known-hosts', '--ssh-config', '-J', '--jump', '--sudo', '--remote-dir', '-y', '--yes', '--json'],
   demo: ['--size', '--progress', '--json'],
 };
 
@@ -51,7 +53,7 @@ describe('e2e: --help of every command', function () {
   });
 
   it('ddt --help lists every command', () => {
-    for (const cmd of ['send', 'pull', 'copy', 'verify', 'resume', 'status', 'demo']) assert.ok(mentions(helps.get('')!, `ddt ${cmd}`) || helps.get('')!.includes(`ddt ${cmd} `), `ddt ${cmd} missing`);
+    for (const cmd of ['send', 'pull', 'copy', 'verify', 'resume', 'status', 'clean', 'demo']) assert.ok(mentions(helps.get('')!, `ddt ${cmd}`) || helps.get('')!.includes(`ddt ${cmd} `), `ddt ${cmd} missing`);
   });
 
   it("ddt --help names the original script's options (the bare form is ddt send / resume)", () => {
