@@ -53,16 +53,20 @@ async function identical(a: string, b: string, size: number): Promise<boolean> {
   );
 }
 
-// xorshift32 for the choice of changed units: deterministic for a seed.
-function units(total: number, count: number, seed: number): number[] {
+/** xorshift32 for the choice of changed units: deterministic for a seed. */
+function xorshift(seed: number): () => number {
   let x = (seed * 2654435761) >>> 0 || 1;
-  const next = () => {
+  return () => {
     x ^= x << 13;
     x >>>= 0;
     x ^= x >>> 17;
     x ^= x << 5;
     return (x >>>= 0);
   };
+}
+
+function units(total: number, count: number, seed: number): number[] {
+  const next = xorshift(seed);
   const chosen = new Set<number>();
   while (chosen.size < count) chosen.add(next() % total);
   return [...chosen].sort((p, q) => p - q);
@@ -70,14 +74,7 @@ function units(total: number, count: number, seed: number): number[] {
 
 /** Runs of 1–32 units starting at random units until `count` units are chosen (a live VM disk's changes). */
 function clusteredUnits(total: number, count: number, seed: number): number[] {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
+  const next = xorshift(seed);
   const chosen = new Set<number>();
   while (chosen.size < count) {
     const start = next() % total;
