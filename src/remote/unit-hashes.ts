@@ -24,7 +24,7 @@ export interface HashRequest {
 
 /** `units` undefined: one line per block, its checksum only. */
 export function hashRequests(blocks: BlockRef[], algo: ChecksumAlgo, units?: UnitSpec): HashRequest[] {
-  const unit = units?.unit ?? Math.max(1, ...blocks.map((b) => b.length));
+  const unit = units?.unit ?? blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
   const ualgo = units?.algo ?? algo;
   const out: HashRequest[] = [];
   for (let i = 0; i < blocks.length; i += BLOCKS_PER_REQUEST) {
