@@ -35,7 +35,9 @@ export async function checkGpt(header: JobHeader, ends: { source: BlockSource; s
   if (!o.fix) return { warning: manualFix(header, g) };
   const entries = await readRange(ends.source, { index: o.firstIndex, offset: Number(g.entriesLba) * g.sectorSize, length: entriesLength(g) }, algo);
   const writes = relocateGpt(g, head, entries, sizes);
-  for (const [k, w] of writes.entries()) {
+  // The new backup first, the primary that points at it last: a run killed in between leaves
+  // the old, consistent GPT (the new backup is not referenced yet), never a dangling pointer.
+  for (const [k, w] of [...writes.entries()].reverse()) {
     const ref: BlockRef = { index: o.firstIndex + 1 + k, offset: w.offset, length: w.length };
     const sum = await ends.sink.writeAt(ref, { kind: 'data', chunks: once(w.data) }, algo, o.signal);
     if (sum !== checksumOf(algo, w.data)) throw new Error(`the relocated GPT at bytes ${w.offset}..${w.offset + w.length} read back differently`);
