@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { BlockDigest, BlockPayload, BlockRef, BlockSink, UnitSpec, ZeroMode } from '../block/types.js';
+import type { BlockPayload, BlockRef, BlockSink, ZeroMode } from '../block/types.js';
 import { isZero, zeroChunk } from '../block/zero.js';
-import { BlockDigester } from '../checksum/block-digest.js';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -12,8 +11,6 @@ import { hashLocally, localHasher } from './local-hasher.js';
 import { LocalZeroer } from './zero-range.js';
 
 const DIRECT_ALIGN = 4096;
-/** Read size of hashStream: large sequential reads, few calls. */
-const HASH_READ = 4 << 20;
 
 /**
  * A local file or block device as a target. Writes are positioned and flushed with fdatasync
@@ -24,6 +21,13 @@ const HASH_READ = 4 << 20;
 export class LocalTarget implements BlockSink {
   private directWorks: boolean | undefined;
   readonly takesDelta = true;
+  /**
+   * `--skip-identical` and resume's re-check (pull, copy): the blocks hashed in order, with their
+   * units where asked, by ddt-hash, O_DIRECT where the target takes it, one process for the
+   * stream. Without a build for this machine, callers hash block by block with `hashAt` (from
+   * the disk too, not from the page cache), without units.
+   */
+  readonly hashStream?: BlockSink['hashStream'];
 
   private constructor(
     readonly path: string,
@@ -33,7 +37,10 @@ export class LocalTarget implements BlockSink {
     readonly capacity: number,
     /** Zero blocks and zero chunks become holes or offloads where this can (`--no-sparse`: never). */
     private readonly zeroer?: LocalZeroer,
-  ) {}
+  ) {
+    const bin = localHasher();
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units);
+  }
 
   /** Open for writing without truncating or creating (the caller decides about creation). */
   static async open(path: string, opts: { readOnly?: boolean; chunkSize?: number; capacity?: number; zeros?: ZeroMode } = {}): Promise<LocalTarget> {
@@ -116,32 +123,6 @@ export class LocalTarget implements BlockSink {
     for (let done = 0; done < chunk.length; ) {
       const { bytesWritten } = await this.fh.write(chunk, done, chunk.length - done, at + done);
       done += bytesWritten;
-    }
-  }
-
-  /**
-   * `--skip-identical` and resume's re-check (pull, copy): the blocks hashed in order, with their
-   * units where asked, by ddt-hash (O_DIRECT where the target takes it), else in this process:
-   * sequential reads of HASH_READ bytes. No process per block either way.
-   */
-  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
-    const bin = localHasher();
-    if (bin) {
-      yield* hashLocally(bin, this.path, blocks, algo, signal, units);
-      return;
-    }
-    const buf = Buffer.allocUnsafeSlow(HASH_READ);
-    for (const block of blocks) {
-      const d = new BlockDigester(block.length, algo, units);
-      let ok = true;
-      for (let pos = 0; pos < block.length && ok; ) {
-        signal.throwIfAborted();
-        const { bytesRead } = await this.fh.read(buf, 0, Math.min(buf.length, block.length - pos), block.offset + pos);
-        if (bytesRead === 0) ok = false;
-        d.update(buf.subarray(0, bytesRead));
-        pos += bytesRead;
-      }
-      yield ok ? { block, ...d.digest() } : { block };
     }
   }
 
