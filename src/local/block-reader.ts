@@ -213,7 +213,8 @@ export class BlockReader implements BlockSource {
    */
   async hashBlock(block: BlockRef, algo: ChecksumAlgo, units?: UnitSpec): Promise<{ checksum: string; zero: boolean; badRanges: ByteRange[]; units?: string[] }> {
     const data = this.dataOf(block);
-    if (data?.length === 0 && !units) {
+    // All hole: its units are never needed (a zero block is sent whole, one command).
+    if (data?.length === 0) {
       this.holeBytes += block.length;
       return { checksum: zeroDigest(algo, block.length), zero: true, badRanges: [] };
     }
@@ -235,22 +236,25 @@ export class BlockReader implements BlockSource {
     return { ...digester.digest(), zero, badRanges: mergeRanges(bad) };
   }
 
-  /** Ranges of a block as parts (zero chunks as a length), each in a buffer of its own: a delta. */
+  /**
+   * Ranges of a block as parts (zero chunks as a length): a delta. As with a block's chunks, a
+   * part's data is valid until the next part is asked for (one buffer, reused).
+   */
   async *openRanges(block: BlockRef, ranges: ByteRange[]): AsyncGenerator<BlockPart> {
     const bad: ByteRange[] = [];
     const data = this.dataOf(block);
-    for (const r of ranges) {
-      for (let pos = r.offset; pos < r.offset + r.length; ) {
-        const length = Math.min(this.chunkSize, r.offset + r.length - pos);
-        if (data && !touches(data, pos, length)) {
-          this.holeBytes += length;
-          yield { kind: 'zero', offset: pos, length };
-        } else {
-          const chunk = await this.readChunk(pos, length, bad);
+    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    try {
+      for (const r of ranges) {
+        for (let pos = r.offset; pos < r.offset + r.length; ) {
+          const length = Math.min(this.chunkSize, r.offset + r.length - pos);
+          const chunk = await this.chunkAt(data, pos, length, bad, buf);
           yield isZero(chunk) ? { kind: 'zero', offset: pos, length } : { kind: 'raw', offset: pos, length, data: chunk };
+          pos += length;
         }
-        pos += length;
       }
+    } finally {
+      if (this.spare.length < SPARE_MAX) this.spare.push(buf);
     }
   }
 }
