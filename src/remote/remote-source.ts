@@ -97,8 +97,11 @@ export class RemoteSource implements BlockSource {
     try {
       const reqs = hashRequests(blocks, algo, units);
       const lines = w.hashLines(reqs, signal);
-      for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
-      await lines.return(undefined);
+      try {
+        for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
+      } finally {
+        await lines.return(undefined); // also after a bad answer: the worker goes back settled
+      }
     } finally {
       this.pool.put(w);
     }

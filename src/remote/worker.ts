@@ -119,14 +119,12 @@ export class HelperWorker extends ChannelWorker {
     const reqs = hashRequests(blocks, algo, units);
     // The stream may wait while the sender catches up: silent for as long as hashing its bytes may take.
     const bytes = blocks.reduce((n, b) => n + b.length, 0);
-    const lines = this.requests(
-      reqs.map((r) => ({ head: r.text, answers: r.lines })),
-      signal,
-      2,
-      ChannelWorker.silenceFor(bytes),
-    );
-    for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
-    await lines.return(undefined);
+    const lines = this.requests(reqs.map((r) => ({ head: r.text, answers: r.lines })), signal, 2, ChannelWorker.silenceFor(bytes));
+    try {
+      for (const req of reqs) yield* digestsOf(req.blocks, lines, algo, units);
+    } finally {
+      await lines.return(undefined); // also after a bad answer: the worker is settled, not left busy
+    }
   }
 
   /** One request (header, then the payload if any), its answer line. */
