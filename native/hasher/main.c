@@ -128,10 +128,9 @@ int main(int argc, char **argv) {
         uint64_t at = ch.length - left; /* bytes of the piece before this stretch */
         if (at + take > ch.valid && at < ch.valid) take = ch.valid - at; /* the good bytes first */
         if (at >= ch.valid) c.unit_bad = c.block_bad = ch.error;
-        if (!c.block_bad) {
-          if (c.units) hasher_update(&c.u, p, take);
-          hasher_update(&c.b, p, take);
-        }
+        /* A unit read whole is hashed even when an earlier one of its block was not. */
+        if (c.units && !c.unit_bad) hasher_update(&c.u, p, take);
+        if (!c.block_bad) hasher_update(&c.b, p, take);
         p += take, left -= take, c.pos += take;
         if (c.pos < c.unit_end) continue;
         if (c.units) emit(&c.u, c.unit_bad);
