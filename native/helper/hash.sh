@@ -7,12 +7,14 @@ hash_range() {
   # ddt-hash, where it passed its self-test here (see V): one process instead of dd, a pipe and
   # the hash tool; it reads O_DIRECT where the range is aligned and checks that it got every
   # byte. Read-backs after writes are most of a --skip-identical delta's remote work.
-  # Its answer goes out below like the shell tools', with the deferred flush and the zeros.
+  # Its answer goes out below like the shell tools', with the deferred flush and the zeros. It
+  # reads where dd would (RTARGET at ROFF: a loop device's backing file, see readback_setup).
   if [ "$len" -gt 0 ] && hasher; then
-    res=$("$WORKDIR/ddt-hash" ranges "$TARGET" "$len" "$algo" "$algo" 2>"$ERRF" <<RANGE
-$off $len $len
+    res=$("$WORKDIR/ddt-hash" ranges "$RTARGET" "$len" "$algo" "$algo" 2>"$ERRF" <<RANGE
+$((off + ROFF)) $len $len
 RANGE
 ) || { reply_err "read-back failed: $(first_err "ddt-hash exit $?")"; return 1; }
+    case $res in 'ERR '*) reply_err "read-back failed: ${res#ERR }"; return 1 ;; esac
     hex=$(hex_of "$res")
     [ -n "$hex" ] || { reply_err "ddt-hash gave no checksum for $algo"; return 1; }
     hash_answer "$hex"

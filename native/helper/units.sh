@@ -50,7 +50,10 @@ do_units() {
   if hasher; then
     case $v_ualgo$v_algo in
       xxh64xxh64 | xxh64sha256 | sha256xxh64 | sha256sha256)
-        "$WORKDIR/ddt-hash" ranges "$TARGET" "$v_unit" "$v_ualgo" "$v_algo" <"$v_runs" 2>"$ERRF" && return
+        # A loop device's backing file where reads come from it at no offset (see readback_setup).
+        v_t=$TARGET
+        [ "$ROFF" = 0 ] && v_t=$RTARGET
+        "$WORKDIR/ddt-hash" ranges "$v_t" "$v_unit" "$v_ualgo" "$v_algo" <"$v_runs" 2>"$ERRF" && return
         # Its answers may have stopped anywhere: the count is lost.
         reply_err "ddt-hash failed: $(first_err "exit $?")"
         exit 1
