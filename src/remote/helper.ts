@@ -67,8 +67,6 @@ export class RemoteHelper {
    * ddt-hash runs (set by installHasher) or xxhsum works.
    */
   unitAlgo?: ChecksumAlgo;
-  /** ddt-hash passed its self-test in the work dir: `V` streams from one process. */
-  fastHasher = false;
 
   private constructor(
     /** Where setup and housekeeping commands run (the ssh2 pool). */

@@ -34,8 +34,8 @@ export function selfTestExpectation(script: Buffer): string {
 }
 
 /**
- * Upload and self-test ddt-hash (initChecksums first). Sets the helper's `fastHasher` and
- * `unitAlgo`. `DDT_NATIVE_HASHER=off` leaves it out (comparisons with the shell tools);
+ * Upload and self-test ddt-hash (initChecksums first). Sets the helper's `unitAlgo`.
+ * `DDT_NATIVE_HASHER=off` leaves it out (comparisons with the shell tools);
  * `DDT_NATIVE_HASHER=fail-selftest` makes the self-test fail, as a binary that cannot run would.
  */
 export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o: { signal?: AbortSignal; warn(m: string): void }): Promise<boolean> {
@@ -57,7 +57,6 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
     o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || `exit ${res.code}`).slice(0, 160)}): ${slower}`);
     return false;
   }
-  helper.fastHasher = true;
   helper.unitAlgo = 'xxh64';
   return true;
 }

@@ -57,15 +57,19 @@ export class RemoteTarget implements BlockSink {
   private sparse = false;
   /** Delta payloads go as parts, which every helper worker takes. */
   readonly takesDelta = true;
-  /** xxh64 for units where the remote host computes it fast (ddt-hash or xxhsum). */
-  unitAlgo?: ChecksumAlgo;
   /** Share of recent data blocks' bytes in all-zero chunks (moving average). */
   private zeroShare = 0;
 
   private constructor(
     private readonly pool: LivePool<HelperWorker>,
     readonly target: string,
+    private readonly helper: RemoteHelper,
   ) {}
+
+  /** xxh64 for units where the remote host computes it fast (ddt-hash or xxhsum); read when asked, since ddt-hash may be installed after the workers opened. */
+  get unitAlgo(): ChecksumAlgo | undefined {
+    return this.helper.unitAlgo;
+  }
 
   /**
    * Start the workers up front, in parallel: the channel opens reveal the server's real limit
@@ -86,12 +90,11 @@ export class RemoteTarget implements BlockSink {
       },
       o.signal,
     );
-    const t = new RemoteTarget(pool, target);
+    const t = new RemoteTarget(pool, target, helper);
     t.sparse = o.zeros !== undefined && o.zeros !== 'write' && o.zeroHow !== undefined && o.zeroHow !== 'write';
     // Without perl the helper takes frames one dd each: worth it only to keep zeros unwritten.
     t.framed = (o.framed ?? false) || t.sparse;
     if (t.sparse) t.zeroShare = 1;
-    t.unitAlgo = helper.unitAlgo;
     const first = o.deferFlush ? await (early ?? openFlusher()) : undefined;
     if (first) t.deferFlushes(first, () => helper.openWorker(target, helper.control, { signal: o.signal, label: 'flusher' }), o.signal);
     return t;
@@ -100,11 +103,6 @@ export class RemoteTarget implements BlockSink {
   /** Workers alive (≤ channels the server allows). */
   get capacity(): number {
     return this.pool.size;
-  }
-
-  /** Open up to `n` more workers (the channel source gave more room). */
-  async grow(n: number, signal?: AbortSignal): Promise<void> {
-    await this.pool.grow(n, signal);
   }
 
   /** Blocks answered `deferred` and not yet covered by a flush. */
