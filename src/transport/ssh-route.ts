@@ -52,6 +52,10 @@ export async function connectRoute(
   const proxy = route.proxyCommand !== undefined ? new ProxyStream(route.proxyCommand) : undefined;
   let sock: Duplex | undefined = proxy;
   try {
+    // One deadline for the whole way: each hop gets what is left of it, as an attempt promises
+    // its caller (the reconnect window) no more than `readyTimeoutMs` in all.
+    const deadline = Date.now() + (s.readyTimeoutMs ?? 30_000);
+    const left = () => Math.max(1, deadline - Date.now());
     for (const [i, { hop, auth: hopAuth }] of route.hops.entries()) {
       const next = route.hops[i + 1]?.hop ?? target;
       const label = `jump host ${hop.name}`;
@@ -60,13 +64,13 @@ export async function connectRoute(
         identityFiles: hop.identityFiles,
         identitiesOnly: hop.identitiesOnly,
         knownHostsFiles: knownHostsFilesOf(hop),
-        readyTimeoutMs: Math.min(s.readyTimeoutMs ?? 30_000, hop.connectTimeoutMs ?? Infinity),
+        readyTimeoutMs: Math.min(left(), hop.connectTimeoutMs ?? Infinity),
       };
       const client = await connectSsh({ host: hop.host, port: hop.port, user: hop.user, label }, settings, hopAuth, () => undefined, { sock, signal });
       chain.push(client);
       sock = await forward(client, label, next.host, next.port, signal);
     }
-    const client = await connectSsh(target, s, auth, (c, reason) => {
+    const client = await connectSsh(target, route.hops.length ? { ...s, readyTimeoutMs: left() } : s, auth, (c, reason) => {
       endChain();
       onLost(c, reason);
     }, { sock, signal });
