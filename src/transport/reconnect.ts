@@ -10,7 +10,7 @@ import { DdtError, isDdtError } from '../errors.js';
 export const KEEPALIVE_COUNT_MAX = 3;
 /** Below this, keepalives have dropped busy links here (ssh2 issue 474). */
 const KEEPALIVE_MIN_MS = 2_000;
-const KEEPALIVE_MAX_MS = 10_000;
+export const KEEPALIVE_MAX_MS = 10_000;
 const BACKOFF_START_MS = 250;
 const BACKOFF_MAX_MS = 8_000;
 /** An attempt shorter than this cannot even finish a key exchange. */

@@ -11,6 +11,7 @@ import type * as Ssh2 from 'ssh2';
 import type { AlgorithmList, AnyAuthMethod, CipherAlgorithm, Client, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
 import { IDENTITY_FILE_MAX, readBoundedFile } from './bounded-file.js';
 import { appendKnownHost, checkHostKey, knownHostName, knownKeyTypes } from './known-hosts.js';
+import { KEEPALIVE_COUNT_MAX, KEEPALIVE_MAX_MS } from './reconnect.js';
 import { DdtError } from '../errors.js';
 
 let ssh2Module: typeof Ssh2 | undefined;
@@ -218,8 +219,8 @@ export async function connectSsh(
       port: ep.port,
       username: ep.user,
       authHandler: auth,
-      keepaliveInterval: s.keepaliveMs ?? 10_000, // 1 s dropped busy links (ssh2 #474)
-      keepaliveCountMax: 3,
+      keepaliveInterval: s.keepaliveMs ?? KEEPALIVE_MAX_MS, // 1 s dropped busy links (ssh2 #474)
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX, // the count silentSince dates a loss back by
       readyTimeout: s.readyTimeoutMs ?? 30_000,
       algorithms: {
         cipher: prepend((s.ciphers ?? ['aes128-gcm@openssh.com']) as CipherAlgorithm[]),
