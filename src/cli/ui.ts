@@ -100,8 +100,9 @@ export class RunUi {
   readonly emit: ProgressListener = (event) => {
     if (event.type === 'start') this.bytesBefore = event.bytesDone;
     this.aggregator.handle(event);
-    // With no display (or none yet), warnings still reach the user: they are never silent.
-    if (event.type === 'warning' && !this.asking && (this.mode === 'none' || !this.renderer)) {
+    // With no display (or none yet), warnings still reach the user: they are never silent. A
+    // JSON stream held for a question sends them as its own events once it starts (or stops).
+    if (event.type === 'warning' && !this.asking && (this.mode === 'none' || (!this.renderer && this.mode !== 'json'))) {
       process.stderr.write(`ddt: warning: ${clean(event.message, { newlines: false })}\n`);
       this.warningsShown = this.aggregator.warningCount;
     }
@@ -116,9 +117,11 @@ export class RunUi {
       return await confirmOnTty(question);
     } finally {
       this.asking = false;
-      // What arrived while the question waited, now below its answer.
-      for (const message of this.aggregator.warningsSince(this.warningsShown)) process.stderr.write(`ddt: warning: ${clean(message, { newlines: false })}\n`);
-      this.warningsShown = this.aggregator.warningCount;
+      // What arrived while the question waited, now below its answer (JSON: as events, later).
+      if (this.mode !== 'json') {
+        for (const message of this.aggregator.warningsSince(this.warningsShown)) process.stderr.write(`ddt: warning: ${clean(message, { newlines: false })}\n`);
+        this.warningsShown = this.aggregator.warningCount;
+      }
     }
   }
 
