@@ -25,25 +25,42 @@ function tooBig(path: string, f: BoundedFile): DdtError {
 }
 
 /**
- * The file's bytes, or undefined when it does not exist. Opened non-blocking, so a FIFO does
- * not hang the open; refused (exit 2) unless it is a regular file of at most `max` bytes.
- * Other errors (EACCES) are thrown as they are, for the caller to word.
+ * Open `path` non-blocking (a FIFO does not hang the open) and refuse (exit 2) anything but a
+ * regular file of at most `max` bytes: the fd, or undefined where the open failed and
+ * `ignore(err)` says so; with its size. The caller closes the fd.
  */
-export function readBoundedFile(path: string, f: BoundedFile): Buffer | undefined {
-  if (path === '/dev/null') return Buffer.alloc(0);
+function openRegular(path: string, f: BoundedFile, ignore: (err: NodeJS.ErrnoException) => boolean): { fd: number; size: number } | undefined {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (ignore(err as NodeJS.ErrnoException)) return undefined;
     throw err;
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new DdtError(f.code ?? 'BAD_OPTION', `${f.what} ${path} is not a regular file: check the path`);
     if (st.size > f.max) throw tooBig(path, f);
+    return { fd, size: st.size };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/**
+ * The file's bytes, or undefined when it does not exist; refused (exit 2) unless it is a
+ * regular file of at most `max` bytes. Other errors (EACCES) are thrown as they are, for the
+ * caller to word.
+ */
+export function readBoundedFile(path: string, f: BoundedFile): Buffer | undefined {
+  if (path === '/dev/null') return Buffer.alloc(0);
+  const opened = openRegular(path, f, (err) => err.code === 'ENOENT');
+  if (opened === undefined) return undefined;
+  const { fd, size } = opened;
+  try {
     // The file may grow while it is read: read at most one byte past the bound to notice.
-    const buf = Buffer.alloc(Math.min(f.max + 1, st.size + 4096));
+    const buf = Buffer.alloc(Math.min(f.max + 1, size + 4096));
     let n = 0;
     for (let got = 1; got > 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
     if (n > f.max) throw tooBig(path, f);
@@ -56,17 +73,6 @@ export function readBoundedFile(path: string, f: BoundedFile): Buffer | undefine
 /** Refuse (exit 2) a path that exists but is not a regular file of at most `max` bytes; nothing is read. */
 export function checkBoundedFile(path: string, f: BoundedFile): void {
   if (path === '/dev/null') return;
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch {
-    return; // missing or unreadable: the reader words that
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new DdtError(f.code ?? 'BAD_OPTION', `${f.what} ${path} is not a regular file: check the path`);
-    if (st.size > f.max) throw tooBig(path, f);
-  } finally {
-    closeSync(fd);
-  }
+  const opened = openRegular(path, f, () => true); // missing or unreadable: the reader words that
+  if (opened !== undefined) closeSync(opened.fd);
 }
