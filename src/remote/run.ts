@@ -15,14 +15,18 @@ export interface RunResult {
 const MAX_OUTPUT = 1 << 20;
 
 export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buffer; signal?: AbortSignal } = {}): Promise<RunResult> {
-  const ch = await pool.exec(cmd, { signal: opts.signal });
+  let code: number | null = null;
+  let signal: string | undefined;
+  const onExit = (c: number | null, s?: string): void => {
+    code = c;
+    signal = s ?? undefined;
+  };
+  const ch = await pool.exec(cmd, { signal: opts.signal, onExit });
   try {
     return await new Promise<RunResult>((resolve, reject) => {
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
-      let code: number | null = null;
-      let signal: string | undefined;
       const keep = (into: Buffer[]) => (b: Buffer) => {
         size += b.length;
         if (size <= MAX_OUTPUT) into.push(b); // a runaway command must not eat our memory
@@ -30,10 +34,6 @@ export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buff
       ch.on('data', keep(out));
       ch.stderr.on('data', keep(err));
       ch.on('error', (e: Error) => reject(new DdtError('REMOTE_COMMAND', `remote command failed: ${e.message}`, { cause: e })));
-      ch.on('exit', (c: number | null, s?: string) => {
-        code = c;
-        signal = s ?? undefined;
-      });
       ch.on('close', () => resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
       const onAbort = () => reject(opts.signal!.reason);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -43,6 +43,11 @@ export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buff
   } finally {
     await pool.release(ch);
   }
+}
+
+/** How a command ended that did not exit 0, in words: its exit code, the signal, or neither. */
+export function howEnded(res: RunResult): string {
+  return res.code !== null ? `exit ${res.code}` : res.signal ? `killed by ${res.signal}` : 'the channel closed without an exit status';
 }
 
 /** Last non-empty stderr line, for one-line error messages. */

@@ -2,6 +2,7 @@
 import type { Client } from 'ssh2';
 import type { SessionBudget } from '../pool/session-budget.js';
 import type { JumpHost } from './endpoint.js';
+import type { ExecOptions } from './channels.js';
 import type { Channel } from './ssh-close.js';
 import type { SshAuthSettings } from './ssh-connect.js';
 
@@ -37,4 +38,14 @@ export interface Conn {
   channels: Set<Channel>;
   connecting?: Promise<void>;
   lostAt?: number;
+}
+
+/** What `SshPool.exec` takes beyond any channel source's options. */
+export interface PoolExecOptions extends ExecOptions {
+  /**
+   * Told how the command ended. Attached as the exec is answered: a quick command's exit status
+   * can come in the same read as that answer, and ssh2 emits it before a listener added once
+   * `exec` has resolved exists, so such a listener would miss it.
+   */
+  onExit?: (code: number | null, signal?: string) => void;
 }

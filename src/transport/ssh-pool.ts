@@ -12,8 +12,9 @@ import type { ChannelSource, ExecChannel, ExecOptions } from './channels.js';
 import { keepaliveFor, retryInWindow, silentSince } from './reconnect.js';
 import { closeChannel, endClient, type Channel } from './ssh-close.js';
 import { isUnreachableError, loadAuthMethods } from './ssh-connect.js';
-import type { Conn, SshPoolOptions } from './ssh-pool-options.js';
+import type { Conn, PoolExecOptions, SshPoolOptions } from './ssh-pool-options.js';
 import { connectRoute, routeOf, type Route } from './ssh-route.js';
+import { trace } from '../trace.js';
 
 export type { SshPoolOptions } from './ssh-pool-options.js';
 
@@ -88,12 +89,13 @@ export class SshPool implements ChannelSource {
    * Run `cmd` on a new channel of the least-loaded connection. Read its stdout: ssh2 emits
    * 'close' (which frees the slot) only after the output has been consumed.
    */
-  async exec(cmd: string, opts: ExecOptions = {}): Promise<ClientChannel> {
+  async exec(cmd: string, opts: PoolExecOptions = {}): Promise<ClientChannel> {
     return (await this.openChannel(
       (client, cb) => {
         const t0 = performance.now();
         client.exec(cmd, (err, ch) => {
           if (!err) this.fastestExecMs = Math.min(this.fastestExecMs, performance.now() - t0);
+          if (!err && opts.onExit) ch.once('exit', opts.onExit);
           cb(err, ch);
         });
       },
@@ -274,6 +276,7 @@ export class SshPool implements ChannelSource {
 
   /** A connection dropped: its channels are gone (ssh2 ends them); reconnect lazily on demand. */
   private onLost(conn: Conn, client: Client, reason: string): void {
+    trace(`connection ${conn.index + 1} lost: ${reason}${conn.client !== client ? ' (already replaced)' : ''}`);
     if (conn.client !== client) return;
     conn.client = undefined;
     // The window starts when data stopped moving, not when the keepalive noticed.

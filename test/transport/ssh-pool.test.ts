@@ -9,6 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
+import { howEnded, runRemote } from '../../src/remote/run.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { establishedTo } from '../harness/tcp.js';
@@ -54,6 +55,26 @@ describe('transport/ssh-pool (real sshd)', function () {
   });
   after(async () => {
     await sshd?.stop();
+  });
+
+  it('a quick command\'s exit status is kept though it comes in the same read as the exec\'s answer', async () => {
+    const pool = await SshPool.open(poolOptions(sshd, { connections: 1, channelsPerConnection: 4 }));
+    // Hog the event loop in slices, as a loaded machine does, so that the exec's answer, the
+    // command's output, its exit status and the close pile up and are parsed in one go.
+    const hog = setInterval(() => {
+      const until = Date.now() + 25;
+      while (Date.now() < until);
+    }, 1);
+    try {
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => runRemote(pool, `echo ${i}; exit ${(i % 5) + 3}`)));
+      results.forEach((r, i) => {
+        assert.equal(r.code, (i % 5) + 3, `command ${i}: ${howEnded(r)}`);
+        assert.equal(r.stdout, `${i}\n`);
+      });
+    } finally {
+      clearInterval(hog);
+      await pool.close();
+    }
   });
 
   it('connects with a key and a known host key, and runs commands', async () => {
