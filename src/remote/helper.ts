@@ -15,7 +15,7 @@ import type { ChannelSource, ExecChannel } from '../transport/channels.js';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { parseProbe, type RemoteProbe } from './probe.js';
 import { shCommand, validateRemotePath } from './quote.js';
-import { lastLine, runRemote, type RunResult } from './run.js';
+import { howEnded, lastLine, runRemote, type RunResult } from './run.js';
 import { HelperWorker } from './worker.js';
 
 /** The joined helper script (native/helper/*, joined by the build): from src/remote (tsx) and from the bundle in dist/cli, both two levels below the repo. */
@@ -95,7 +95,7 @@ export class RemoteHelper {
     const newline = res.stdout.indexOf('\n');
     const dir = o.probe ? res.stdout.slice(0, Math.max(newline, 0)) : res.stdout.trim();
     if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || dir.includes('\n')) {
-      throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || `exit ${res.code}`}`);
+      throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || howEnded(res)}`);
     }
     let early: RemoteHelper['early'];
     if (o.probe) {
@@ -208,8 +208,7 @@ function checkedOutput(sub: string, res: RunResult, sudo: boolean): string {
   }
   if (res.code === 2) throw new DdtError('REMOTE_USAGE', lastLine(res.stderr) || `ddt-helper ${sub}: bad arguments`);
   if (res.code !== 0) {
-    const how = res.code !== null ? `exit ${res.code}` : res.signal ? `killed by ${res.signal}` : 'the channel closed without an exit status';
-    throw new DdtError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || how}`);
+    throw new DdtError('REMOTE_COMMAND', `ddt-helper ${sub} failed: ${lastLine(res.stderr) || howEnded(res)}`);
   }
   return res.stdout;
 }

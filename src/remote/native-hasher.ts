@@ -12,7 +12,7 @@ import { hasherBuild } from '../checksum/ddt-hash.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { HELPER_SCRIPT_URL, type RemoteHelper } from './helper.js';
 import type { RemoteProbe } from './probe.js';
-import { runRemote } from './run.js';
+import { howEnded, runRemote } from './run.js';
 
 /** What the self-test prints: the helper script as runs of 7001-byte blocks, 1000-byte units, both algos in both roles. */
 export function selfTestExpectation(script: Buffer): string {
@@ -54,7 +54,7 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
   const res = await runRemote(helper.control, helper.command('hasher-install', helper.workDir, expect), { stdin: await readFile(build), signal: o.signal });
   const answer = res.stdout.trim().split('\n').pop() ?? '';
   if (res.code !== 0 || answer !== 'hasher=ok') {
-    o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || `exit ${res.code}`).slice(0, 160)}): ${slower}`);
+    o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || howEnded(res)).slice(0, 160)}): ${slower}`);
     return false;
   }
   helper.unitAlgo = 'xxh64';

@@ -8,7 +8,7 @@ import { DdtError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import type { RemoteHelper } from '../remote/helper.js';
 import { shCommand } from '../remote/quote.js';
-import { lastLine, runRemote } from '../remote/run.js';
+import { howEnded, lastLine, runRemote } from '../remote/run.js';
 import { stagingDirOf } from '../remote/sftp-target.js';
 import { planStaging, StagingSpace } from '../remote/staging-space.js';
 import type { Endpoint } from '../transport/endpoint.js';
@@ -148,7 +148,7 @@ export class RsyncSession {
     if (remoteVersion.code === 127) {
       throw new DdtError('TOOL_MISSING', `rsync is not installed on ${host} (--engine rsync needs it there too): install the rsync package on ${host} (Debian/Ubuntu: apt-get install rsync), or use --engine native`);
     }
-    if (remoteVersion.code !== 0) throw new DdtError('REMOTE_COMMAND', `rsync --version failed on ${host}: ${lastLine(remoteVersion.stderr) || `exit ${remoteVersion.code}`}`);
+    if (remoteVersion.code !== 0) throw new DdtError('REMOTE_COMMAND', `rsync --version failed on ${host}: ${lastLine(remoteVersion.stderr) || howEnded(remoteVersion)}`);
     const compress = rsyncCompression(o.compress, local.compressors, compressorsOf(remoteVersion.stdout));
 
     const probe = await helper.probe(o.target, o.remoteDir ?? helper.workDir, o.signal);
@@ -183,7 +183,7 @@ export class RsyncSession {
   async ensureRemoteDir(signal: AbortSignal): Promise<void> {
     if (this.remoteDirReady) return;
     const r = await runRemote(this.helper.control, shCommand('sh', '-c', 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1"', 'ddt-mkdir', this.remoteDir), { signal });
-    if (r.code !== 0) throw new DdtError('REMOTE_COMMAND', `cannot create the staging dir ${this.remoteDir}: ${lastLine(r.stderr) || `exit ${r.code}`}`);
+    if (r.code !== 0) throw new DdtError('REMOTE_COMMAND', `cannot create the staging dir ${this.remoteDir}: ${lastLine(r.stderr) || howEnded(r)}`);
     this.remoteDirReady = true;
   }
 
