@@ -155,7 +155,7 @@ describe('e2e: ddt clean', function () {
     const remoteDir = realpathSync(await makeTempDir('ddt-e2e-clean-running-'));
     const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--via', 'sftp', '--remote-dir', remoteDir, '-b', '1M', '--bwlimit', '1M', '--connections', '1', '--channels', '2', '--yes', '--progress', 'none', '--journal', journal]);
     try {
-      await waitForVerified(journal, 1);
+      await waitForVerified(journal, 1, undefined, run);
       const job = jobIdOf(journal);
       const before = { remote: tree(remoteDir), work: tree(join(home, '.ddt', job)) };
       assert.ok(before.remote.some((p) => p.startsWith(`.ddt-staging-${job}`)), 'the running send stages');

@@ -12,7 +12,14 @@ export interface CliResult {
   stderr: string;
 }
 
-export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+/** A CLI run in progress; `sofar` is what it has printed until now (for a test's failure message). */
+export interface CliRun {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  sofar: () => string;
+}
+
+export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): CliRun {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm test does it)`);
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd,
@@ -28,7 +35,8 @@ export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, done };
+  const sofar = (): string => `exit ${child.exitCode ?? child.signalCode ?? '(running)'}\nstdout: ${stdout.slice(-2000)}\nstderr: ${stderr.slice(-4000)}`;
+  return { child, done, sofar };
 }
 
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {

@@ -44,7 +44,7 @@ describe('e2e: hostile input and careless use', function () {
     await fileOfSize(t, 32 * MiB, 'zero');
     const ja = join(dir, 'a.journal');
     const first = startCli(['send', a, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '1M', '--bwlimit', '8M', '--yes', '--json', '--progress', 'none', '--journal', ja]);
-    await waitForVerified(ja, 2);
+    await waitForVerified(ja, 2, undefined, first);
     const second = await runCli(['send', b, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '1M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'b.journal')]);
     assert.equal(second.code, 2, second.stderr);
     const jobA = (JSON.parse(readFileSync(ja, 'utf8').split('\n')[0]!) as { jobId: string }).jobId;
@@ -64,7 +64,7 @@ describe('e2e: hostile input and careless use', function () {
     await fileOfSize(t, 512 * MiB, 'zero');
     const ja = join(dir, 'ca.journal');
     const first = startCli(['copy', a, t, '-b', '4M', '--channels', '1', '--yes', '--progress', 'none', '--journal', ja]);
-    await waitForVerified(ja, 1);
+    await waitForVerified(ja, 1, undefined, first);
     const second = await runCli(['copy', join(dir, 'a.img'), t, '-b', '1M', '--yes', '--progress', 'none', '--journal', join(dir, 'cb.journal')]);
     assert.equal(second.code, 2, second.stderr);
     assert.match(oneLine(second.stderr), /being written by job/);
@@ -83,7 +83,7 @@ describe('e2e: hostile input and careless use', function () {
     await symlink(fileA, link);
     const j = join(dir, 'moved.journal');
     const run = startCli(['send', src, `root@127.0.0.1:${link}`, ...sshArgs(sshd), '-b', '1M', '--bwlimit', '8M', '--yes', '--progress', 'none', '--journal', j]);
-    await waitForVerified(j, 2);
+    await waitForVerified(j, 2, undefined, run);
     run.child.kill('SIGINT');
     assert.equal((await run.done).code, 130);
     await unlink(link);
@@ -104,7 +104,7 @@ describe('e2e: hostile input and careless use', function () {
     await fileOfSize(t, 32 * MiB, 'zero');
     const j = join(dir, 'rw.journal');
     const run = startCli(['send', src, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '1M', '--bwlimit', '8M', '--yes', '--progress', 'none', '--journal', j]);
-    await waitForVerified(j, 4);
+    await waitForVerified(j, 4, undefined, run);
     run.child.kill('SIGINT');
     assert.equal((await run.done).code, 130);
     const proven = verifiedCount(j);

@@ -113,7 +113,7 @@ describe('e2e: jump hosts (ProxyJump, ProxyCommand, -J)', function () {
     const t = await target();
     const journal = join(dir, 'killed.journal');
     const run = startCli(['send', src, `target:${t}`, '--ssh-config', pair.sshConfigPath, '-b', '1M', '--bwlimit', '6M', '--yes', '--progress', 'none', '--journal', journal], { env: ENV });
-    await waitForVerified(journal, 3);
+    await waitForVerified(journal, 3, undefined, run);
     run.child.kill('SIGKILL');
     await run.done;
     const r = await cli(['resume', journal, '--json']);

@@ -105,7 +105,7 @@ describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)',
       const journal = join(dir, `cross-${first}.journal`);
       // --bwlimit keeps the run slow enough to be killed in the middle.
       const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--via', first, '--bwlimit', '4M', '--yes', '--progress', 'none', '--journal', journal]);
-      await waitForVerified(journal, 3);
+      await waitForVerified(journal, 3, undefined, run);
       run.child.kill('SIGKILL');
       await run.done;
       assert.equal(viaOf(journal), first);
@@ -122,7 +122,7 @@ describe('e2e: --via openssh (OpenSSH ControlMaster sessions carry the blocks)',
       await fileOfSize(target, 24 * MiB, 'zero');
       const journal = join(dir, `kill-${which}.journal`);
       const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--channels', '2', '--bwlimit', '6M', '--yes', '--json', '--progress', 'none', '--journal', journal]);
-      await waitForVerified(journal, 3);
+      await waitForVerified(journal, 3, undefined, run);
       // The master's own session runs `cat` (it ends when ddt's end of its stdin closes).
       const conns = sshd.connectionPids();
       const isMaster = (pid: number) => descendants(pid).some((p) => commOf(p) === 'cat');

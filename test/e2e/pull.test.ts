@@ -138,7 +138,7 @@ describe('e2e: ddt pull over a real sshd', function () {
     const target = join(dir, 'kill-conn-dst.img');
     const journal = join(dir, 'killconn.journal');
     const run = startCli(['pull', `root@127.0.0.1:${src}`, target, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '2', '--json', '--progress', 'none', '--journal', journal]);
-    await waitForVerified(journal, 3);
+    await waitForVerified(journal, 3, undefined, run);
     const pids = sshd.connectionPids();
     assert.ok(pids.length >= 1, 'no connection process found');
     process.kill(pids[0]!, 'SIGKILL');
@@ -174,7 +174,7 @@ describe('e2e: ddt pull over a real sshd', function () {
     const target = join(dir, 'resume-dst.img');
     const journal = join(dir, 'resume.journal');
     const run = startCli(['pull', `root@127.0.0.1:${src}`, target, ...sshArgs(sshd), '-b', '1M', '--progress', 'none', '--journal', journal]);
-    await waitForVerified(journal, 4);
+    await waitForVerified(journal, 4, undefined, run);
     run.child.kill('SIGKILL');
     await run.done;
     const before = jsonOf(await runCli(['status', journal, '--json']));

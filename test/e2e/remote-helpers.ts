@@ -1,25 +1,38 @@
 // Shared by the end-to-end tests that run the CLI against the harness sshd.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import type { TestSshd } from '../harness/sshd.js';
+import type { CliRun } from './cli.js';
 
 /** ddt's options to reach a harness sshd. */
 export function sshArgs(s: TestSshd, extra: string[] = []): string[] {
   return ['-p', String(s.port), '-i', s.clientKeyPath, '--known-hosts', s.knownHostsPath, ...extra];
 }
 
+/** A connection the test itself cut on the client side, and where the sshd's log stood then. */
+export interface Dropped {
+  port: string;
+  offset: number;
+}
+
 /**
  * TCP connections the sshd accepted while `until` was pending, from its log, where every one is
- * counted (no sampling can miss a short one): how many in all, and the most at once.
+ * counted (no sampling can miss a short one): how many in all, and the most at once. A connection
+ * in `dropped` counts as closed from the log offset where the test killed its client: the sshd's
+ * own process for it may log the close only after the listener has logged the replacement, and
+ * that lag is the server's, not something the client holds open.
  */
-export async function countConnections(s: TestSshd, until: Promise<unknown>): Promise<{ total: number; most: number }> {
+export async function countConnections(s: TestSshd, until: Promise<unknown>, dropped: Dropped[] = []): Promise<{ total: number; most: number }> {
   const start = readFileSync(s.logPath, 'utf8').length;
   await until.catch(() => undefined);
   await new Promise((r) => setTimeout(r, 200)); // sshd logs a close a moment after it
-  const log = readFileSync(s.logPath, 'utf8').slice(start).split(/\r?\n/);
+  const log = readFileSync(s.logPath, 'utf8').slice(start).split(/\n/);
   const open = new Set<string>();
   let total = 0;
   let most = 0;
+  let offset = start;
   for (const line of log) {
+    for (const d of dropped) if (d.offset <= offset) open.delete(d.port);
+    offset += line.length + 1;
     const opened = /^Connection from \S+ port (\d+) on /.exec(line);
     const closed = /^(?:Disconnected from|Connection closed by|Connection reset by|Received disconnect from|Timeout before authentication for) (?:(?:invalid )?user \S+ )?\S+ port (\d+)/.exec(line);
     if (opened) {
@@ -31,16 +44,38 @@ export async function countConnections(s: TestSshd, until: Promise<unknown>): Pr
   return { total, most };
 }
 
+/** Local TCP ports of process `pid`'s connections to `remotePort` (from /proc, no tools needed). */
+export function tcpPortsOf(pid: number, remotePort: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // the fd closed while listed
+    }
+  }
+  const ports: string[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    for (const row of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      if (f.length < 10 || !inodes.has(f[9]!)) continue;
+      if (parseInt(f[2]!.split(':')[1]!, 16) === remotePort) ports.push(String(parseInt(f[1]!.split(':')[1]!, 16)));
+    }
+  }
+  return ports;
+}
+
 /** Blocks a journal records as verified so far (0 before it exists). */
 export function verifiedCount(journal: string): number {
   return existsSync(journal) ? (readFileSync(journal, 'utf8').match(/"state":"verified"/g) ?? []).length : 0;
 }
 
-/** Wait until a running job's journal has `n` verified blocks. */
-export async function waitForVerified(journal: string, n: number, timeoutMs = 60_000): Promise<void> {
+/** Wait until a running job's journal has `n` verified blocks; a timeout says what `run` printed. */
+export async function waitForVerified(journal: string, n: number, timeoutMs = 60_000, run?: CliRun): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (verifiedCount(journal) < n) {
-    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`fewer than ${n} blocks verified in ${timeoutMs} ms${run ? `; the run: ${run.sofar()}` : ''}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -51,7 +51,7 @@ describe('e2e: a busybox-only remote host', function () {
     try {
       const j = join(dir, 'loop.journal');
       const run = startCli(['send', src, `root@127.0.0.1:${loop.dev}`, ...sshArgs(host), '-b', '1M', '--bwlimit', '6M', '--yes', '--progress', 'none', '--journal', j]);
-      await waitForVerified(j, 3);
+      await waitForVerified(j, 3, undefined, run);
       run.child.kill('SIGKILL');
       await run.done;
       const r = await runCli(['resume', j, '--json', '--progress', 'none']);

@@ -7,7 +7,7 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '
 import { commandPath, haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
-import { sshArgs, countConnections, waitForVerified } from './remote-helpers.js';
+import { sshArgs, countConnections, tcpPortsOf, waitForVerified, type Dropped } from './remote-helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -147,7 +147,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
       await fileOfSize(target, 64 * MiB, 'zero');
       const journal = join(dir, `x-${first}.journal`);
       const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--engine', first, '-b', '1M', '--yes', '--progress', 'none', '--journal', journal]);
-      await waitForVerified(journal, 4);
+      await waitForVerified(journal, 4, undefined, run);
       run.child.kill('SIGKILL');
       await run.done;
       const before = jsonOf(await runCli(['status', journal, '--json']));
@@ -177,11 +177,15 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
     await fileOfSize(target, 48 * MiB, 'zero');
     const journal = join(dir, 'lost.journal');
     const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--engine', 'rsync', '-b', '1M', '--connections', '2', '--yes', '--json', '--progress', 'none', '--journal', journal]);
-    const sampled = countConnections(sshd, run.done);
-    await waitForVerified(journal, 4);
+    const dropped: Dropped[] = [];
+    const sampled = countConnections(sshd, run.done, dropped);
+    await waitForVerified(journal, 4, undefined, run);
     const masters = masterPids(sshd.port);
     assert.equal(masters.length, 1, `masters: ${masters.join(', ')}`);
+    const ports = tcpPortsOf(masters[0]!, sshd.port);
+    assert.equal(ports.length, 1, `the master's connections: ${ports.join(', ')}`);
     process.kill(masters[0]!, 'SIGKILL');
+    dropped.push({ port: ports[0]!, offset: readFileSync(sshd.logPath, 'utf8').length });
     const r = await run.done;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /OpenSSH connection that carries rsync was lost/);
@@ -307,7 +311,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
       '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath,
       '--engine', 'rsync', '-b', '1M', '--yes', '--progress', 'none', '--journal', journal,
     ]);
-    await waitForVerified(journal, 3);
+    await waitForVerified(journal, 3, undefined, run);
     run.child.kill('SIGKILL');
     await run.done;
     const h = headerOf(journal) as unknown as { command: string; jobId: string; path: { name: string; remoteDir: string }; target: { path: string; remote: { port: number } }; options: { keepLogs: boolean } };

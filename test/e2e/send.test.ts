@@ -134,7 +134,7 @@ describe('e2e: ddt send over a real sshd', function () {
     await fileOfSize(target, 96 * MiB, 'zero');
     const journal = join(dir, 'killconn.journal');
     const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--connections', '2', '--channels', '2', '--yes', '--json', '--progress', 'none', '--journal', journal]);
-    await waitForVerified(journal, 3);
+    await waitForVerified(journal, 3, undefined, run);
     const pids = sshd.connectionPids();
     assert.ok(pids.length >= 1, 'no connection process found');
     process.kill(pids[0]!, 'SIGKILL');
@@ -151,7 +151,7 @@ describe('e2e: ddt send over a real sshd', function () {
     await fileOfSize(target, 64 * MiB, 'zero');
     const journal = join(dir, 'resume.journal');
     const run = startCli(['send', src, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '1M', '--yes', '--progress', 'none', '--journal', journal]);
-    await waitForVerified(journal, 4);
+    await waitForVerified(journal, 4, undefined, run);
     run.child.kill('SIGKILL');
     await run.done;
     const before = jsonOf(await runCli(['status', journal, '--json']));

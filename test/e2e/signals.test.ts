@@ -120,7 +120,7 @@ describe('e2e: signals in every phase, bounded reads', function () {
         const journal = join(dir, `int-${via}.journal`);
         await fileOfSize(dst, 32 * MiB, 'zero');
         const run = startCli(['send', src, `root@127.0.0.1:${dst}`, ...sshArgs(sshd), '--via', via, '-b', '1M', '--bwlimit', '4M', '--yes', '--progress', 'none', '--journal', journal]);
-        await waitForVerified(journal, 4);
+        await waitForVerified(journal, 4, undefined, run);
         const { r, ms } = await stopTimed(run, 'SIGINT');
         console.log(`      exit ${ms} ms after SIGINT`);
         assert.equal(r.code, 130, r.stderr);
