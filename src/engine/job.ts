@@ -30,6 +30,7 @@ import { shapeSink } from './shaping.js';
 import { warn, type JobOutcome, type JobUi } from './ui.js';
 import { trace } from '../trace.js';
 
+
 export type { JobRequest } from './job-setup.js';
 
 export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
@@ -91,7 +92,18 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     }
     // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks. Its
     // upload and self-test run while the ends are checked and the target locked.
-    hasher = session && !s.dryRun && (s.options.skipIdentical || s.previous) ? installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m) }).catch(() => false) : undefined;
+    // Its channel takes a slot of the connection the workers' sessions share: the workers open
+    // only once it has it (`hasherChannel`), or they could take every slot and wait for it.
+    const hasherFirst = Boolean(s.options.skipIdentical || s.previous);
+    let hasherChannel: Promise<unknown> = Promise.resolve();
+    const startHasher = (remote: RemoteSession, say: (m: string) => void): Promise<boolean> => {
+      let onOpen!: () => void;
+      const opened = new Promise<void>((resolve) => (onOpen = resolve));
+      const installing = installHasher(remote.helper, remote.probe, { signal: ui.signal, warn: say, onOpen }).catch(() => false);
+      hasherChannel = Promise.race([opened, installing]);
+      return installing;
+    };
+    if (session && !s.dryRun && hasherFirst) hasher = startHasher(session, (m) => warn(ui, m));
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');
     query.blockLength = Math.min(s.blockSize, ends.source.size);
@@ -108,6 +120,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     // that will name it.
     if (session && s.target.endpoint && locking && !prepared.sinkLeavesState && !s.dryRun && (s.yes || !ends.overwrites)) {
       await lockChannel;
+      await hasherChannel;
       sinkOpening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
       sinkOpening.catch(() => undefined); // adopted by transfer, or closed in the end
     }
@@ -137,7 +150,8 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
-    await hasher;
+    if (hasherFirst) await hasher;
+    else await hasherChannel;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();

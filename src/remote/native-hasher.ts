@@ -38,7 +38,7 @@ export function selfTestExpectation(script: Buffer): string {
  * `DDT_NATIVE_HASHER=off` leaves it out (comparisons with the shell tools);
  * `DDT_NATIVE_HASHER=fail-selftest` makes the self-test fail, as a binary that cannot run would.
  */
-export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o: { signal?: AbortSignal; warn(m: string): void }): Promise<boolean> {
+export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o: { signal?: AbortSignal; warn(m: string): void; onOpen?: () => void }): Promise<boolean> {
   const mode = process.env.DDT_NATIVE_HASHER ?? 'auto';
   helper.unitAlgo = probe.hashTools.includes('xxhsum') ? 'xxh64' : undefined;
   if (mode === 'off') return false;
@@ -51,7 +51,7 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
   const script = await readFile(HELPER_SCRIPT_URL);
   let expect = selfTestExpectation(script);
   if (mode === 'fail-selftest') expect = `${expect}x`;
-  const res = await runRemote(helper.control, helper.command('hasher-install', helper.workDir, expect), { stdin: await readFile(build), signal: o.signal });
+  const res = await runRemote(helper.control, helper.command('hasher-install', helper.workDir, expect), { stdin: await readFile(build), signal: o.signal, onOpen: o.onOpen });
   const answer = res.stdout.trim().split('\n').pop() ?? '';
   if (res.code !== 0 || answer !== 'hasher=ok') {
     o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || howEnded(res)).slice(0, 160)}): ${slower}`);

@@ -14,7 +14,8 @@ export interface RunResult {
 
 const MAX_OUTPUT = 1 << 20;
 
-export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buffer; signal?: AbortSignal } = {}): Promise<RunResult> {
+/** `onOpen`: the command's channel is open (it holds its slot on the connection from now on). */
+export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buffer; signal?: AbortSignal; onOpen?: () => void } = {}): Promise<RunResult> {
   let code: number | null = null;
   let signal: string | undefined;
   const onExit = (c: number | null, s?: string): void => {
@@ -22,6 +23,7 @@ export async function runRemote(pool: SshPool, cmd: string, opts: { stdin?: Buff
     signal = s ?? undefined;
   };
   const ch = await pool.exec(cmd, { signal: opts.signal, onExit });
+  opts.onOpen?.();
   try {
     return await new Promise<RunResult>((resolve, reject) => {
       const out: Buffer[] = [];
