@@ -30,7 +30,6 @@ import { shapeSink } from './shaping.js';
 import { warn, type JobOutcome, type JobUi } from './ui.js';
 import { trace } from '../trace.js';
 
-
 export type { JobRequest } from './job-setup.js';
 
 export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
@@ -94,16 +93,13 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     // upload and self-test run while the ends are checked and the target locked.
     // Its channel takes a slot of the connection the workers' sessions share: the workers open
     // only once it has it (`hasherChannel`), or they could take every slot and wait for it.
-    const hasherFirst = Boolean(s.options.skipIdentical || s.previous);
     let hasherChannel: Promise<unknown> = Promise.resolve();
-    const startHasher = (remote: RemoteSession, say: (m: string) => void): Promise<boolean> => {
+    if (session && !s.dryRun && (s.options.skipIdentical || s.previous)) {
       let onOpen!: () => void;
       const opened = new Promise<void>((resolve) => (onOpen = resolve));
-      const installing = installHasher(remote.helper, remote.probe, { signal: ui.signal, warn: say, onOpen }).catch(() => false);
-      hasherChannel = Promise.race([opened, installing]);
-      return installing;
-    };
-    if (session && !s.dryRun && hasherFirst) hasher = startHasher(session, (m) => warn(ui, m));
+      hasher = installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m), onOpen }).catch(() => false);
+      hasherChannel = Promise.race([opened, hasher]);
+    }
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');
     query.blockLength = Math.min(s.blockSize, ends.source.size);
@@ -150,8 +146,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
-    if (hasherFirst) await hasher;
-    else await hasherChannel;
+    await hasher;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
