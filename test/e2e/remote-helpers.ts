@@ -1,5 +1,5 @@
 // Shared by the end-to-end tests that run the CLI against the harness sshd.
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { TestSshd } from '../harness/sshd.js';
 import type { CliRun } from './cli.js';
 
@@ -42,28 +42,6 @@ export async function countConnections(s: TestSshd, until: Promise<unknown>, dro
     } else if (closed) open.delete(closed[1]!);
   }
   return { total, most };
-}
-
-/** Local TCP ports of process `pid`'s connections to `remotePort` (from /proc, no tools needed). */
-export function tcpPortsOf(pid: number, remotePort: number): string[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]!);
-    } catch {
-      // the fd closed while listed
-    }
-  }
-  const ports: string[] = [];
-  for (const table of ['tcp', 'tcp6']) {
-    for (const row of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
-      const f = row.trim().split(/\s+/);
-      if (f.length < 10 || !inodes.has(f[9]!)) continue;
-      if (parseInt(f[2]!.split(':')[1]!, 16) === remotePort) ports.push(String(parseInt(f[1]!.split(':')[1]!, 16)));
-    }
-  }
-  return ports;
 }
 
 /** Blocks a journal records as verified so far (0 before it exists). */

@@ -7,7 +7,8 @@ import { attachLoop, fileOfSize, loopAvailable, makeTempDir, sha256File } from '
 import { commandPath, haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../harness/sshd.js';
 import { jsonOf, runCli, startCli } from './cli.js';
-import { sshArgs, countConnections, tcpPortsOf, waitForVerified, type Dropped } from './remote-helpers.js';
+import { sshArgs, countConnections, waitForVerified, type Dropped } from './remote-helpers.js';
+import { establishedTo } from '../harness/tcp.js';
 
 const MiB = 1024 * 1024;
 
@@ -182,7 +183,7 @@ describe('e2e: ddt send --engine rsync (real sshd, real rsync)', function () {
     await waitForVerified(journal, 4, undefined, run);
     const masters = masterPids(sshd.port);
     assert.equal(masters.length, 1, `masters: ${masters.join(', ')}`);
-    const ports = tcpPortsOf(masters[0]!, sshd.port);
+    const ports = establishedTo(sshd.port, masters[0]!).map((c) => String(c.localPort));
     assert.equal(ports.length, 1, `the master's connections: ${ports.join(', ')}`);
     process.kill(masters[0]!, 'SIGKILL');
     dropped.push({ port: ports[0]!, offset: readFileSync(sshd.logPath, 'utf8').length });

@@ -1,19 +1,22 @@
 // Established TCP connections to a port, read from /proc/net/tcp and tcp6 (what `ss` reads
 // too): the connection-counting tests need no iproute2.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export interface TcpConnection {
   /** local address and port, e.g. `127.0.0.1:40522` (IPv6 in brackets) */
   local: string;
+  /** the local port alone */
+  localPort: number;
   /** the peer's address, without its port */
   peer: string;
 }
 
-/** Connections in state ESTABLISHED whose remote port is `port`. */
-export function establishedTo(port: number): TcpConnection[] {
+/** Connections in state ESTABLISHED whose remote port is `port`; with `pid`, only that process's. */
+export function establishedTo(port: number, pid?: number): TcpConnection[] {
+  const mine = pid === undefined ? undefined : socketInodes(pid);
   const found: TcpConnection[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const file of pid === undefined ? ['/proc/net/tcp', '/proc/net/tcp6'] : [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
     let text = '';
     try {
       text = readFileSync(file, 'utf8');
@@ -22,13 +25,28 @@ export function establishedTo(port: number): TcpConnection[] {
     }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f.length < 4 || f[3] !== '01') continue; // 01: ESTABLISHED
+      if (f.length < 10 || f[3] !== '01') continue; // 01: ESTABLISHED
+      if (mine && !mine.has(f[9]!)) continue;
       const local = endpoint(f[1]!);
       const remote = endpoint(f[2]!);
-      if (remote.port === port) found.push({ local: `${local.address}:${local.port}`, peer: remote.address });
+      if (remote.port === port) found.push({ local: `${local.address}:${local.port}`, localPort: local.port, peer: remote.address });
     }
   }
   return found;
+}
+
+/** The socket inodes among a process's open files. */
+function socketInodes(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // the fd closed while listed
+    }
+  }
+  return inodes;
 }
 
 /** `0100007F:1F90` → 127.0.0.1, 8080; IPv6 as four little-endian 32-bit words. */
