@@ -30,6 +30,9 @@ import { shapeSink } from './shaping.js';
 import { warn, type JobOutcome, type JobUi } from './ui.js';
 import { trace } from '../trace.js';
 
+/** From this source size on a send installs ddt-hash for its read-backs (see runJob). */
+const HASHER_WORTH_BYTES = 1024 ** 3;
+
 export type { JobRequest } from './job-setup.js';
 
 export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
@@ -74,6 +77,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   let started = false;
   let ok = false;
   let hasher: Promise<boolean> | undefined;
+  let background: Promise<boolean> | undefined;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
     const run = `${s.jobId}.${Date.now().toString(36)}`;
@@ -102,6 +106,20 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     }
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');
+    // ddt-hash also proves written blocks faster than dd and a hash tool (one process; its
+    // O_DIRECT reads of holes and offloaded zeros cost next to nothing, where dd | xxhsum spends
+    // about half a CPU-second per GiB). For a big target its upload (under 1 MB) pays for
+    // itself: it runs beside the transfer, and the helper takes it for its next read-back once
+    // it has passed its self-test, proving blocks with its shell tools until then. Its channel
+    // opens before the workers' (as above); one worker then waits out the upload for its slot.
+    if (!hasher && session && s.target.endpoint && !s.dryRun && ends.source.size >= HASHER_WORTH_BYTES) {
+      let onOpen!: () => void;
+      const opened = new Promise<void>((resolve) => (onOpen = resolve));
+      background = installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => trace(`no ddt-hash: ${m}`), onOpen })
+        .then((installed) => (trace(`ddt-hash ${installed ? 'installed' : 'not installed'}`), installed))
+        .catch(() => false);
+      hasherChannel = Promise.race([opened, background]);
+    }
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
     if (choice.path !== first.path) await early?.discard();
@@ -147,6 +165,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
     await hasher;
+    await hasherChannel;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     if (ok) await lock.clean();
@@ -154,6 +173,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
     await hasher; // a refused run's upload ends before its work dir goes
+    await background;
     await lock?.release().catch(() => undefined);
     await locking?.then((l) => l.release()).catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);

@@ -153,6 +153,33 @@ describe('e2e: sparse images and thin targets', function () {
     assert.equal(await sha256File(dst), await sha256File(src));
   });
 
+  it('a send of 1 GiB or more installs ddt-hash in the background for its read-backs; a smaller one does not', async () => {
+    const big = join(dir, 'big.img');
+    await fs.writeFile(big, '');
+    await fs.truncate(big, 2048 * MiB);
+    const fh = await fs.open(big, 'r+');
+    for (const at of [5 * MiB, 1500 * MiB + 777]) await fh.write(randomBytes(8 * MiB), 0, 8 * MiB, at);
+    await fh.close();
+    const dst = join(dir, 'big-dst.img');
+    await target(dst, 2048 * MiB);
+    const env = { DDT_DEBUG: '1' };
+    const r = await runCli(['send', big, `root@127.0.0.1:${dst}`, ...ssh(sshd), '--journal', journal()], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /ddt-hash installed/);
+    assert.equal(jsonOf(r).verified, 512);
+    assert.equal(await sha256File(dst), await sha256File(big));
+    assert.ok(allocated(dst) <= 16 * MiB + 2 * BLOCK, `allocated ${allocated(dst)}`);
+    await fs.rm(dst);
+    await fs.rm(big);
+
+    const small = join(dir, 'small-dst.img');
+    await target(small);
+    const s = await runCli(['send', src, `root@127.0.0.1:${small}`, ...ssh(sshd), '--journal', journal()], { env });
+    assert.equal(s.code, 0, s.stderr);
+    assert.doesNotMatch(s.stderr, /ddt-hash/);
+    assert.equal(await sha256File(small), await sha256File(src));
+  });
+
   it('--discard with --no-sparse is refused before anything connects (exit 2)', async () => {
     const r = await runCli(['send', src, `root@127.0.0.1:${join(dir, 'x.img')}`, ...ssh(sshd), '--no-sparse', '--discard', '--journal', journal()]);
     assert.equal(r.code, 2, r.stderr);
