@@ -165,10 +165,13 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
     await hasher;
+    trace('ddt-hash ready');
     await hasherChannel;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
+    trace('transfer done');
     if (ok) await lock.clean();
+    trace('lock record clean');
     return { kind: 'done', summary };
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
@@ -182,7 +185,9 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
       // A job that staged blocks in an earlier run (now on another path) leaves no staging dir behind.
       // The probe resolved the staging dir's parent ($HOME, or the recorded --remote-dir).
       if (ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp' && session.probe.dir) await removeStagingDir(session.pool, stagingDirOf(session.probe.dir, s.jobId));
+      trace('closing');
       await closeRemote(session, !started || (ok && !s.options.keepLogs));
+      trace('closed');
     }
   }
 }
@@ -222,7 +227,8 @@ async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: s
 
 /**
  * Open both ends of this run, shape the sink, run the pipeline, close the ends. Nothing is
- * written before `writing` (the target's record naming this run) has resolved. `rttMs`: the
+ * written before `writing` (the target's record naming this run) has resolved: the shaped
+ * sink's writes wait for it, while hashing the target may already run. `rttMs`: the
  * link's round trip as the channel opens measured it (the lock's first answer also waits for
  * the helper's own start), which decides how a remote sink spreads its channels.
  */
@@ -243,14 +249,16 @@ async function transfer(
     sink = header.target.remote
       ? await (opening ?? prepared.openSink({ rttMs }))
       : await LocalTarget.open(header.target.path, { capacity: header.command === 'copy' ? header.options.channels : Infinity, zeros: zeroModeOf(header.options) });
-    await o.writing;
-    trace('ends open, target record says writing');
+    trace('ends open');
     // Parts are a format of the link to a remote helper; a local target (pull) takes whole blocks.
-    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts, lock: o.lock });
+    // Its writes wait for the record naming this run; hashing (--skip-identical) starts at once.
+    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts, lock: { held: o.lock, writing: o.writing } });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
     const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'bytes' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
-    return await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
+    const summary = await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
+    await o.writing; // a run that had nothing to write still fails when its record could not be written
+    return summary;
   } catch (err) {
     journal.close();
     throw err;
