@@ -177,7 +177,7 @@ function write(results: Report['scenarios'], records: RunRecord[], info: Record<
     machine: { ...info, 'load average at end': loadavg().map((l) => l.toFixed(2)).join(' ') },
     setup,
     scenarios: results,
-    targets: targets(scs, aggs, records),
+    targets: targets(scs, aggs, records, changedOf(results)),
     records,
   };
   mkdirSync(outDir, { recursive: true });
@@ -217,7 +217,7 @@ function render(file: string): void {
     machine: json.machine,
     setup: json.setup,
     scenarios: results,
-    targets: targets(results.map((r) => r.scenario), results.flatMap((r) => r.aggregates), records),
+    targets: targets(results.map((r) => r.scenario), results.flatMap((r) => r.aggregates), records, changedOf(results)),
     records,
   };
   writeFileSync(mdPath, markdown(rep, existsSync(mdPath) ? notesOf(readFileSync(mdPath, 'utf8')) : ''));
@@ -240,3 +240,7 @@ main().then(
     process.exitCode = 1;
   },
 );
+
+function changedOf(results: Report['scenarios']): Record<string, number> {
+  return Object.fromEntries(results.flatMap((r) => (r.changedUnits ? [[r.scenario.id, r.changedUnits]] : [])));
+}

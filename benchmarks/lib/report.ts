@@ -72,6 +72,29 @@ export function aggregate(sc: Scenario, records: RunRecord[], quote: (argv: stri
   return aggs;
 }
 
+/**
+ * Re-sync: ddt `--skip-identical` at the default block size against rsync's delta onto the
+ * image file and onto the device (≤ 0.7 × each), its bytes on the wire against the changed
+ * bytes (≤ 1.5 ×), and with nothing changed against reading the image once on each side
+ * (≤ 1.2 ×).
+ */
+function resyncTargets(scs: Scenario[], get: (sc: string, m?: string) => Aggregate | undefined, changedUnits: Record<string, number>): Target[] {
+  const out: Target[] = [];
+  for (const sc of scs.filter((s) => s.resync)) {
+    const ddt = get(sc.id);
+    if (!ddt) continue;
+    for (const rsync of ['rsync-inplace--no-whole-file', 'rsync-device--no-whole-file']) {
+      const base = get(sc.id, rsync);
+      if (base) out.push({ target: `${sc.id}: ddt ≤ 0.7 × ${rsync}`, measured: `${f(ddt.wall / base.wall)} × (${f(ddt.wall)} s against ${f(base.wall)} s)`, pass: ddt.wall <= 0.7 * base.wall });
+    }
+    const changed = (changedUnits[sc.id] ?? 0) * sc.resync!.unitBytes;
+    if (changed > 0) out.push({ target: `${sc.id}: ddt's bytes on the wire ≤ 1.5 × the changed bytes (${f(changed / MiB, 0)} MiB)`, measured: `${f(ddt.bytesOnWire / MiB, 1)} MiB (${f(ddt.bytesOnWire / changed)} ×)`, pass: ddt.bytesOnWire <= 1.5 * changed });
+    const read = get(sc.id, 'read-both');
+    if (read) out.push({ target: `${sc.id}: ddt ≤ 1.2 × reading the image once on each side`, measured: `${f(ddt.wall / read.wall)} × (${f(ddt.wall)} s against ${f(read.wall)} s)`, pass: ddt.wall <= 1.2 * read.wall });
+  }
+  return out;
+}
+
 const f = (n: number | undefined, d = 2) => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '–');
 const size = (mib: number) => (mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`);
 const cell = (s: string) => s.replace(/\|/g, '\\|');
@@ -82,7 +105,8 @@ function connectionsOf(command: string): number {
   return m ? Number(m[1]) : 2;
 }
 
-export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]): Target[] {
+/** `changedUnits`: per re-sync scenario, how many of its units the target's old data differs in. */
+export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[], changedUnits: Record<string, number> = {}): Target[] {
   const get = (sc: string, m = 'ddt') => aggs.find((a) => a.scenario === sc && a.method === m);
   const out: Target[] = [];
   const mixed = get('fresh-mixed');
@@ -113,6 +137,7 @@ export function targets(scs: Scenario[], aggs: Aggregate[], records: RunRecord[]
     const share = resync.bytesOnWire / (resyncSc.image.mib * MiB);
     out.push({ target: 're-sync, 1 % of blocks changed: sends < 2 % of the bytes', measured: `${pct(share)} (${f(resync.bytesOnWire / 1e6, 1)} MB)`, pass: share < 0.02 });
   }
+  out.push(...resyncTargets(scs, get, changedUnits));
   const ddtRuns = records.filter((r) => r.method.startsWith('ddt'));
   if (ddtRuns.length) {
     const peak = Math.max(...ddtRuns.map((r) => r.rssMiB));
