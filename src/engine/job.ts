@@ -164,8 +164,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
-    await hasher;
-    trace('ddt-hash ready');
+    if (hasher) trace(`ddt-hash ${(await hasher) ? 'ready' : 'not there'} for the hash streams`);
     await hasherChannel;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
