@@ -6,10 +6,10 @@
  * budget believes it and shrinks. Every place that opens sessions asks its budget.
  */
 
-/** A refusal within this long of a close is taken for a slot still being freed. */
+/** A refusal of an open begun within this long of a close is taken for a slot still being freed. */
 const RECENT_CLOSE_MS = 1_000;
-/** Tries after such a refusal (25, 50, 100, 200 ms later) before it counts as the limit. */
-const RACE_RETRIES = 4;
+/** Tries after such a refusal (25, 50, 100, 200, 400 ms later) before it counts as the limit. */
+const RACE_RETRIES = 5;
 
 export type RefusalVerdict =
   /** wait this long, then try again: probably a slot being freed */
@@ -84,10 +84,11 @@ export class SessionBudget {
 
   /**
    * The server refused a session (already `failed()`). `attempt` counts this caller's refusals
-   * so far (0 for the first).
+   * so far (0 for the first); `begunAt` is when that open was sent. A close is measured against
+   * it, not against now: on a busy machine the refusal may be handled long after it arrived.
    */
-  refused(attempt: number): RefusalVerdict {
-    if (Date.now() - this.freedAt < RECENT_CLOSE_MS && attempt < RACE_RETRIES) return { retryInMs: 25 * 2 ** attempt };
+  refused(attempt: number, begunAt = Date.now()): RefusalVerdict {
+    if (begunAt - this.freedAt < RECENT_CLOSE_MS && attempt < RACE_RETRIES) return { retryInMs: 25 * 2 ** attempt };
     return { shrunkTo: this.shrink(this.inUse) };
   }
 

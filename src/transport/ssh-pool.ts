@@ -151,6 +151,7 @@ export class SshPool implements ChannelSource {
       if (conn) {
         const client = conn.client!;
         conn.budget.take();
+        const begunAt = Date.now();
         try {
           const ch = await new Promise<Channel>((resolve, reject) => {
             try {
@@ -175,7 +176,7 @@ export class SshPool implements ChannelSource {
           // A slot we just gave back may not be free on the server yet: wait, don't shrink.
           if (conn.budget.freeingSoon) await this.waitForChange();
           else {
-            const verdict = conn.budget.refused(refusals++);
+            const verdict = conn.budget.refused(refusals++, begunAt);
             if ('retryInMs' in verdict) await sleep(verdict.retryInMs);
           }
           continue;
