@@ -87,7 +87,7 @@ export class SessionBudget {
    * so far (0 for the first); `begunAt` is when that open was sent. A close is measured against
    * it, not against now: on a busy machine the refusal may be handled long after it arrived.
    */
-  refused(attempt: number, begunAt = Date.now()): RefusalVerdict {
+  refused(attempt: number, begunAt: number): RefusalVerdict {
     if (begunAt - this.freedAt < RECENT_CLOSE_MS && attempt < RACE_RETRIES) return { retryInMs: 25 * 2 ** attempt };
     return { shrunkTo: this.shrink(this.inUse) };
   }

@@ -56,8 +56,10 @@ export class MuxSessions implements ChannelSource {
     for (let attempt = 1; ; attempt++) {
       let ch: MuxChannel | undefined;
       let stderr = '';
+      let begunAt = Date.now();
       try {
         await m.mux.ensure(o.signal);
+        begunAt = Date.now();
         ch = m.mux.openSession(cmd);
         ch.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(-STDERR_KEEP)));
         await o.ready?.(ch);
@@ -72,7 +74,8 @@ export class MuxSessions implements ChannelSource {
         await Promise.race([ch.closed, new Promise((r) => setTimeout(r, 2000))]);
         const why = sessionRefusal(stderr);
         if (why) {
-          const verdict = m.budget.refused(refusals++);
+          // Judged by when the session was asked for: the client's exit was waited for above.
+          const verdict = m.budget.refused(refusals++, begunAt);
           if (!('retryInMs' in verdict)) throw new DdtError('SSH_NO_CHANNEL', `the server refused an OpenSSH session (MaxSessions?): ${why}`, { cause: err });
           await new Promise((r) => setTimeout(r, verdict.retryInMs));
         } else if (attempt >= OPEN_ATTEMPTS || (await m.mux.check())) {
@@ -95,8 +98,10 @@ export class MuxSessions implements ChannelSource {
     for (let refusals = 0; ; ) {
       const m = await this.slot({ signal });
       let result: T | 'refused' = 'refused';
+      let begunAt = Date.now();
       try {
         await m.mux.ensure(signal);
+        begunAt = Date.now();
         result = await fn(m.mux);
       } finally {
         // The program's session is over when it returns (or never opened when refused).
@@ -108,7 +113,7 @@ export class MuxSessions implements ChannelSource {
         this.wake();
       }
       if (result !== 'refused') return result;
-      const verdict = m.budget.refused(refusals++);
+      const verdict = m.budget.refused(refusals++, begunAt);
       await new Promise((r) => setTimeout(r, 'retryInMs' in verdict ? verdict.retryInMs : 100));
     }
   }

@@ -47,7 +47,7 @@ describe('pool/session-budget', () => {
     const { b, shrinks } = budget(4, 0);
     b.take();
     b.failed();
-    assert.deepEqual(b.refused(0), { shrunkTo: 1 });
+    assert.deepEqual(b.refused(0, Date.now()), { shrunkTo: 1 });
     assert.deepEqual(shrinks, [[1, 4]]);
   });
 });
