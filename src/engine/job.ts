@@ -77,7 +77,6 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   let started = false;
   let ok = false;
   let hasher: Promise<boolean> | undefined;
-  let background: Promise<boolean> | undefined;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
     const run = `${s.jobId}.${Date.now().toString(36)}`;
@@ -87,38 +86,34 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     // changes nothing: the record says this run writes only just before it does.
     let lockChannel: Promise<unknown> = Promise.resolve();
     if (targetExists(s, session)) {
-      let onChannel!: () => void;
-      const opened = new Promise<void>((resolve) => (onChannel = resolve));
-      locking = takeLock(onChannel);
+      const held = holdingSlot(takeLock);
+      locking = held.done;
       locking.catch(() => undefined); // awaited below, or released in the end
-      lockChannel = Promise.race([opened, locking.catch(() => undefined)]);
+      lockChannel = held.channel;
     }
-    // The streaming hasher serves --skip-identical and a resume's re-check of proven blocks. Its
-    // upload and self-test run while the ends are checked and the target locked.
-    // Its channel takes a slot of the connection the workers' sessions share: the workers open
-    // only once it has it (`hasherChannel`), or they could take every slot and wait for it.
+    // ddt-hash, the streaming hasher: its upload and self-test run while the ends are checked and
+    // the target locked. Its channel takes a slot of the connection the workers' sessions share:
+    // the workers open only once it has it (`hasherChannel`), or they could take every slot and
+    // wait for it (or, where the run does not wait for it, one worker waits out the upload).
     let hasherChannel: Promise<unknown> = Promise.resolve();
-    if (session && !s.dryRun && (s.options.skipIdentical || s.previous)) {
-      let onOpen!: () => void;
-      const opened = new Promise<void>((resolve) => (onOpen = resolve));
-      hasher = installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => warn(ui, m), onOpen }).catch(() => false);
-      hasherChannel = Promise.race([opened, hasher]);
-    }
+    const startHasher = (remote: RemoteSession, say: (m: string) => void) => {
+      const held = holdingSlot((onOpen) => installHasher(remote.helper, remote.probe, { signal: ui.signal, warn: say, onOpen }).catch(() => false));
+      hasher = held.done.then((installed) => (trace(`ddt-hash ${installed ? 'installed' : 'not installed'}`), installed));
+      hasherChannel = held.channel;
+    };
+    // It serves --skip-identical and a resume's re-check of proven blocks: those wait for it.
+    const hashStreams = session !== undefined && !s.dryRun && (s.options.skipIdentical || s.previous !== undefined);
+    if (session && hashStreams) startHasher(session, (m) => warn(ui, m));
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');
-    // ddt-hash also proves written blocks faster than dd and a hash tool (one process; its
-    // O_DIRECT reads of holes and offloaded zeros cost next to nothing, where dd | xxhsum spends
-    // about half a CPU-second per GiB). For a big target its upload (under 1 MB) pays for
-    // itself: it runs beside the transfer, and the helper takes it for its next read-back once
-    // it has passed its self-test, proving blocks with its shell tools until then. Its channel
-    // opens before the workers' (as above); one worker then waits out the upload for its slot.
-    if (!hasher && session && s.target.endpoint && !s.dryRun && ends.source.size >= HASHER_WORTH_BYTES) {
-      let onOpen!: () => void;
-      const opened = new Promise<void>((resolve) => (onOpen = resolve));
-      background = installHasher(session.helper, session.probe, { signal: ui.signal, warn: (m) => trace(`no ddt-hash: ${m}`), onOpen })
-        .then((installed) => (trace(`ddt-hash ${installed ? 'installed' : 'not installed'}`), installed))
-        .catch(() => false);
-      hasherChannel = Promise.race([opened, background]);
+    // It also proves written blocks faster than dd and a hash tool (one process; its O_DIRECT
+    // reads of holes and offloaded zeros cost next to nothing, where dd | xxhsum spends about
+    // half a CPU-second per GiB). For a big target its upload (under 1 MB) pays for itself: it
+    // runs beside the transfer, and the helper takes it for its next read-back once it has
+    // passed its self-test, proving blocks with its shell tools until then (so a failure is
+    // only traced).
+    if (session && !hashStreams && s.target.endpoint && !s.dryRun && ends.source.size >= HASHER_WORTH_BYTES) {
+      startHasher(session, (m) => trace(`no ddt-hash: ${m}`));
     }
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
@@ -164,7 +159,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
-    if (hasher) trace(`ddt-hash ${(await hasher) ? 'ready' : 'not there'} for the hash streams`);
+    if (hashStreams) await hasher;
     await hasherChannel;
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
@@ -175,7 +170,6 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
     await hasher; // a refused run's upload ends before its work dir goes
-    await background;
     await lock?.release().catch(() => undefined);
     await locking?.then((l) => l.release()).catch(() => undefined);
     await prepared?.close(ok).catch(() => undefined);
@@ -208,6 +202,17 @@ async function prepare(choice: PathChoice, ctx: PathContext): Promise<PreparedPa
 /** The id of the last run a journal knows of. */
 function lastRunOf(state: JournalState): string | undefined {
   return state.runs.filter((r) => r.event === 'start').at(-1)?.run;
+}
+
+/**
+ * Start what opens a session on the connection the workers share and keeps it a while
+ * (`start` is told when it is open): `channel` resolves once it has its slot, or has ended.
+ */
+function holdingSlot<T>(start: (onOpen: () => void) => Promise<T>): { done: Promise<T>; channel: Promise<unknown> } {
+  let onOpen!: () => void;
+  const opened = new Promise<void>((resolve) => (onOpen = resolve));
+  const done = start(onOpen);
+  return { done, channel: Promise.race([opened, done.catch(() => undefined)]) };
 }
 
 /** Does the target exist already (the remote one, as probed)? Then it is locked early. */
