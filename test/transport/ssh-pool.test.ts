@@ -6,10 +6,12 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientChannel } from 'ssh2';
 import { howEnded, runRemote } from '../../src/remote/run.js';
+import { connectSsh, loadAuthMethods } from '../../src/transport/ssh-connect.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 import { establishedTo } from '../harness/tcp.js';
@@ -74,6 +76,20 @@ describe('transport/ssh-pool (real sshd)', function () {
     } finally {
       clearInterval(hog);
       await pool.close();
+    }
+  });
+
+  it('turns Nagle\'s algorithm off on its TCP connections (a small request is not held back for an ACK)', async () => {
+    const o = poolOptions(sshd);
+    const client = await connectSsh({ host: o.hosts[0]!, port: o.port, user: o.user }, o, loadAuthMethods(o.user, o), () => undefined);
+    try {
+      // What net.Socket#setNoDelay recorded (Node keeps no public getter); ssh2's own socket.
+      const sock = (client as unknown as { _sock: Socket })._sock;
+      const key = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'kSetNoDelay');
+      assert.ok(key, 'net.Socket keeps its no-delay setting under kSetNoDelay');
+      assert.equal((sock as unknown as Record<symbol, unknown>)[key], true);
+    } finally {
+      client.end();
     }
   });
 
