@@ -73,9 +73,15 @@ size_of() {
   fi
 }
 
-# "MAJ:MIN" (decimal) of a block device node, or nothing.
+# "MAJ:MIN" (decimal) of a block device node, or nothing. The probe asks it of its target many
+# times over (directly and through zero_how and identity): MM_PATH and MM_VAL, where the calling
+# shell has set them, are that target's answer.
 majmin_of() {
   [ -b "$1" ] || return 1
+  if [ "$1" = "${MM_PATH:-}" ] && [ -n "${MM_VAL:-}" ]; then
+    printf '%s' "$MM_VAL"
+    return 0
+  fi
   set -- $(stat -L -c '%t %T' "$1" 2>/dev/null) || return 1
   [ $# -eq 2 ] || return 1
   printf '%d:%d' "0x$1" "0x$2"

@@ -13,8 +13,13 @@ dd_accepts() {
   return 1
 }
 
-# The flags of $2 (iflag, oflag or conv) out of the list $1 that this dd takes, comma-separated.
+# The flags of $2 (iflag, oflag or conv) out of the list $1 that this dd takes, comma-separated:
+# all of them when it takes the whole list at once (GNU dd: one process), else each tried alone.
 dd_flags() {
+  ok=''
+  for f in $1; do ok=$ok,$f; done
+  if dd_accepts "$2=${ok#,}"; then printf '%s' "${ok#,}"; return; fi
+  case $1 in *' '*) ;; *) return ;; esac
   ok=''
   for f in $1; do dd_accepts "$2=$f" && ok=$ok,$f; done
   printf '%s' "${ok#,}"

@@ -12,6 +12,7 @@ probe() {
   if [ -b "$t" ]; then
     type=block
     mm=$(majmin_of "$t")
+    MM_PATH=$t MM_VAL=$mm
     sys=$(cd -P "/sys/dev/block/$mm" 2>/dev/null && pwd)
     mms=" $mm "
     size=$(blockdev --getsize64 "$t" 2>/dev/null) ||
@@ -70,7 +71,9 @@ probe() {
   dir_size=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ && echo $((total * 1024)); }) || dir_size=''
   # What dd accepts, each flag tried alone (the verbs adapt to what is missing).
   dd_iflags=$(dd_flags 'skip_bytes count_bytes fullblock direct' iflag)
-  dd_oflags=$(dd_flags 'seek_bytes direct nocache' oflag)
+  # (GNU dd refuses direct and nocache together: nocache is asked on its own.)
+  dd_oflags=$(dd_flags 'seek_bytes direct' oflag)
+  has "$(dd_flags nocache oflag)" nocache && dd_oflags=${dd_oflags:+$dd_oflags,}nocache
   dd_conv=$(dd_flags 'notrunc fsync nocreat sparse' conv)
   seek_bytes=0
   has "$dd_iflags" skip_bytes count_bytes fullblock && has "$dd_oflags" seek_bytes && seek_bytes=1
@@ -82,13 +85,17 @@ probe() {
   perl=0
   have_perl && perl=1
   b() { if have "$1"; then echo 1; else echo 0; fi; }
+  # Asked here, in this shell, so that zero_how's subshells reuse the answers.
+  punch=0 zeroout=0
+  have_punch && punch=1
+  have_zeroout && zeroout=1
   printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
     "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
     "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
     "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
     "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
     "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" "arch=$(uname -m 2>/dev/null)" \
-    "punch=$(if have_punch; then echo 1; else echo 0; fi)" "zeroout=$(if have_zeroout; then echo 1; else echo 0; fi)" \
+    "punch=$punch" "zeroout=$zeroout" \
     "zero_sparse=$(zero_how "$t" sparse)" "zero_discard=$(zero_how "$t" discard)"
   # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.
   (identity "$t") | while IFS= read -r line; do printf 'id_%s\n' "$line"; done

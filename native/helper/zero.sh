@@ -20,15 +20,20 @@
 ZEROS=write ZHOW=write ZSUM=''
 
 # The host's fallocate punches holes (util-linux; busybox's only preallocates).
+# (Asked once per shell: HAVE_PUNCH remembers the answer for it and its subshells.)
 have_punch() {
-  case $(fallocate --help 2>&1) in *punch-hole*) return 0 ;; esac
-  return 1
+  if [ -z "${HAVE_PUNCH:-}" ]; then
+    case $(fallocate --help 2>&1) in *punch-hole*) HAVE_PUNCH=1 ;; *) HAVE_PUNCH=0 ;; esac
+  fi
+  [ "$HAVE_PUNCH" = 1 ]
 }
 
 # blkdiscard zeroes ranges (util-linux ≥ 2.28; busybox's only discards).
 have_zeroout() {
-  case $(blkdiscard --help 2>&1) in *zeroout*) return 0 ;; esac
-  return 1
+  if [ -z "${HAVE_ZEROOUT:-}" ]; then
+    case $(blkdiscard --help 2>&1) in *zeroout*) HAVE_ZEROOUT=1 ;; *) HAVE_ZEROOUT=0 ;; esac
+  fi
+  [ "$HAVE_ZEROOUT" = 1 ]
 }
 
 # The queue directory in sysfs of block device $1 (a partition's is its disk's).
