@@ -9,7 +9,7 @@
  * ProxyCommand and logged in with the journal's keys, and it stays within `--connections`; a
  * connection of its own would do none of that. The session is given back with `pool.release`.
  */
-import SftpClient from 'ssh2-sftp-client';
+import type SftpClient from 'ssh2-sftp-client';
 import type { SFTPWrapper } from 'ssh2';
 import { DdtError, messageOf } from '../errors.js';
 import type { SshPool } from '../transport/ssh-pool.js';
@@ -45,6 +45,9 @@ export class SftpHousekeeping {
   /** An SFTP session of `pool` (one channel until `close`). */
   static async open(pool: SshPool, signal?: AbortSignal): Promise<SftpHousekeeping> {
     const channel = await pool.sftp({ signal });
+    // Loaded here, not with the CLI: it loads ssh2 at once, ≈ 50 ms before any run could start,
+    // and most runs never do housekeeping over SFTP.
+    const { default: SftpClient } = await import('ssh2-sftp-client');
     // No-op callbacks: the client's own ssh2 Client never connects, so they never fire, and its
     // defaults would log to the console if they did.
     const client = new SftpClient('ddt-housekeeping', { error: () => undefined, end: () => undefined, close: () => undefined });

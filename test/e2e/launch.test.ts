@@ -25,6 +25,15 @@ describe('e2e: the ddt command and its code cache', function () {
     assert.equal(r.stderr.trim(), 'ddt: code cache used');
   });
 
+  it('a command that needs no SSH connection does not load ssh2 (≈ 50 ms of start-up)', async () => {
+    // Node's module loader names every CommonJS file it loads under NODE_DEBUG=module.
+    const r = await runCli(['status', '--help'], { env: { NODE_DEBUG: 'module' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ddt status/);
+    assert.match(r.stderr, /MODULE/, 'NODE_DEBUG=module traces the loader');
+    assert.doesNotMatch(r.stderr, /node_modules\/ssh2\//);
+  });
+
   it('a cache V8 rejects is ignored, and without a bundle the compiled modules run', async () => {
     cpSync(built, copy, { recursive: true });
     writeFileSync(join(copy, 'ddt.cjs.cache'), Buffer.alloc(4096, 7));
