@@ -72,6 +72,7 @@ export async function runPipeline(
   const { source: reader, sink: writer, journal, emit } = deps;
   const hasher = writer;
   const counters: PipelineCounters = { verified: 0, sent: 0, zeroBlocks: 0, identicalBlocks: 0, retransmitted: 0, failed: 0, bytesOnWire: 0, bytesHoles: 0, bytesOffloaded: 0, bytesWritten: 0, interrupted: false, badRanges: [] };
+  let firstWriteTraced = false;
   const stop = new AbortController();
   const runSignal = AbortSignal.any([signal, stop.signal]);
 
@@ -192,7 +193,8 @@ export async function runPipeline(
     }
     const z: Zeroed = { hole: 0, offload: 0 };
     opened.payload.onZeroed = (how, bytes) => (z[how] += bytes);
-    if (counters.sent === 0) trace('first block write');
+    if (!firstWriteTraced) trace('first block write');
+    firstWriteTraced = true;
     let tgt: string;
     try {
       tgt = await writer.writeAt(block, opened.payload, opts.algo, runSignal);
