@@ -69,7 +69,7 @@ probe() {
   dir_ok=0
   [ -n "$dir_abs" ] && [ -w "$dir_abs" ] && [ -x "$dir_abs" ] && dir_ok=1
   dir_size=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ && echo $((total * 1024)); }) || dir_size=''
-  # What dd accepts, each flag tried alone (the verbs adapt to what is missing).
+  # What dd accepts (the verbs adapt to what is missing).
   dd_iflags=$(dd_flags 'skip_bytes count_bytes fullblock direct' iflag)
   # (GNU dd refuses direct and nocache together: nocache is asked on its own.)
   dd_oflags=$(dd_flags 'seek_bytes direct' oflag)

@@ -45,7 +45,7 @@ export class SftpHousekeeping {
   /** An SFTP session of `pool` (one channel until `close`). */
   static async open(pool: SshPool, signal?: AbortSignal): Promise<SftpHousekeeping> {
     const channel = await pool.sftp({ signal });
-    // Loaded here, not with the CLI: it loads ssh2 at once, ≈ 50 ms before any run could start,
+    // Loaded here, not with the CLI: it loads ssh2 at once (≈ 30 ms of every command's start),
     // and most runs never do housekeeping over SFTP.
     const { default: SftpClient } = await import('ssh2-sftp-client');
     // No-op callbacks: the client's own ssh2 Client never connects, so they never fire, and its
