@@ -91,6 +91,8 @@ export interface OpenedBlock {
    * the payload and the checksum covers those zeros. Settles together with `checksum`.
    */
   badRanges: Promise<ByteRange[]>;
+  /** Bytes of the block the payload covers where that is less than the block (a delta's units). */
+  covers?: number;
 }
 
 /** Hashes ranges of a target as it is now (verify, skip-identical, resume checks). */

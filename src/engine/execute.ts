@@ -139,7 +139,7 @@ function zeroBytes(before: Array<{ length: number; s?: BlockStatus }>, c: Pipeli
     if (s?.how !== 'data' && s?.how !== 'zero') continue;
     r.bytesHoles += s.holes ?? 0;
     r.bytesOffloaded += s.offloaded ?? 0;
-    r.bytesWritten += length - (s.holes ?? 0) - (s.offloaded ?? 0);
+    r.bytesWritten += s.written ?? length - (s.holes ?? 0) - (s.offloaded ?? 0);
   }
   return r;
 }

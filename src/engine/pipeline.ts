@@ -94,7 +94,8 @@ export async function runPipeline(
     const c = skip ? await skip.compare(block) : undefined;
     if (c?.kind === 'delta') {
       const parts = reader.openRanges!(block, c.ranges, opts.algo);
-      return { payload: { kind: 'delta', parts }, checksum: Promise.resolve(c.source), badRanges: Promise.resolve(c.badRanges) };
+      const covers = c.ranges.reduce((n, r) => n + r.length, 0);
+      return { payload: { kind: 'delta', parts }, checksum: Promise.resolve(c.source), badRanges: Promise.resolve(c.badRanges), covers };
     }
     if (c?.kind !== 'identical') return false;
     recordBad(block, c.badRanges);
@@ -105,15 +106,21 @@ export async function runPipeline(
     return true;
   }
 
-  /** A verified block: journal, counters, progress. `z`: its bytes that were not written (holes, offload). */
+  /**
+   * A verified block: journal, counters, progress. `z`: its bytes that were not written (holes,
+   * offload); a delta wrote no more than its units (`covers`), the journal says how much.
+   */
   async function proven(block: BlockRef, opened: OpenedBlock, src: string, tgt: string, zero: boolean, z: Zeroed): Promise<void> {
     recordBad(block, await opened.badRanges);
-    const holes = Math.min(z.hole, block.length);
-    const offloaded = Math.min(z.offload, block.length - holes);
-    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data', ...(holes && { holes }), ...(offloaded && { offloaded }) });
+    const span = Math.min(opened.covers ?? block.length, block.length);
+    const holes = Math.min(z.hole, span);
+    const offloaded = Math.min(z.offload, span - holes);
+    const written = span - holes - offloaded;
+    const delta = opened.covers !== undefined && { written };
+    journal.block({ block: block.index, state: 'verified', source: src, target: tgt, how: zero ? 'zero' : 'data', ...(holes && { holes }), ...(offloaded && { offloaded }), ...delta });
     counters.bytesHoles += holes;
     counters.bytesOffloaded += offloaded;
-    counters.bytesWritten += block.length - holes - offloaded;
+    counters.bytesWritten += written;
     counters.verified++;
     if (zero) counters.zeroBlocks++;
     emit({ type: 'block', index: block.index, state: zero ? 'zero' : 'verified', bytes: block.length });

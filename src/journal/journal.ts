@@ -106,6 +106,7 @@ export interface BlockStatus {
   ranges?: { offset: number; length: number }[];
   holes?: number;
   offloaded?: number;
+  written?: number;
 }
 
 export interface JournalState {
@@ -196,6 +197,7 @@ function fold(path: string, lines: Iterable<string>): JournalState {
         ranges: b.ranges ?? (b.state === 'verified' ? prev?.ranges : undefined),
         ...(b.holes !== undefined && { holes: b.holes }),
         ...(b.offloaded !== undefined && { offloaded: b.offloaded }),
+        ...(b.written !== undefined && { written: b.written }),
       });
       if (b.state === 'failed' && b.reason) {
         lastError = `block ${b.block}: ${b.reason}`;

@@ -125,6 +125,11 @@ export interface BlockRecord {
   holes?: number;
   /** … and bytes the device zeroed by offload: neither was written. */
   offloaded?: number;
+  /**
+   * `verified` by a delta (`--skip-identical`): the bytes written, its differing units less their
+   * holes and offload. Absent: the whole block less `holes` and `offloaded` was written.
+   */
+  written?: number;
   time?: string;
 }
 

@@ -46,7 +46,7 @@ export function journalStatus(state: JournalState, journal: string): JournalStat
       if (s.how === 'data' || s.how === 'zero') {
         bytesHoles += s.holes ?? 0;
         bytesOffloaded += s.offloaded ?? 0;
-        bytesWritten += length - (s.holes ?? 0) - (s.offloaded ?? 0);
+        bytesWritten += s.written ?? length - (s.holes ?? 0) - (s.offloaded ?? 0);
       }
       if (s.ranges) badRanges.push(...s.ranges);
     } else if (s.state === 'failed') failed++;

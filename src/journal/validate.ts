@@ -180,7 +180,7 @@ export function validBlock(rec: Obj, h: { blocks: number; checksum: ChecksumAlgo
   if (rec.how !== undefined) b.how = f.oneOf(rec, 'how', PROVEN_HOW);
   const reason = f.optStr(rec, 'reason');
   if (reason !== undefined) b.reason = reason;
-  for (const k of ['holes', 'offloaded'] as const) if (rec[k] !== undefined) b[k] = f.int(rec, k, 0, h.source.size);
+  for (const k of ['holes', 'offloaded', 'written'] as const) if (rec[k] !== undefined) b[k] = f.int(rec, k, 0, h.source.size);
   if (rec.ranges !== undefined) {
     if (!Array.isArray(rec.ranges) || rec.ranges.length > 1_000_000) f.fail('ranges', 'a list of byte ranges', rec.ranges);
     b.ranges = (rec.ranges as Obj[]).map((r, i) => {

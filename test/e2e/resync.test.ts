@@ -83,6 +83,12 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       // The streaming hasher ran: no word of falling back.
       assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
       assert.equal(await sha256File(dst), await sha256File(src));
+      // The target took the differing units only (written, or made holes where they are zeros),
+      // not the three blocks they are in; the journal says so too.
+      const took = (x: Record<string, unknown>) => (x.bytesWritten as number) + (x.bytesHoles as number) + (x.bytesOffloaded as number);
+      assert.equal(took(s), touchedUnits(REGIONS) * UNIT, `written ${s.bytesWritten}, holes ${s.bytesHoles}, offloaded ${s.bytesOffloaded}`);
+      const st = jsonOf(await runCli(['status', join(dir, 'send.journal'), '--json']));
+      assert.equal(st.bytesWritten, s.bytesWritten);
     });
 
     it('a ddt-hash that fails its self-test leaves the shell tools in charge, with one warning', async () => {
