@@ -94,8 +94,7 @@ export async function runPipeline(
     const c = skip ? await skip.compare(block) : undefined;
     if (c?.kind === 'delta') {
       const parts = reader.openRanges!(block, c.ranges, opts.algo);
-      const covers = c.ranges.reduce((n, r) => n + r.length, 0);
-      return { payload: { kind: 'delta', parts }, checksum: Promise.resolve(c.source), badRanges: Promise.resolve(c.badRanges), covers };
+      return { payload: { kind: 'delta', parts }, checksum: Promise.resolve(c.source), badRanges: Promise.resolve(c.badRanges), covers: c.covered };
     }
     if (c?.kind !== 'identical') return false;
     recordBad(block, c.badRanges);
@@ -112,7 +111,7 @@ export async function runPipeline(
    */
   async function proven(block: BlockRef, opened: OpenedBlock, src: string, tgt: string, zero: boolean, z: Zeroed): Promise<void> {
     recordBad(block, await opened.badRanges);
-    const span = Math.min(opened.covers ?? block.length, block.length);
+    const span = opened.covers ?? block.length; // a delta covers less than its block
     const holes = Math.min(z.hole, span);
     const offloaded = Math.min(z.offload, span - holes);
     const written = span - holes - offloaded;

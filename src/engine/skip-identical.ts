@@ -16,8 +16,8 @@ export const UNIT = 1 << 20;
 export type Comparison =
   /** already on the target */
   | { kind: 'identical'; source: string; target: string; badRanges: ByteRange[] }
-  /** only `ranges` differ; `source` is the whole block's checksum */
-  | { kind: 'delta'; source: string; badRanges: ByteRange[]; ranges: ByteRange[] }
+  /** only `ranges` differ (`covered` bytes); `source` is the whole block's checksum */
+  | { kind: 'delta'; source: string; badRanges: ByteRange[]; ranges: ByteRange[]; covered: number }
   /** send the whole block */
   | { kind: 'send' };
 
@@ -54,7 +54,7 @@ export class SkipIdentical {
     // Every unit differs (or, by a unit checksum collision, none): the whole block, one request.
     const covered = ranges.reduce((n, r) => n + r.length, 0);
     if (covered === 0 || covered === block.length) return { kind: 'send' };
-    return { kind: 'delta', source: src.checksum, badRanges: src.badRanges, ranges };
+    return { kind: 'delta', source: src.checksum, badRanges: src.badRanges, ranges, covered };
   }
 
   private async sourceDigest(block: BlockRef): Promise<{ checksum: string; units?: string[]; badRanges: ByteRange[]; zero?: boolean } | undefined> {
