@@ -5,7 +5,7 @@
  */
 import type { BlockSink, BlockSource } from '../block/types.js';
 import { ExitCode, messageOf } from '../errors.js';
-import { isProven, type BlockStatus, type JournalState, type JournalWriter } from '../journal/journal.js';
+import { isProven, targetBytes, type BlockStatus, type JournalState, type JournalWriter } from '../journal/journal.js';
 import { describeEnd, type JobHeader } from '../journal/records.js';
 import { mergeRanges, planBlocks } from '../plan/block-plan.js';
 import type { ProgressListener } from '../progress/events.js';
@@ -136,10 +136,11 @@ export async function executeJob(
 function zeroBytes(before: Array<{ length: number; s?: BlockStatus }>, c: PipelineCounters): Pick<JobSummary, 'bytesHoles' | 'bytesOffloaded' | 'bytesWritten'> {
   const r = { bytesHoles: c.bytesHoles, bytesOffloaded: c.bytesOffloaded, bytesWritten: c.bytesWritten };
   for (const { length, s } of before) {
-    if (s?.how !== 'data' && s?.how !== 'zero') continue;
-    r.bytesHoles += s.holes ?? 0;
-    r.bytesOffloaded += s.offloaded ?? 0;
-    r.bytesWritten += s.written ?? length - (s.holes ?? 0) - (s.offloaded ?? 0);
+    if (!s) continue;
+    const t = targetBytes(length, s);
+    r.bytesHoles += t.holes;
+    r.bytesOffloaded += t.offloaded;
+    r.bytesWritten += t.written;
   }
   return r;
 }

@@ -225,6 +225,17 @@ export function isProven(s: BlockStatus | undefined): boolean {
   return !!s && s.state === 'verified' && !!s.source && s.source === s.target;
 }
 
+/**
+ * What a proven block of `length` bytes did to the target: bytes made holes, zeroed by offload,
+ * and written (a delta's `written`, else the rest of the block); none for one proven unsent.
+ */
+export function targetBytes(length: number, s: BlockStatus): { holes: number; offloaded: number; written: number } {
+  if (s.how !== 'data' && s.how !== 'zero') return { holes: 0, offloaded: 0, written: 0 };
+  const holes = s.holes ?? 0;
+  const offloaded = s.offloaded ?? 0;
+  return { holes, offloaded, written: s.written ?? length - holes - offloaded };
+}
+
 export function allProven(state: JournalState): boolean {
   let proven = 0;
   for (const s of state.blocks.values()) if (isProven(s)) proven++;

@@ -1,5 +1,5 @@
 import type { ByteRange } from '../block/types.js';
-import { isProven, type JournalState } from './journal.js';
+import { isProven, targetBytes, type JournalState } from './journal.js';
 import { describeEnd } from './records.js';
 
 export interface JournalStatus {
@@ -43,11 +43,10 @@ export function journalStatus(state: JournalState, journal: string): JournalStat
       verified++;
       const length = Math.min(h.blockSize, h.source.size - i * h.blockSize);
       bytesVerified += length;
-      if (s.how === 'data' || s.how === 'zero') {
-        bytesHoles += s.holes ?? 0;
-        bytesOffloaded += s.offloaded ?? 0;
-        bytesWritten += s.written ?? length - (s.holes ?? 0) - (s.offloaded ?? 0);
-      }
+      const t = targetBytes(length, s);
+      bytesHoles += t.holes;
+      bytesOffloaded += t.offloaded;
+      bytesWritten += t.written;
       if (s.ranges) badRanges.push(...s.ranges);
     } else if (s.state === 'failed') failed++;
   }
