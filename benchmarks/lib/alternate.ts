@@ -38,29 +38,33 @@ export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback>
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
+/** Before every run by default: the page cache dropped and the image read back in. */
+export const coldCacheWarmImage = (lb: Loopback) => execFileSync('sh', ['-c', `sync; echo 3 > /proc/sys/vm/drop_caches; cat ${lb.img} > /dev/null`]);
+
 /**
  * `runs` rounds, every method once per round, the order rotating by one each round. `check`
- * sees each run's stdout (throw to stop: e.g. a block not verified) and returns what to print
- * after its time. Returns the wall times per method.
+ * sees each run's stdout and wall time (throw to stop: e.g. a block not verified) and returns
+ * what to print after its time; `prepare` runs before every run. Returns the wall times per method.
  */
 export function alternate(
   lb: Loopback,
   methods: Record<string, (round: number) => string[]>,
   runs: number,
-  check: (name: string, stdout: string) => string = () => '',
+  check: (name: string, stdout: string, seconds: number) => string = () => '',
+  prepare: (lb: Loopback) => void = coldCacheWarmImage,
 ): Record<string, number[]> {
   const names = Object.keys(methods);
   const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   for (let round = 0; round < runs; round++) {
     for (let i = 0; i < names.length; i++) {
       const name = names[(i + round) % names.length]!;
-      execFileSync('sh', ['-c', `sync; echo 3 > /proc/sys/vm/drop_caches; cat ${lb.img} > /dev/null`]);
+      prepare(lb);
       const argv = methods[name]!(round + 1);
       const t0 = performance.now();
       const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
       const s = (performance.now() - t0) / 1000;
       if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
-      const note = check(name, r.stdout);
+      const note = check(name, r.stdout, s);
       times[name]!.push(s);
       console.log(`round ${round + 1} ${name.padEnd(6)} ${s.toFixed(2)} s${note}`);
     }
