@@ -12,7 +12,8 @@
 #   lock TARGET WORKDIR JOBID RUNID hold TARGET's lock while stdin is open; last-writer record
 #   leftovers WORKBASE [JOBID]      work dirs and lock dirs runs left, each live or stale
 #   remove-lock NAME                remove a lock dir whose owner is gone
-#   hasher-install WORKDIR EXPECT   keep the streaming hasher (stdin) if its self-test prints EXPECT
+#   hasher-install WORKDIR EXPECT [CACHE [use]]
+#                                   keep the streaming hasher (stdin, or CACHE) if its self-test prints EXPECT
 #
 # The protocol (requests, answers, keys) is described in native/README.md of the ddt sources.
 # This file is generated from native/helper/*.sh by native/join.mjs: edit those.

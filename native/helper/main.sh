@@ -9,7 +9,7 @@ case $cmd in
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;
   identity) [ $# -eq 1 ] || usage "identity PATH"; identity "$1" ;;
-  hasher-install) [ $# -eq 2 ] || usage "hasher-install WORKDIR EXPECT"; hasher_install "$1" "$2" ;;
+  hasher-install) [ $# -ge 2 ] && [ $# -le 4 ] || usage "hasher-install WORKDIR EXPECT [CACHE [use]]"; hasher_install "$@" ;;
   lock) [ $# -eq 4 ] || usage "lock TARGET WORKDIR JOBID RUNID"; lock "$@" ;;
   leftovers) [ $# -eq 1 ] || [ $# -eq 2 ] || usage "leftovers WORKBASE [JOBID]"; leftovers "$@" ;;
   remove-lock) [ $# -eq 1 ] || usage "remove-lock NAME"; remove_lock "$1" ;;

@@ -24,8 +24,9 @@ const SCRIPT_NAME = 'ddt-helper.sh';
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
-// script atomically, prints the absolute path. Arguments: $1 base dir ('' = ~/.ddt), $2 job id,
-// then optionally `sudo` or `-` and the probe's arguments: its answer follows the path.
+// script atomically, prints the absolute path, then on one line the streaming hashers kept in
+// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, then optionally `sudo` or `-` and the
+// probe's arguments: its answer follows.
 const INSTALL_SCRIPT = [
   'set -e',
   'umask 077',
@@ -39,6 +40,8 @@ const INSTALL_SCRIPT = [
   'mv -f "$d/ddt-helper.sh.new" "$d/ddt-helper.sh"',
   'cd "$d"',
   'pwd -P',
+  'for f in "$base"/.hashers/ddt-hash-*; do if [ -f "$f" ]; then printf "%s " "${f##*/}"; fi; done',
+  'echo',
   'shift 2',
   '[ $# -eq 0 ] && exit 0',
   // The probe in the same round trip, through `sudo -n` where the helper runs as root. Its
@@ -75,6 +78,8 @@ export class RemoteHelper {
     /** Absolute remote path of the work dir. */
     readonly workDir: string,
     private readonly sudo: boolean,
+    /** The names of the hashers kept in `hasherCache` when the helper was installed. */
+    readonly cachedHashers: string[],
     /** The install's probe answer, handed out once by `probe()` for the same arguments. */
     private early?: { args: string[]; result: RemoteProbe | Error },
   ) {}
@@ -91,23 +96,28 @@ export class RemoteHelper {
     const probe = o.probe ? [o.sudo ? 'sudo' : '-', ...probeArgs] : [];
     const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, ...probe);
     const res = await runRemote(control, cmd, { stdin: script, signal: o.signal });
-    // The path is printed once the install has worked; with a probe, its answer and exit status follow.
-    const newline = res.stdout.indexOf('\n');
-    const dir = o.probe ? res.stdout.slice(0, Math.max(newline, 0)) : res.stdout.trim();
-    if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || dir.includes('\n')) {
+    // The path and the kept hashers are printed once the install has worked; with a probe, its
+    // answer and exit status follow.
+    const [dir = '', hashers, ...rest] = res.stdout.split('\n');
+    if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || hashers === undefined) {
       throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || howEnded(res)}`);
     }
     let early: RemoteHelper['early'];
     if (o.probe) {
       let result: RemoteProbe | Error;
       try {
-        result = parseProbe(checkedOutput('probe', { ...res, stdout: res.stdout.slice(newline + 1) }, o.sudo === true));
+        result = parseProbe(checkedOutput('probe', { ...res, stdout: rest.join('\n') }, o.sudo === true));
       } catch (err) {
         result = err as Error;
       }
       early = { args: probeArgs, result };
     }
-    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, early);
+    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early);
+  }
+
+  /** Where streaming hashers that passed their self-test are kept for the next run on this host. */
+  get hasherCache(): string {
+    return `${this.workDir.slice(0, this.workDir.lastIndexOf('/'))}/.hashers`;
   }
 
   get scriptPath(): string {

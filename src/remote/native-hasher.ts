@@ -1,10 +1,13 @@
 /**
  * The streaming hasher on the remote host: ddt-hash, built for the host's architecture (the
- * probe's `uname -m`), uploaded into the work dir and kept there only when its self-test prints
- * what this side computes for the same bytes. Where it cannot run (no build for the
- * architecture, a noexec home, a failed self-test) the helper hashes with its shell tools, as
- * before, after one warning.
+ * probe's `uname -m`), put into the work dir and kept there only when its self-test prints what
+ * this side computes for the same bytes. It is uploaded once per host and build: a copy that
+ * passed is kept beside the work dirs (`.hashers`, named by its bytes), and later runs take it
+ * from there, so a re-sync over a slow link does not send its 0.8 MB again each time. Where it
+ * cannot run (no build for the architecture, a noexec home, a failed self-test) the helper
+ * hashes with its shell tools, as before, after one warning.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { BlockDigester } from '../checksum/block-digest.js';
@@ -13,6 +16,7 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { HELPER_SCRIPT_URL, type RemoteHelper } from './helper.js';
 import type { RemoteProbe } from './probe.js';
 import { howEnded, runRemote } from './run.js';
+import { trace } from '../trace.js';
 
 /** What the self-test prints: the helper script as runs of 7001-byte blocks, 1000-byte units, both algos in both roles. */
 export function selfTestExpectation(script: Buffer): string {
@@ -48,15 +52,27 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
     o.warn(`no ddt-hash build for the remote architecture ${probe.arch || '(unknown)'}: ${slower}`);
     return false;
   }
-  const script = await readFile(HELPER_SCRIPT_URL);
+  const [script, binary] = await Promise.all([readFile(HELPER_SCRIPT_URL), readFile(build)]);
   let expect = selfTestExpectation(script);
   if (mode === 'fail-selftest') expect = `${expect}x`;
-  const res = await runRemote(helper.control, helper.command('hasher-install', helper.workDir, expect), { stdin: await readFile(build), signal: o.signal, onOpen: o.onOpen });
-  const answer = res.stdout.trim().split('\n').pop() ?? '';
-  if (res.code !== 0 || answer !== 'hasher=ok') {
-    o.warn(`ddt-hash did not pass its self-test on the remote host (${(answer || res.stderr.trim().split('\n').pop() || howEnded(res)).slice(0, 160)}): ${slower}`);
+  // Kept under a name of its bytes: a cached copy is this very build (and passes the self-test
+  // again before it is used); another version of ddt finds its own or uploads it.
+  const name = `ddt-hash-${probe.arch}-${createHash('sha256').update(binary).digest('hex').slice(0, 16)}`;
+  const cache = `${helper.hasherCache}/${name}`;
+  const install = async (cached: boolean): Promise<{ ok: boolean; why: string }> => {
+    const args = ['hasher-install', helper.workDir, expect, cache, ...(cached ? ['use'] : [])];
+    const res = await runRemote(helper.control, helper.command(...args), { stdin: cached ? undefined : binary, signal: o.signal, onOpen: o.onOpen });
+    const answer = res.stdout.trim().split('\n').pop() ?? '';
+    return { ok: res.code === 0 && answer === 'hasher=ok', why: answer || res.stderr.trim().split('\n').pop() || howEnded(res) };
+  };
+  // A cached copy that fails its self-test is removed by it, and the upload replaces it.
+  const cached = helper.cachedHashers.includes(name) ? await install(true) : undefined;
+  const result = cached?.ok ? cached : await install(false);
+  if (!result.ok) {
+    o.warn(`ddt-hash did not pass its self-test on the remote host (${result.why.slice(0, 160)}): ${slower}`);
     return false;
   }
+  trace(`ddt-hash ${cached?.ok ? 'from the cache' : 'uploaded'}`);
   helper.unitAlgo = 'xxh64';
   return true;
 }

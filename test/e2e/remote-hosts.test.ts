@@ -178,6 +178,30 @@ describe('e2e: a login user with password-less sudo', function () {
     }
   });
 
+  it('--sudo --skip-identical: the ddt-hash the root helper kept serves the next run, with sudo and without', async () => {
+    const backing = join(dir, 'loop-kept.img');
+    await fileOfSize(backing, 16 * MiB, 'random', 1714);
+    const loop = await attachLoop(backing);
+    const own = join(admin.home, 'kept.img');
+    await fileOfSize(own, 13 * MiB, 'random', 1715);
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('chown', [`${admin.uid}:${admin.gid}`, own]);
+    const resync = async (target: string, sudo: boolean, name: string) => {
+      const r = await runCli(['send', src, `127.0.0.1:${target}`, ...as(admin), ...(sudo ? ['--sudo'] : []), '--skip-identical', '--yes', '--json', '--progress', 'none', '--journal', join(dir, `${name}.journal`)], { env: { DDT_DEBUG: '1' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
+      assert.equal(await sha256File(target, 12 * MiB + 4096), await sha256File(src));
+      return r.stderr;
+    };
+    try {
+      assert.match(await resync(loop.dev, true, 'kept-1'), /ddt-hash uploaded/);
+      assert.match(await resync(loop.dev, true, 'kept-2'), /ddt-hash from the cache/);
+    } finally {
+      await loop.detach();
+    }
+    assert.match(await resync(own, false, 'kept-3'), /ddt-hash from the cache/);
+  });
+
   it('a file target the user owns needs no sudo', async () => {
     const t = join(admin.home, 'own.img');
     await copyFile(src, t);

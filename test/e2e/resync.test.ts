@@ -3,9 +3,10 @@
 // run), only the units that differ go over the wire, and every block is still proven by its
 // whole read-back checksum. Bytes on the wire come from the summary; the target must end equal.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { requireReal } from '../harness/real.js';
 import { minimalHostAvailable, startMinimalHost } from '../harness/remote-hosts.js';
@@ -14,6 +15,7 @@ import { jsonOf, runCli, type CliResult } from './cli.js';
 
 const MiB = 1024 * 1024;
 const UNIT = MiB;
+const ARCH = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
 /** Request headers of the parts and their answers are not payload; this bounds what else a run may count. */
 const FRAMING = 64 * 1024;
 
@@ -91,6 +93,37 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(st.bytesWritten, s.bytesWritten);
     });
 
+    it('keeps ddt-hash on the host once it passed its self-test: later runs take that copy, and upload over one that fails', async () => {
+      const cacheDir = join(sshd.home, '.ddt', '.hashers');
+      await fs.rm(cacheDir, { recursive: true, force: true });
+      const resync = async (name: string): Promise<string> => {
+        const dst = join(dir, `${name}-dst.img`);
+        await staleCopy(src, dst);
+        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, `${name}.journal`)], { env: { DDT_DEBUG: '1' } });
+        assertDelta(r, 4, 1);
+        assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
+        assert.equal(await sha256File(dst), await sha256File(src));
+        return r.stderr;
+      };
+      assert.match(await resync('kept-1'), /ddt-hash uploaded/);
+      const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${ARCH}`, import.meta.url));
+      const bytes = await fs.readFile(build);
+      const name = `ddt-hash-${ARCH}-${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}`;
+      assert.deepEqual(await fs.readdir(cacheDir), [name]);
+      const kept = join(cacheDir, name);
+      assert.ok((await fs.readFile(kept)).equals(bytes), 'the kept copy is the build');
+      // A stand-in that notes that it ran: the next run's hashes go through it only if that run
+      // takes the kept copy instead of uploading the build.
+      const ran = join(dir, 'kept-copy-ran');
+      await fs.writeFile(kept, `#!/bin/sh\necho ran >>${ran}\nexec ${build} "$@"\n`, { mode: 0o755 });
+      assert.match(await resync('kept-2'), /ddt-hash from the cache/);
+      assert.ok(existsSync(ran), 'the kept copy ran');
+      // One that fails its self-test is uploaded over, without a word of it.
+      await fs.writeFile(kept, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+      assert.match(await resync('kept-3'), /ddt-hash uploaded/);
+      assert.ok((await fs.readFile(kept)).equals(bytes), 'the broken copy was replaced by the build');
+    });
+
     it('a ddt-hash that fails its self-test leaves the shell tools in charge, with one warning', async () => {
       const dst = join(dir, 'selftest-dst.img');
       await staleCopy(src, dst);
@@ -161,13 +194,16 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
-    it('ddt-hash runs there too (static): xxh64 units although the host has no xxhsum', async () => {
-      const dst = join(dir, 'bb-native-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, 'bb-native.journal')]);
-      assertDelta(r, 4, 1);
-      assert.doesNotMatch(r.stderr, /ddt-hash|shell tools/);
-      assert.equal(await sha256File(dst), await sha256File(src));
+    it('ddt-hash runs there too (static): xxh64 units although the host has no xxhsum; the next run takes the kept copy', async () => {
+      for (const [n, how] of [[1, /ddt-hash uploaded/], [2, /ddt-hash from the cache/]] as const) {
+        const dst = join(dir, `bb-native-dst${n}.img`);
+        await staleCopy(src, dst);
+        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, `bb-native${n}.journal`)], { env: { DDT_DEBUG: '1' } });
+        assertDelta(r, 4, 1);
+        assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
+        assert.match(r.stderr, how);
+        assert.equal(await sha256File(dst), await sha256File(src));
+      }
     });
   });
 });
