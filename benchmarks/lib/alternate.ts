@@ -5,6 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { attachLoop, fileOfSize, makeTempDir, type Fill, type LoopDevice } from '../../test/harness/loop.js';
 import { startSshd, type TestSshd } from '../../test/harness/sshd.js';
+import type { Endpoint } from './methods.js';
 
 export interface Loopback {
   work: string;
@@ -13,9 +14,14 @@ export interface Loopback {
   loop: LoopDevice;
   /** The first baseline: `dd bs=4M | ssh -c aes128-gcm@openssh.com … 'dd of=DEV … conv=notrunc,fdatasync'` */
   ddSsh(): string[];
-  /** `ddt send` of the image onto the loop device with its defaults, a journal of its own, `extra` appended */
-  ddtSend(cli: string, journalName: string, extra?: string[]): string[];
+  /**
+   * `ddt send` of the image onto the loop device with its defaults, a journal of its own, `extra`
+   * appended; through `at` (another sshd, reached from a namespace) instead of the loopback one.
+   */
+  ddtSend(cli: string, journalName: string, extra?: string[], at?: SendEndpoint): string[];
 }
+
+export type SendEndpoint = Pick<Endpoint, 'exec' | 'user' | 'host' | 'port' | 'clientKeyPath' | 'knownHostsPath'>;
 
 export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback> {
   const work = await makeTempDir('ddt-bench-alt-');
@@ -32,7 +38,10 @@ export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback>
     img,
     loop,
     ddSsh: () => ['bash', '-o', 'pipefail', '-c', `dd if=${img} bs=4M status=none | ssh -c aes128-gcm@openssh.com ${ssh.join(' ')} root@127.0.0.1 'dd of=${loop.dev} bs=4M conv=notrunc,fdatasync status=none'`],
-    ddtSend: (cli, journalName, extra = []) => [process.execPath, cli, 'send', img, `root@127.0.0.1:${loop.dev}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none', '--journal', join(work, journalName), ...extra],
+    ddtSend: (cli, journalName, extra = [], at = { exec: [], user: 'root', host: '127.0.0.1', port: sshd.port, clientKeyPath: sshd.clientKeyPath, knownHostsPath: sshd.knownHostsPath }) => [
+      ...at.exec, process.execPath, cli, 'send', img, `${at.user}@${at.host}:${loop.dev}`, '-p', String(at.port), '-i', at.clientKeyPath, '--known-hosts', at.knownHostsPath,
+      '--yes', '--json', '--progress', 'none', '--journal', join(work, journalName), ...extra,
+    ],
   };
 }
 
