@@ -226,4 +226,28 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     const bad = await serve('relative.img', wd, Buffer.from('Q\n'));
     assert.equal(bad.code, 2);
   });
+
+  it('hasher-install keeps a hasher only as <work dir base>/.hashers/ddt-hash-*: any other CACHE is exit 2, nothing kept', async () => {
+    const base = join(dir, 'hasher-base');
+    const work = join(base, 'job-1');
+    await mkdir(work, { recursive: true });
+    await writeFile(join(work, '.ddt-workdir'), '');
+    for (const cache of [
+      join(dir, 'elsewhere', '.hashers', 'ddt-hash-x86_64-0123'),
+      `${base}/job-1/../.hashers/ddt-hash-x86_64-0123`, // not normalised: the dir must be the base's own
+      join(base, '.hashers', 'evil'),
+      join(base, '.hashers', 'ddt-hash-a b'),
+      join(base, '.hashers', 'ddt-hash-'),
+    ]) {
+      const r = await run('dash', [SCRIPT, 'hasher-install', work, 'EXPECT', cache]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(r.code, 2, cache);
+      assert.match(r.stderr, /^ddt-helper: (not a hasher cache name|hasher cache outside the work dir base): /, cache);
+    }
+    const r = await run('dash', [SCRIPT, 'hasher-install', work, 'EXPECT', join(base, '.hashers', 'ddt-hash-x86_64-0123'), 'from-stdin']).catch((e: { code: number }) => e);
+    assert.equal((r as { code: number }).code, 2);
+    assert.ok(!existsSync(join(base, '.hashers')) && !existsSync(join(work, 'ddt-hash.new')), 'nothing made');
+  });
 });
