@@ -60,7 +60,7 @@ export interface HeldLock {
    * connection dropped; rejects (LOCK_LOST) when it could not be, or another writer had it meanwhile.
    */
   held(signal?: AbortSignal): Promise<void>;
-  /** This run finished its bookkeeping: the record says so. */
-  clean(): Promise<void>;
+  /** This run finished its bookkeeping: the record says so, and the lock goes (one round trip for both). */
+  finish(): Promise<void>;
   release(): Promise<void>;
 }

@@ -164,24 +164,28 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     trace('transfer done');
-    if (ok) await lock.clean();
-    trace('lock record clean');
+    if (ok) await lock.finish();
+    trace('lock record clean, lock released');
     return { kind: 'done', summary };
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
     await hasher; // a refused run's upload ends before its work dir goes
     await lock?.release().catch(() => undefined);
     await locking?.then((l) => l.release()).catch(() => undefined);
-    await prepared?.close(ok).catch(() => undefined);
-    await early?.discard();
-    if (session) {
+    // The rest ends side by side: the path's own connections and staging, and the remote work
+    // dir (whose helpers, the lock's holder among them, have ended by now).
+    const closing = async () => {
+      await prepared?.close(ok).catch(() => undefined);
+      await early?.discard();
       // A job that staged blocks in an earlier run (now on another path) leaves no staging dir behind.
       // The probe resolved the staging dir's parent ($HOME, or the recorded --remote-dir).
-      if (ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp' && session.probe.dir) await removeStagingDir(session.pool, stagingDirOf(session.probe.dir, s.jobId));
-      trace('closing');
-      await closeRemote(session, !started || (ok && !s.options.keepLogs));
-      trace('closed');
-    }
+      const dir = session?.probe.dir;
+      if (session && dir && ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp') await removeStagingDir(session.pool, stagingDirOf(dir, s.jobId));
+    };
+    trace('closing');
+    if (session) await closeRemote(session, !started || (ok && !s.options.keepLogs), closing);
+    else await closing();
+    trace('closed');
   }
 }
 

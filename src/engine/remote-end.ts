@@ -68,10 +68,15 @@ export async function connectPool(endpoint: Endpoint, o: Pick<RemoteOptions, 'co
   return pool;
 }
 
-/** The end of a run's remote side. A refused or dry run leaves nothing; an unfinished one keeps the PID list for resume. */
-export async function closeRemote(s: RemoteSession, removeWorkDir: boolean): Promise<void> {
-  if (removeWorkDir) await s.helper.cleanup().catch(() => {});
+/**
+ * The end of a run's remote side. A refused or dry run leaves nothing; an unfinished one keeps
+ * the PID list for resume. `alongside`: what else ends while the work dir goes (it may still use
+ * the connection); the connection closes after both.
+ */
+export async function closeRemote(s: RemoteSession, removeWorkDir: boolean, alongside?: () => Promise<void>): Promise<void> {
+  const [, other] = await Promise.allSettled([removeWorkDir ? s.helper.cleanup().catch(() => {}) : undefined, alongside?.()]);
   await s.pool.close();
+  if (other.status === 'rejected') throw other.reason;
 }
 
 /** Refusals on the remote target of a send: nothing is written before these pass. */

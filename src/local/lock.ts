@@ -94,19 +94,23 @@ export async function lockLocalTarget(path: string, jobId: string, run: string):
     await fs.rename(tmp, lastPath);
   };
   let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    const owner = parseOwner(await fs.readFile(join(dir, 'owner'), 'utf8').catch(() => ''));
+    if (owner?.pid === process.pid) await fs.rm(dir, { recursive: true, force: true });
+  };
   return {
     last,
     tookOver,
     writing: () => record('writing'),
     // Held by this process until it releases it or ends: nothing here can take it away.
     held: async () => undefined,
-    clean: () => record('clean'),
-    async release() {
-      if (released) return;
-      released = true;
-      const owner = parseOwner(await fs.readFile(join(dir, 'owner'), 'utf8').catch(() => ''));
-      if (owner?.pid === process.pid) await fs.rm(dir, { recursive: true, force: true });
+    async finish() {
+      await record('clean');
+      await release();
     },
+    release,
   };
 }
 

@@ -72,8 +72,16 @@ export async function lockRemoteTarget(
     async held() {
       await current();
     },
-    async clean() {
-      await (await current()).ask('CLEAN', 'OK', signal);
+    async finish() {
+      const h = await current();
+      // The request and the end of the holder's input go together: it writes the record,
+      // answers, reads the end of its input and lets the lock go, all in one round trip. A
+      // connection lost meanwhile fails this as it would fail the request alone.
+      const answered = h.ask('CLEAN', 'OK', signal);
+      released = true;
+      h.endInput();
+      await answered;
+      await h.release();
     },
     async release() {
       released = true;
@@ -90,6 +98,9 @@ interface Holder {
   closed: Promise<void>;
   /** Send a request; its answer must be `expect`. */
   ask(request: string, expect: string, signal: AbortSignal): Promise<void>;
+  /** No more requests: the holder answers what it was asked, then lets the lock go and ends. */
+  endInput(): void;
+  /** End the holder's input and wait until its channel is closed. */
   release(): Promise<void>;
 }
 
@@ -113,6 +124,11 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
     if (line.startsWith('TAKEN ')) tookOver = `${fields(line).get('job')} (pid ${fields(line).get('pid')})`;
     else if (line.startsWith('LOCKED ')) {
       let released = false;
+      let ended = false;
+      const endInput = () => {
+        if (!ended) ch.end();
+        ended = true;
+      };
       // Requests go at once; their answers come back in the same order.
       let answered: Promise<unknown> = Promise.resolve();
       return {
@@ -128,10 +144,11 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
           answered = asked.catch(() => undefined);
           return asked;
         },
+        endInput,
         async release() {
           if (released) return;
           released = true;
-          ch.end();
+          endInput();
           await helper.control.release(ch);
         },
       };

@@ -80,10 +80,11 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     // A new holder, not the killed one, once ddt has noticed the drop.
     await until('a new lock holder', async () => (await holders(t.target)).some((pid) => !killed.includes(pid)));
     await t.lock.held();
-    // It answers as the lock's holder: the record says this run finished.
-    await t.lock.clean();
+    // It answers as the lock's holder: the record says this run finished, and the lock goes.
+    await t.lock.finish();
     const { stdout } = await run('cat', [t.record]);
     assert.match(stdout, new RegExp(`job=${t.jobId} run=${t.jobId}\\.r1 state=clean`));
+    assert.deepEqual(await holders(t.target), [], 'the holder ended with the lock');
   });
 
   it('a record that changed while no one held the lock: the lock is lost, held() rejects (exit 4, resumable)', async () => {
