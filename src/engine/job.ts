@@ -164,8 +164,10 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
     ok = summary.ok;
     trace('transfer done');
-    if (ok) await lock.finish();
-    trace('lock record clean, lock released');
+    if (ok) {
+      await lock.finish();
+      trace('lock record clean, lock released');
+    }
     return { kind: 'done', summary };
   } finally {
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);

@@ -25,8 +25,8 @@ const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path, then on one line the streaming hashers kept in
-// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, then optionally `sudo` or `-` and the
-// probe's arguments: its answer follows.
+// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, then optionally `sudo`
+// or `-` and the probe's arguments: its answer follows.
 const INSTALL_SCRIPT = [
   'set -e',
   'umask 077',
