@@ -17,7 +17,7 @@ hasher_install() {
   wd=$1 expect=$2 cache=${3:-} from=${4:-}
   valid_path "$wd" && [ -f "$wd/.ddt-workdir" ] || usage "not a ddt work directory: $wd"
   if [ -n "$cache" ]; then
-    case ${cache##*/} in ddt-hash-*[!A-Za-z0-9_.-]* | ddt-hash-) usage "not a hasher cache name: $cache" ;; ddt-hash-*) ;; *) usage "not a hasher cache name: $cache" ;; esac
+    case ${cache##*/} in ddt-hash-?*) valid_id "${cache##*/}" ;; *) false ;; esac || usage "not a hasher cache name: $cache"
     [ "${cache%/*}" = "${wd%/*}/.hashers" ] || usage "hasher cache outside the work dir base: $cache"
   fi
   case $from in '' | use) ;; *) usage "hasher-install WORKDIR EXPECT [CACHE [use]]" ;; esac
