@@ -23,7 +23,7 @@ import { startSshdIn, type NetnsSshd } from './lib/netns.js';
 
 const [other, runsArg = '5', sizeArg = '2048', linkArg] = process.argv.slice(2);
 if (!other) {
-  console.error('usage: node --import tsx benchmarks/resync-ab.ts OTHER_BUILD/dist/cli/main.js [runs] [size_mib]');
+  console.error('usage: node --import tsx benchmarks/resync-ab.ts OTHER_BUILD/dist/cli/main.js [runs] [size_mib] [RATE,RTT_MS]');
   process.exit(2);
 }
 const mine = new URL('../dist/cli/main.js', import.meta.url).pathname;
@@ -34,7 +34,7 @@ try {
   const size = Number(sizeArg) * 2 ** 20;
   lb = await loopback(size, 'mixed');
   const l = lb;
-  let ep: Endpoint = { host: l.sshd.host, port: l.sshd.port, user: l.sshd.user, clientKeyPath: l.sshd.clientKeyPath, knownHostsPath: l.sshd.knownHostsPath, sshArgs: l.sshd.sshArgs(), exec: [] };
+  let ep: Endpoint = l.endpoint;
   if (linkArg) {
     const [rate = '', rtt = ''] = linkArg.split(',');
     const link = await createDelayLink({ rate, rttMs: Number(rtt), work: l.work, log: (line) => console.log(line) });

@@ -10,6 +10,8 @@ import type { Endpoint } from './methods.js';
 export interface Loopback {
   work: string;
   sshd: TestSshd;
+  /** How the methods reach `sshd` (the bench's endpoint shape, for its own method lines too). */
+  endpoint: Endpoint;
   img: string;
   loop: LoopDevice;
   /** The first baseline: `dd bs=4M | ssh -c aes128-gcm@openssh.com … 'dd of=DEV … conv=notrunc,fdatasync'` */
@@ -18,10 +20,8 @@ export interface Loopback {
    * `ddt send` of the image onto the loop device with its defaults, a journal of its own, `extra`
    * appended; through `at` (another sshd, reached from a namespace) instead of the loopback one.
    */
-  ddtSend(cli: string, journalName: string, extra?: string[], at?: SendEndpoint): string[];
+  ddtSend(cli: string, journalName: string, extra?: string[], at?: Endpoint): string[];
 }
-
-export type SendEndpoint = Pick<Endpoint, 'exec' | 'user' | 'host' | 'port' | 'clientKeyPath' | 'knownHostsPath'>;
 
 export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback> {
   const work = await makeTempDir('ddt-bench-alt-');
@@ -32,13 +32,15 @@ export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback>
   await fileOfSize(target, sizeBytes, 'zero');
   const loop = await attachLoop(target);
   const ssh = ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '-o', `UserKnownHostsFile=${sshd.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'];
+  const endpoint: Endpoint = { host: sshd.host, port: sshd.port, user: sshd.user, clientKeyPath: sshd.clientKeyPath, knownHostsPath: sshd.knownHostsPath, sshArgs: sshd.sshArgs(), exec: [] };
   return {
     work,
     sshd,
+    endpoint,
     img,
     loop,
     ddSsh: () => ['bash', '-o', 'pipefail', '-c', `dd if=${img} bs=4M status=none | ssh -c aes128-gcm@openssh.com ${ssh.join(' ')} root@127.0.0.1 'dd of=${loop.dev} bs=4M conv=notrunc,fdatasync status=none'`],
-    ddtSend: (cli, journalName, extra = [], at = { exec: [], user: 'root', host: '127.0.0.1', port: sshd.port, clientKeyPath: sshd.clientKeyPath, knownHostsPath: sshd.knownHostsPath }) => [
+    ddtSend: (cli, journalName, extra = [], at = endpoint) => [
       ...at.exec, process.execPath, cli, 'send', img, `${at.user}@${at.host}:${loop.dev}`, '-p', String(at.port), '-i', at.clientKeyPath, '--known-hosts', at.knownHostsPath,
       '--yes', '--json', '--progress', 'none', '--journal', join(work, journalName), ...extra,
     ],
