@@ -1,4 +1,5 @@
 import type { BlockDigest, BlockRef } from '../block/types.js';
+import { trace } from '../trace.js';
 
 const LOOKAHEAD = 256;
 
@@ -15,7 +16,8 @@ export class HashAhead {
   private room?: () => void;
   private finished = false;
 
-  constructor(stream: AsyncIterable<BlockDigest>) {
+  /** `name`: which end, for the DDT_DEBUG trace of when its first and last checksums came. */
+  constructor(stream: AsyncIterable<BlockDigest>, private readonly name = 'an end') {
     void this.consume(stream);
   }
 
@@ -32,8 +34,10 @@ export class HashAhead {
   }
 
   private async consume(stream: AsyncIterable<BlockDigest>): Promise<void> {
+    let count = 0;
     try {
       for await (const d of stream) {
+        if (count++ === 0) trace(`${this.name}'s first checksum`);
         const w = this.waiting.get(d.block.index);
         if (w) {
           this.waiting.delete(d.block.index);
@@ -47,6 +51,7 @@ export class HashAhead {
       this.failed = true; // the blocks it could not hash are simply sent
     } finally {
       this.finished = true;
+      trace(`${this.name}'s checksums done: ${count}`);
       for (const w of this.waiting.values()) w.resolve(undefined);
       this.waiting.clear();
     }

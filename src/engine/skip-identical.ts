@@ -40,8 +40,8 @@ export class SkipIdentical {
     // A stream holds one of an end's workers while it runs ahead: with a single worker, the
     // blocks that must be sent would wait for it forever, so such an end hashes block by block.
     const targetStream = sink.capacity > 1 ? sink.hashStream?.(blocks, algo, signal, this.units) : undefined;
-    this.target = new HashAhead(targetStream ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)));
-    if (reader.hashStream && reader.capacity > 1) this.source = new HashAhead(reader.hashStream(blocks, algo, signal, this.units));
+    this.target = new HashAhead(targetStream ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)), 'target');
+    if (reader.hashStream && reader.capacity > 1) this.source = new HashAhead(reader.hashStream(blocks, algo, signal, this.units), 'source');
   }
 
   async compare(block: BlockRef): Promise<Comparison> {
