@@ -246,16 +246,20 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
     for (let round = 0; round < ctx.runs; round++) {
       for (const m of rotate(sc.methods, round)) {
         // Same starting state for every method: the re-sync target holds the old data, the
-        // rsync target file is absent (fresh copy) or a copy of the old data (re-sync).
+        // rsync target file is absent (fresh copy) or a copy of the old data (re-sync; made only
+        // for a method that writes it: a copy nobody reads would be written back to the disk
+        // during the next method's run).
         await rm(rsyncTarget, { force: true });
         await rm(journal, { force: true });
         // A fresh target: all holes again (the loop device's backing file punched through it).
         if (sc.fresh) await sh('fallocate', ['-p', '-o', '0', '-l', String(size), target]);
         if (sc.resync) {
           await sh('dd', [`if=${oldFile}`, `of=${target}`, 'bs=4M', 'conv=fsync', 'status=none']);
-          await sh('cp', ['--sparse=always', oldFile, rsyncTarget]);
+          if (m.output === 'file') await sh('cp', ['--sparse=always', oldFile, rsyncTarget]);
         }
         if (size <= 4096 * MiB) await sh('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+        // The preparation's writes reach the disk before the clock starts, not during the run.
+        await sh('sync', []);
         const env: RunEnv = { ep: ctx.ep, cli: ctx.cli, source, size, device: target, rsyncTarget, journal, work: ctx.work, remoteDir, tcpPort: ctx.tcpPort };
         const txBefore = ctx.linkTxBytes?.();
         let rec: RunRecord;
