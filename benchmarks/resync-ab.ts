@@ -32,7 +32,7 @@ let lb: Loopback | undefined;
 let far: { link: DelayLink; sshd: NetnsSshd } | undefined;
 try {
   const size = Number(sizeArg) * 2 ** 20;
-  lb = await loopback(size, 'mixed');
+  lb = await loopback(size, 'mixed', { directIo: true });
   const l = lb;
   let ep: Endpoint = l.endpoint;
   if (linkArg) {

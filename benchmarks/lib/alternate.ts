@@ -23,14 +23,15 @@ export interface Loopback {
   ddtSend(cli: string, journalName: string, extra?: string[], at?: Endpoint): string[];
 }
 
-export async function loopback(sizeBytes: number, fill: Fill): Promise<Loopback> {
+/** `directIo`: the loop device reads and writes its backing file with O_DIRECT, as a disk is read. */
+export async function loopback(sizeBytes: number, fill: Fill, o: { directIo?: boolean } = {}): Promise<Loopback> {
   const work = await makeTempDir('ddt-bench-alt-');
   const sshd = await startSshd();
   const img = join(work, `${fill}.img`);
   await fileOfSize(img, sizeBytes, fill, 1);
   const target = join(work, 'target.img');
   await fileOfSize(target, sizeBytes, 'zero');
-  const loop = await attachLoop(target);
+  const loop = await attachLoop(target, o);
   const ssh = ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '-o', `UserKnownHostsFile=${sshd.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'];
   const endpoint: Endpoint = { host: sshd.host, port: sshd.port, user: sshd.user, clientKeyPath: sshd.clientKeyPath, knownHostsPath: sshd.knownHostsPath, sshArgs: sshd.sshArgs(), exec: [] };
   return {

@@ -176,20 +176,20 @@ export function rsyncDevice(extra: string[] = []): Method {
 
 /**
  * What proving identity cannot beat: reading the image once on each side, both at once (the
- * source here, the target device on the "remote" side with O_DIRECT, as ddt-hash reads it).
- * A loop device stands for a disk, but O_DIRECT on the loop device itself is served from its
- * backing file's page cache (the re-sync scenarios have just written it), so it would time a
- * memory copy: like ddt's read-backs, the baseline reads the backing file with O_DIRECT.
+ * source here, the target device on the "remote" side with O_DIRECT, as ddt-hash reads it). The
+ * re-sync scenarios attach their loop device with direct I/O, so an O_DIRECT read of it reaches
+ * the disk through the loop driver, as ddt's does (without direct I/O it would be served from the
+ * backing file's page cache, which the scenario has just written: a memory copy).
  */
 export const readBothSides: Method = {
   id: 'read-both',
   family: 'read',
-  label: 'read the image once on each side, at once: dd of the source here | ssh dd iflag=direct of the device (a loop device: of its backing file)',
+  label: 'read the image once on each side, at once: dd of the source here | ssh dd iflag=direct of the device',
   argv: (env) => [
     ...env.ep.exec,
     'bash', '-o', 'pipefail', '-c',
     `dd if=${sh(env.source)} of=/dev/null bs=4M status=none & ssh -c ${CIPHER} ${env.ep.sshArgs.map(sh).join(' ')} ${env.ep.user}@${env.ep.host} ` +
-      sh(`f=${env.device}; b=/sys/block/\${f##*/}/loop/backing_file; [ -r "$b" ] && f=$(cat "$b"); dd if="$f" of=/dev/null bs=4M iflag=direct status=none`) + '; r=$?; wait $! && exit $r',
+      sh(`dd if=${env.device} of=/dev/null bs=4M iflag=direct status=none`) + '; r=$?; wait $! && exit $r',
   ],
   bytesOnWire: () => 0,
   output: 'none',

@@ -233,7 +233,10 @@ export async function runScenario(sc: Scenario, ctx: ScenarioContext): Promise<{
   const journal = join(ctx.work, `${sc.id}.journal`);
   await writeFile(targetFile, '');
   await truncate(targetFile, size);
-  const loop = sc.target === 'file' ? undefined : await attachLoop(targetFile);
+  // A re-sync reads the whole target: its loop device reads the backing file with O_DIRECT, as a
+  // disk is read (without direct I/O an O_DIRECT read of the device is served from, and fills,
+  // the backing file's page cache: a memory copy where a disk would be read).
+  const loop = sc.target === 'file' ? undefined : await attachLoop(targetFile, { directIo: sc.resync !== undefined });
   const target = loop?.dev ?? targetFile;
   const records: RunRecord[] = [];
   let changedUnits: number | undefined;

@@ -34,15 +34,17 @@ function backingFile(dev: string): string | undefined {
 /**
  * `losetup --find --show FILE`. `registerCleanup` gets a synchronous detach for the process's
  * exit (the returned function unregisters it); `detach()` waits until the device is really free.
+ * `directIo`: the device reads and writes its backing file with O_DIRECT, as a disk would (without
+ * it, an O_DIRECT read of the device is served from the backing file's page cache, and fills it).
  */
-export async function attachLoopDevice(file: string, registerCleanup: (fn: () => void) => () => void = () => () => {}): Promise<LoopDevice> {
+export async function attachLoopDevice(file: string, registerCleanup: (fn: () => void) => () => void = () => () => {}, directIo = false): Promise<LoopDevice> {
   const path = await realpath(file);
   // Parallel processes can race for the same free device; losetup then
   // fails with EBUSY and a retry picks the next one.
   let dev = '';
   for (let attempt = 1; ; attempt++) {
     try {
-      dev = (await execFileP('losetup', ['--find', '--show', path])).stdout.trim();
+      dev = (await execFileP('losetup', ['--find', '--show', ...(directIo ? ['--direct-io=on'] : []), path])).stdout.trim();
       break;
     } catch (err) {
       if (attempt >= 5) throw err;

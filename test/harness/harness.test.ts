@@ -171,6 +171,22 @@ describe('test harness', () => {
     assert.ok(!listed.split('\n').some((line) => line.startsWith(`${loop.dev}:`) && line.includes(file)), listed);
   });
 
+  it('attaches a loop device with direct I/O when asked (the benchmarks read it as a disk), without by default', async function () {
+    requireReal(this, NEEDS.loop, loopAvailable());
+    const dir = await tempDir('ddt-harness-');
+    const file = join(dir, 'disk.img');
+    await fileOfSize(file, 4 * MiB, 'zero');
+    const dio = (dev: string) => readFile(`/sys/block/${dev.replace('/dev/', '')}/loop/dio`, 'utf8').then((s) => s.trim());
+    for (const [opts, want] of [[{ directIo: true }, '1'], [{}, '0']] as const) {
+      const loop = await attachLoop(file, opts);
+      try {
+        assert.equal(await dio(loop.dev), want, `${loop.dev} attached with ${JSON.stringify(opts)}`);
+      } finally {
+        await loop.detach();
+      }
+    }
+  });
+
   describe('fileOfSize', () => {
     let dir: string;
     before(async () => {

@@ -46,8 +46,8 @@ export { loopAvailable, type LoopDevice } from '../../src/demo/loop-device.js';
 
 const attached = new Map<string, () => Promise<void>>();
 
-export async function attachLoop(file: string): Promise<LoopDevice> {
-  const loop = await attachLoopDevice(file, registerCleanup);
+export async function attachLoop(file: string, o: { directIo?: boolean } = {}): Promise<LoopDevice> {
+  const loop = await attachLoopDevice(file, registerCleanup, o.directIo);
   const detach = () => {
     attached.delete(loop.dev);
     return loop.detach();
