@@ -17,7 +17,7 @@ export class HashAhead {
   private finished = false;
 
   /** `name`: which end, for the DDT_DEBUG trace of when its first and last checksums came. */
-  constructor(stream: AsyncIterable<BlockDigest>, private readonly name = 'an end') {
+  constructor(stream: AsyncIterable<BlockDigest>, private readonly name: string) {
     void this.consume(stream);
   }
 
