@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define PIECE (4u << 20)
@@ -97,8 +98,14 @@ struct reader *reader_start(const char *path, const struct run *runs, uint64_t c
   if (buffered && r->fd >= 0) posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   r->runs = runs;
   r->count = count;
-  for (int i = 0; i < SLOTS; i++)
-    if (posix_memalign((void **)&r->slot[i].buf, ALIGN, PIECE)) return 0;
+  /* Mapped with their pages already in place: first touched by the reads instead, the 16 MiB
+   * took a page fault per 4 KiB, which on a VM delayed the first block's checksum by ≈ 50 ms
+   * (the later reads into the same buffers: under 1 ms per piece). Page aligned, as O_DIRECT wants. */
+  for (int i = 0; i < SLOTS; i++) {
+    void *p = mmap(0, PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) return 0;
+    r->slot[i].buf = p;
+  }
   pthread_mutex_init(&r->mu, 0);
   pthread_cond_init(&r->cv, 0);
   if (pthread_create(&r->thread, 0, run_reader, r)) return 0;
