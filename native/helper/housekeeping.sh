@@ -115,9 +115,9 @@ identity() {
     devno=$(majmin_of "$t")
     sys=/sys/dev/block/$devno
     size=$(size_of "$t") || size=0
-    backing=$(cat "$sys/loop/backing_file" 2>/dev/null)
-    serial=$(cat "$sys/device/serial" 2>/dev/null || cat "$sys/serial" 2>/dev/null || printf '%s' "$backing")
-    wwid=$(cat "$sys/wwid" 2>/dev/null || cat "$sys/device/wwid" 2>/dev/null)
+    slurp backing "$sys/loop/backing_file" || backing=''
+    slurp serial "$sys/device/serial" || slurp serial "$sys/serial" || serial=$backing
+    slurp wwid "$sys/wwid" || slurp wwid "$sys/device/wwid" || wwid=''
   elif [ -f "$t" ]; then
     kind=file
     # %y last: "2026-11-28 08:47:35.123456789 +0000" gives the sub-second part.

@@ -4,6 +4,12 @@ probe() {
   t=$1
   dir=${2:-${HOME:-/}}
   valid_path "$t" || usage "target must be an absolute path on one line"
+  # What this host's tools can do does not depend on the target: asked in a subshell of its own
+  # while this one looks at the target, each a dozen processes (≈ 0.1 s on a small VM, which a
+  # re-sync of an unchanged disk waits for). It prints its lines at its end, this shell its own
+  # only after it has ended, so the lines never mix.
+  probe_tools &
+  tools_pid=$!
   exists=0 type=other size=0 sector=512 mounted=0 swap=0 holders='' direct=0 writable=0
   real=$t
   [ -e "$t" ] && exists=1 && real=$(readlink -f "$t" 2>/dev/null || printf '%s' "$t")
@@ -15,16 +21,19 @@ probe() {
     MM_PATH=$t MM_VAL=$mm
     sys=$(cd -P "/sys/dev/block/$mm" 2>/dev/null && pwd)
     mms=" $mm "
-    size=$(blockdev --getsize64 "$t" 2>/dev/null) ||
-      size=$(($(cat "$sys/size" 2>/dev/null || echo 0) * 512))
+    size=$(blockdev --getsize64 "$t" 2>/dev/null) || {
+      slurp size "$sys/size" && is_uint "$size" || size=0
+      size=$((size * 512))
+    }
     sector=$(blockdev --getss "$t" 2>/dev/null) ||
-      sector=$(cat "$sys/queue/logical_block_size" "$sys/../queue/logical_block_size" 2>/dev/null | head -n 1)
+      slurp sector "$sys/queue/logical_block_size" || slurp sector "$sys/../queue/logical_block_size" || sector=''
+    is_uint "$sector" || sector=''
     [ -n "$sector" ] || sector=512
     for h in "$sys"/holders/*; do [ -e "$h" ] && holders="$holders ${h##*/}"; done
     for p in "$sys"/*/partition; do
       [ -f "$p" ] || continue
       pdir=${p%/partition}
-      mms="$mms$(cat "$pdir/dev") "
+      slurp pmm "$pdir/dev" && mms="$mms$pmm "
       for h in "$pdir"/holders/*; do [ -e "$h" ] && holders="$holders ${h##*/}"; done
     done
   elif [ -f "$t" ]; then
@@ -33,7 +42,7 @@ probe() {
     # A file attached to a loop device is in use just like a device with holders.
     for b in /sys/block/loop*/loop/backing_file; do
       [ -f "$b" ] || continue
-      [ "$(cat "$b" 2>/dev/null)" = "$real" ] || continue
+      slurp bf "$b" && [ "$bf" = "$real" ] || continue
       b=${b%/loop/backing_file}
       holders="$holders ${b##*/}"
     done
@@ -62,13 +71,34 @@ probe() {
     dd if="$t" of=/dev/null bs=4096 count=1 iflag=direct >/dev/null 2>&1; then
     direct=1
   fi
-  free=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ _ _ avail _ && echo $((avail * 1024)); }) || free=''
+  set -- $(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ avail _ && echo $((total * 1024)) $((avail * 1024)); })
+  dir_size=${1:-} free=${2:-}
   # The remote dir for staging (--via sftp): resolved, usable, and the size of its filesystem.
   dir_abs=$(cd -P "$dir" 2>/dev/null && pwd) || dir_abs=''
   case $dir_abs in *"$NL"*) dir_abs='' ;; esac
   dir_ok=0
   [ -n "$dir_abs" ] && [ -w "$dir_abs" ] && [ -x "$dir_abs" ] && dir_ok=1
-  dir_size=$(df -Pk "$dir" 2>/dev/null | { read -r _ && read -r _ total _ && echo $((total * 1024)); }) || dir_size=''
+  # Asked here, in this shell, so that zero_how's subshells reuse the answers.
+  punch=0 zeroout=0
+  have_punch && punch=1
+  have_zeroout && zeroout=1
+  zero_sparse=$(zero_how "$t" sparse) zero_discard=$(zero_how "$t" discard)
+  # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.
+  ids=$(identity "$t")
+  wait "$tools_pid"
+  printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
+    "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
+    "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "direct=$direct" "pid=$$" \
+    "punch=$punch" "zeroout=$zeroout" "zero_sparse=$zero_sparse" "zero_discard=$zero_discard"
+  set -f
+  o_ifs=$IFS IFS=$NL
+  for line in $ids; do printf 'id_%s\n' "$line"; done
+  IFS=$o_ifs
+  set +f
+}
+
+# The probe's lines about this host's tools (run in the background by probe).
+probe_tools() {
   # What dd accepts (the verbs adapt to what is missing).
   dd_iflags=$(dd_flags 'skip_bytes count_bytes fullblock direct' iflag)
   # (GNU dd refuses direct and nocache together: nocache is asked on its own.)
@@ -85,20 +115,10 @@ probe() {
   perl=0
   have_perl && perl=1
   b() { if have "$1"; then echo 1; else echo 0; fi; }
-  # Asked here, in this shell, so that zero_how's subshells reuse the answers.
-  punch=0 zeroout=0
-  have_punch && punch=1
-  have_zeroout && zeroout=1
-  printf '%s\n' "exists=$exists" "type=$type" "size=$size" "sector=$sector" \
-    "mounted=$mounted" "swap=$swap" "holders=${holders# }" "writable=$writable" \
-    "free=${free:-0}" "dir=$dir_abs" "dir_ok=$dir_ok" "dir_size=${dir_size:-0}" "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
-    "seek_bytes=$seek_bytes" "nocache=$nocache" "direct=$direct" "cores=$cores" "perl=$perl" "pid=$$" \
+  printf '%s\n' "xxhsum=$(b xxhsum)" "sha256sum=$(b sha256sum)" "openssl=$(b openssl)" \
+    "seek_bytes=$seek_bytes" "nocache=$nocache" "cores=$cores" "perl=$perl" \
     "hash_tools=$hash_tools" "dd_iflags=$dd_iflags" "dd_oflags=$dd_oflags" "dd_conv=$dd_conv" \
-    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" "arch=$(uname -m 2>/dev/null)" \
-    "punch=$punch" "zeroout=$zeroout" \
-    "zero_sparse=$(zero_how "$t" sparse)" "zero_discard=$(zero_how "$t" discard)"
-  # What identifies the path between runs, in the same round trip: `identity`'s keys as id_KEY.
-  (identity "$t") | while IFS= read -r line; do printf 'id_%s\n' "$line"; done
+    "dd_stats=$(dd_stats)" "gzip=$(b gzip)" "missing=$(missing_tools)" "arch=$(uname -m 2>/dev/null)"
 }
 
 # `has LIST WORD...`: every WORD is in the comma-separated LIST.

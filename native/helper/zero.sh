@@ -44,7 +44,7 @@ queue_of() {
 
 # `sysnum FILE`: the number in a sysfs file, 0 when absent.
 sysnum() {
-  v=$(cat "$1" 2>/dev/null)
+  slurp v "$1" || v=''
   is_uint "$v" && printf '%s' "$v" || printf 0
 }
 
