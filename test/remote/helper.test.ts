@@ -88,6 +88,27 @@ describe('remote/helper (real sshd)', function () {
     await helper.cleanup();
   });
 
+  it('the probe answers every key once: the host\'s tools (asked in the background) and the target\'s', async () => {
+    const helper = await RemoteHelper.install(pool, { jobId: 'probe-keys' });
+    const file = join(dir, 'keys.img');
+    await fileOfSize(file, MiB, 'zero');
+    for (let i = 0; i < 3; i++) {
+      const lines = (await helper.run(['probe', file, dir])).split('\n').filter(Boolean);
+      const keys = lines.map((l) => l.slice(0, l.indexOf('=')));
+      assert.ok(lines.every((l) => /^[a-z0-9_]+=/.test(l)), `only key=value lines: ${lines.find((l) => !/^[a-z0-9_]+=/.test(l))}`);
+      assert.deepEqual(keys.filter((k, at) => keys.indexOf(k) !== at), [], 'no key twice (the two shells never print the same)');
+      const tools = ['xxhsum', 'sha256sum', 'openssl', 'seek_bytes', 'nocache', 'cores', 'perl', 'hash_tools', 'dd_iflags', 'dd_oflags', 'dd_conv', 'dd_stats', 'gzip', 'missing', 'arch'];
+      const target = ['exists', 'type', 'size', 'sector', 'mounted', 'swap', 'holders', 'writable', 'free', 'dir', 'dir_ok', 'dir_size', 'direct', 'pid', 'punch', 'zeroout', 'zero_sparse', 'zero_discard', 'id_kind', 'id_size', 'id_key'];
+      assert.deepEqual([...tools, ...target].filter((k) => !keys.includes(k)), [], 'every key there');
+      const kv = new Map(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      assert.equal(kv.get('size'), String(MiB));
+      assert.equal(kv.get('id_size'), String(MiB));
+      assert.match(kv.get('dd_iflags')!, /skip_bytes/);
+      assert.equal(kv.get('arch'), (await run('uname', ['-m'])).stdout.trim());
+    }
+    await helper.cleanup();
+  });
+
   it('install can probe in the same round trip: probe() with those arguments answers from it once, then asks again', async () => {
     const file = join(dir, 'early.img');
     await fileOfSize(file, MiB, 'zero');
