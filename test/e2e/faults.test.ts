@@ -31,6 +31,43 @@ function ddWriting(target: string): number[] {
   return pids;
 }
 
+/** The state letter of /proc/PID/stat ('' when gone). */
+function stateOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Kill `pid` only while it certainly still runs: a dd that has just finished (a zombie, or one
+ * inside its exit) takes a signal without error and ends with its own status, and its block is
+ * then fine. Stopped first, a process that shows as stopped has not exited, and SIGKILL ends it.
+ */
+function killMidWrite(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGSTOP');
+  } catch {
+    return false; // ESRCH: that dd just finished
+  }
+  for (let i = 0; i < 2000; i++) {
+    const state = stateOf(pid);
+    if (state === 'T') {
+      process.kill(pid, 'SIGKILL');
+      return true;
+    }
+    if (state === '' || state === 'Z' || state === 'X') return false;
+  }
+  try {
+    process.kill(pid, 'SIGCONT'); // never stopped (exiting): leave it be
+  } catch {
+    /* gone */
+  }
+  return false;
+}
+
 describe('e2e: transport faults during ddt send', function () {
   let dir: string;
   before(async function () {
@@ -47,17 +84,7 @@ describe('e2e: transport faults during ddt send', function () {
       await fileOfSize(dst, 64 * MiB, 'zero');
       const run = startCli(['send', src, `root@127.0.0.1:${dst}`, '-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '-b', '4M', '--channels', '2', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'dd.journal')]);
       // A block's dd may finish between finding and killing it: try the next one then.
-      await waitFor('a remote dd writing the target, killed', () => {
-        for (const pid of ddWriting(dst)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-            return true;
-          } catch {
-            /* ESRCH: that dd just finished */
-          }
-        }
-        return false;
-      });
+      await waitFor('a remote dd writing the target, killed', () => ddWriting(dst).some(killMidWrite));
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
       const s = jsonOf(r);
