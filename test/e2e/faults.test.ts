@@ -16,14 +16,19 @@ const MiB = 1024 * 1024;
 /** Polled often: a block's dd lives for a few ms. */
 const waitFor = (what: string, cond: () => boolean) => until(what, cond, 60_000, 5);
 
-/** PIDs of dd processes writing to `target` (the helper's write step), from /proc. */
+/**
+ * PIDs of dd processes writing a block into `target` (the helper's write step: data from its
+ * stdin, at an offset), from /proc. Not the worker's one-off check that the target takes O_DIRECT
+ * writes (`dd if=/dev/null of=TARGET count=0`): killing that one costs no block.
+ */
 function ddWriting(target: string): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('dd') && argv.includes(`of=${target}`)) pids.push(Number(name));
+      const block = argv.some((a) => a.startsWith('seek=')) && !argv.some((a) => a.startsWith('if='));
+      if (argv[0]?.endsWith('dd') && argv.includes(`of=${target}`) && block) pids.push(Number(name));
     } catch {
       /* gone */
     }
