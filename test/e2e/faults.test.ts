@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
 import { NEEDS, requireReal } from '../harness/real.js';
+import { processState } from '../harness/ssh-run.js';
 import { sshdAvailable, startSshd } from '../harness/sshd.js';
 import { until } from '../harness/until.js';
 import { jsonOf, runCli, startCli } from './cli.js';
@@ -36,16 +37,6 @@ function ddWriting(target: string): number[] {
   return pids;
 }
 
-/** The state letter of /proc/PID/stat ('' when gone). */
-function stateOf(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return '';
-  }
-}
-
 /**
  * Kill `pid` only while it certainly still runs: a dd that has just finished (a zombie, or one
  * inside its exit) takes a signal without error and ends with its own status, and its block is
@@ -58,7 +49,7 @@ function killMidWrite(pid: number): boolean {
     return false; // ESRCH: that dd just finished
   }
   for (let i = 0; i < 2000; i++) {
-    const state = stateOf(pid);
+    const state = processState(pid);
     if (state === 'T') {
       process.kill(pid, 'SIGKILL');
       return true;

@@ -40,12 +40,18 @@ export function sshSession(args: string[]): Promise<{ child: ChildProcess; remot
   });
 }
 
-/** Gone, or a zombie waiting for init to reap it. */
-export function processGone(pid: number): boolean {
+/** The state letter of /proc/PID/stat (R, S, D, T, Z, …), or '' when the process is gone. */
+export function processState(pid: number): string {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'Z';
+    return stat[stat.lastIndexOf(')') + 2] ?? '';
   } catch {
-    return true;
+    return '';
   }
+}
+
+/** Gone, or a zombie waiting for init to reap it. */
+export function processGone(pid: number): boolean {
+  const state = processState(pid);
+  return state === '' || state === 'Z';
 }
