@@ -124,8 +124,9 @@ readback_setup() {
   RTARGET=$TARGET ROFF=0
   [ -b "$TARGET" ] && [ "$DIRECT" = 1 ] || return 0
   lsys=/sys/dev/block/$(majmin_of "$TARGET")
-  [ -d "$lsys/loop" ] && [ "$(cat "$lsys/loop/dio" 2>/dev/null)" != 1 ] || return 0
-  b=$(cat "$lsys/loop/backing_file" 2>/dev/null) && valid_path "$b" && [ -f "$b" ] || return 0
+  slurp dio "$lsys/loop/dio" || dio=''
+  [ -d "$lsys/loop" ] && [ "$dio" != 1 ] || return 0
+  slurp b "$lsys/loop/backing_file" && valid_path "$b" && [ -f "$b" ] || return 0
   o=$(sysnum "$lsys/loop/offset")
   [ $((o % 4096)) -eq 0 ] || return 0
   if ino=$(losetup -n -O BACK-INO "$TARGET" 2>/dev/null) && [ -n "$ino" ]; then

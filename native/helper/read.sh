@@ -44,8 +44,9 @@ do_read() {
       tee "$FIFO" | zeros_only "$len"
     z=$?
     wait "$hp"
-    if [ "$z" = 0 ] && [ "$(cat "$RCF")" = 0 ] && range_complete "$off" "$len"; then
-      hex=$(hex_of "$(cat "$HASHF")")
+    if [ "$z" = 0 ] && slurp rc "$RCF" && [ "$rc" = 0 ] && range_complete "$off" "$len"; then
+      slurp sums "$HASHF" || sums=''
+      hex=$(hex_of "$sums")
       [ -n "$hex" ] && { printf 'Z %s\n' "$hex"; return; }
     fi
   fi
@@ -60,13 +61,14 @@ do_read() {
     read_padded "$off" "$len" | head -c "$len" | tee "$FIFO"
   fi
   wait "$hp"
-  rc=$(cat "$RCF")
+  slurp rc "$RCF" || rc=''
   if [ "$rc" != 0 ]; then reply_err "read failed: $(first_err "dd exit $rc")"; return; fi
   if ! range_complete "$off" "$len"; then
     reply_err "read short: $(range_got "$off" "$len") of $len bytes (the source ends before the range does)"
     return
   fi
-  hex=$(hex_of "$(cat "$HASHF")")
+  slurp sums "$HASHF" || sums=''
+  hex=$(hex_of "$sums")
   if [ -z "$hex" ]; then reply_err "hash tool failed for $algo"; return; fi
   printf 'OK %s\n' "$hex"
 }
