@@ -65,26 +65,33 @@ first_err() {
 # short one is the count's remainder, or the input ended: the count is exact unless the input
 # ended inside that last record (range_complete settles that case for reads).
 copied_bytes() {
+  copied_count "$1"
+  printf '%s' "$CB"
+}
+
+# copied_bytes into CB instead of stdout: no subshell, for the checks after every write.
+copied_count() {
+  CB=''
   if [ "$DD_STATS" = bytes ]; then
-    n=''
     while IFS= read -r line; do
-      case $line in [0-9]*' byte'*' copied'*) n=${line%% *} ;; esac
+      case $line in [0-9]*' byte'*' copied'*) CB=${line%% *} ;; esac
     done <"$ERRF"
-    printf '%s' "$n"
   else
-    records_bytes "$1" out
+    records_count "$1" out
   fi
 }
 
 # Bytes a failed `dd iflag=fullblock,count_bytes count=LEN` took from stdin: "F+P records in"
 # determines it, as above. No statistics: dd failed before reading (e.g. open), nothing was taken.
 consumed_bytes() {
-  records_bytes "$1" in
+  records_count "$1" in || return 1
+  printf '%s' "$CB"
 }
 
-# `records_bytes LEN in|out`: the bytes "F+P records in|out" stands for (see copied_bytes).
-records_bytes() {
-  full=0 part=0
+# `records_count LEN in|out`: CB, the bytes "F+P records in|out" stands for (see copied_bytes);
+# status 1 (CB empty) when dd printed no such line.
+records_count() {
+  full=0 part=0 CB=''
   while IFS= read -r line; do
     case $line in *" records $2")
       rec=${line%% *}
@@ -94,16 +101,17 @@ records_bytes() {
     esac
   done <"$ERRF"
   is_uint "$full" && is_uint "$part" || return 1
-  got=$((full * BS))
-  [ "$part" -gt 0 ] && got=$((got + $1 % BS))
-  [ "$got" -gt "$1" ] && got=$1
-  printf '%s' "$got"
+  CB=$((full * BS))
+  [ "$part" -gt 0 ] && CB=$((CB + $1 % BS))
+  [ "$CB" -gt "$1" ] && CB=$1
+  return 0
 }
 
 # Did the last read of TARGET[OFF, OFF+LEN) get every byte? Where dd counts only records and the
 # range ends in a short record, the target's size says whether the range was all there.
 range_complete() {
-  [ "$(copied_bytes "$2")" = "$2" ] || return 1
+  copied_count "$2"
+  [ "$CB" = "$2" ] || return 1
   [ "$DD_STATS" = bytes ] || [ $(($2 % BS)) -eq 0 ] && return 0
   size=$(size_of "$TARGET") && [ $(($1 + $2)) -le "$size" ]
 }

@@ -82,7 +82,8 @@ do_sparse() {
     reply_err "write failed: $(first_err "dd exit ${rc:-?}")"
     return
   fi
-  if [ "$frames" != 0 ] || [ "$(copied_bytes "$len")" != "$len" ]; then
+  [ "$frames" != 0 ] || copied_count "$len"
+  if [ "$frames" != 0 ] || [ "$CB" != "$len" ]; then
     reply_err "short frame: $(copied_bytes "$len") of $len bytes"
     return
   fi
@@ -107,7 +108,8 @@ sparse_direct() {
           wflags "$at" "$n" seek_bytes
           if dd of="$TARGET" bs=$BS iflag=fullblock,count_bytes count="$n" \
             oflag="$WF" seek="$at" conv=notrunc$NOCREAT 2>"$ERRF"; then
-            [ "$(copied_bytes "$n")" = "$n" ] || failed="short frame at byte $at"
+            copied_count "$n"
+            [ "$CB" = "$n" ] || failed="short frame at byte $at"
           else
             rc=$?
             direct_failed

@@ -49,8 +49,9 @@ do_write() {
   rc=$?
   [ "$rc" = 0 ] || direct_failed
   if [ "$rc" = 0 ]; then
-    if [ "$(copied_bytes "$len")" != "$len" ]; then
-      reply_err "short frame: $(copied_bytes "$len") of $len bytes"
+    copied_count "$len"
+    if [ "$CB" != "$len" ]; then
+      reply_err "short frame: $CB of $len bytes"
       return
     fi
     hash_range "$off" "$len" "$algo"
@@ -118,8 +119,11 @@ do_part() {
     oflag="$WF" seek="$off" conv=notrunc$NOCREAT 2>"$ERRF"
   rc=$?
   [ "$rc" = 0 ] || direct_failed
-  if [ "$rc" = 0 ] && [ "$(copied_bytes "$len")" = "$len" ]; then printf 'OK\n'; return; fi
-  if [ "$rc" = 0 ]; then reply_err "short part: $(copied_bytes "$len") of $len bytes"; return; fi
+  if [ "$rc" = 0 ]; then
+    copied_count "$len"
+    if [ "$CB" = "$len" ]; then printf 'OK\n'; else reply_err "short part: $CB of $len bytes"; fi
+    return
+  fi
   frame_failed "$len" "$rc" 'part write'
 }
 
@@ -139,7 +143,8 @@ do_gzpart() {
     reply_err "compressed part write failed: $(first_err "$res")"
     return
   fi
-  if [ "$(copied_bytes "$len")" != "$len" ]; then reply_err "compressed part inflated to $(copied_bytes "$len") of $len bytes"; return; fi
+  copied_count "$len"
+  if [ "$CB" != "$len" ]; then reply_err "compressed part inflated to $CB of $len bytes"; return; fi
   printf 'OK\n'
 }
 
@@ -176,10 +181,5 @@ do_flush() {
 
 # S: the parts of a block are all written: flush (fsync of the target), then prove the range.
 do_sync() {
-  off=$1 len=$2 algo=$3
-  if ! flush_target; then
-    reply_err "flush failed: $(first_err '?')"
-    return
-  fi
-  hash_range "$off" "$len" "$algo"
+  hash_range "$1" "$2" "$3" sync
 }
