@@ -3,18 +3,20 @@
  * device, not the page cache) on a reader thread while the main thread hashes, and prints one
  * checksum per unit of every block and one per block: no process per block or per chunk.
  *
- *   ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered]
+ *   ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered] [sync=PATH]
  *                             stdin: lines "OFFSET LENGTH BLOCK", each a run of blocks of BLOCK
  *                             bytes (the last one shorter). `buffered`: through the page cache,
  *                             for a source that may well be there already (O_DIRECT would read
- *                             it from the disk again)
+ *                             it from the disk again). `sync=PATH`: fsync PATH first: a
+ *                             written block's flush and its read-back in one process
  *   ddt-hash version
  *
  * For each block, in order: when it spans more than one unit of UNIT bytes, one line per unit
  * (`OK <hex>` of UNITALGO), then one line for the whole block (`OK <hex>` of ALGO). A unit or
  * block that could not be read whole is `ERR <text>` instead: the count of lines never changes,
  * so the reader of the answers keeps its place. Algos: xxh64 (as xxhsum -H64 prints it), sha256
- * (as sha256sum prints it). Exit 2: bad arguments or input (nothing printed). */
+ * (as sha256sum prints it). Exit 2: bad arguments or input (nothing printed); exit 4: the
+ * fsync of sync=PATH failed (nothing printed). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +101,16 @@ static void emit(const struct hasher *h, const char *bad) {
   else line("OK %s\n", hasher_hex(h, hex));
 }
 
+/* fsync PATH (a device or file opened read-only: Linux flushes it all the same), or exit 4. */
+static void flush_path(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    fprintf(stderr, "ddt-hash: flush of %s failed: %s\n", path, strerror(errno));
+    exit(4);
+  }
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "version")) {
     printf("ddt-hash 1 sha256=%s\n", sha256_impl());
@@ -106,12 +118,19 @@ int main(int argc, char **argv) {
   }
   uint64_t unit;
   int ualgo, algo;
-  int buffered = argc == 7 && !strcmp(argv[6], "buffered");
-  if ((argc != 6 && !buffered) || strcmp(argv[1], "ranges")) usage("usage: ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered] < runs");
+  int buffered = 0;
+  const char *sync = 0;
+  if (argc < 6 || argc > 8 || strcmp(argv[1], "ranges")) usage("usage: ddt-hash ranges FILE UNIT UNITALGO ALGO [buffered] [sync=PATH] < runs");
+  for (int i = 6; i < argc; i++) {
+    if (!strcmp(argv[i], "buffered") && !buffered) buffered = 1;
+    else if (!strncmp(argv[i], "sync=/", 6) && !sync) sync = argv[i] + 5;
+    else usage("bad option (want buffered or sync=PATH)");
+  }
   if (!parse_u64(argv[3], &unit) || !unit) usage("bad unit");
   if ((ualgo = algo_of(argv[4])) < 0 || (algo = algo_of(argv[5])) < 0) usage("unknown algo (xxh64|sha256)");
   size_t nruns;
   struct run *runs = read_runs(&nruns);
+  if (sync) flush_path(sync);
   struct reader *rd = reader_start(argv[2], runs, nruns, buffered);
   if (!rd) usage("out of memory or threads");
   struct cursor c;

@@ -2,23 +2,34 @@
 
 # Hash TARGET[off, off+len) -> stdout "hex". dd's status travels on fd 3 because POSIX sh has
 # no pipefail, and a read error must not pass as the hash of the bytes that were read.
+# `hash_range OFF LEN ALGO sync`: the target is flushed (fsync) first.
 hash_range() {
-  off=$1 len=$2 algo=$3
+  off=$1 len=$2 algo=$3 sync=${4:-}
   # ddt-hash, where it passed its self-test here (see V): one process instead of dd, a pipe and
   # the hash tool; it reads O_DIRECT where the range is aligned and checks that it got every
   # byte. Read-backs after writes are most of a --skip-identical delta's remote work.
   # Its answer goes out below like the shell tools', with the deferred flush and the zeros. It
   # reads where dd would (RTARGET at ROFF: a loop device's backing file, see readback_setup).
+  # With `sync` it also flushes the target before reading: no dd process for the flush.
   if [ "$len" -gt 0 ] && hasher; then
-    res=$("$WORKDIR/ddt-hash" ranges "$RTARGET" "$len" "$algo" "$algo" 2>"$ERRF" <<RANGE
+    res=$("$WORKDIR/ddt-hash" ranges "$RTARGET" "$len" "$algo" "$algo" ${sync:+"sync=$TARGET"} 2>"$ERRF" <<RANGE
 $((off + ROFF)) $len $len
 RANGE
-) || { reply_err "read-back failed: $(first_err "ddt-hash exit $?")"; return 1; }
+) || {
+      rc=$?
+      [ "$rc" = 4 ] && { reply_err "flush failed: $(first_err '?')"; return 1; }
+      reply_err "read-back failed: $(first_err "ddt-hash exit $rc")"
+      return 1
+    }
     case $res in 'ERR '*) reply_err "read-back failed: ${res#ERR }"; return 1 ;; esac
     hex=$(hex_of "$res")
     [ -n "$hex" ] || { reply_err "ddt-hash gave no checksum for $algo"; return 1; }
     hash_answer "$hex"
     return 0
+  fi
+  if [ -n "$sync" ] && ! flush_target; then
+    reply_err "flush failed: $(first_err '?')"
+    return 1
   fi
   iflags=skip_bytes,count_bytes,fullblock
   # O_DIRECT proves the bytes came from the device, not from the page cache we just wrote.

@@ -149,18 +149,21 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     });
   }
 
+  /** A work dir with ddt-hash as hasher-install leaves it: the read-backs go through it. */
+  async function hasherWork(ctx: Mocha.Context): Promise<string> {
+    const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}`, import.meta.url));
+    requireReal(ctx, 'ddt-hash (npm run build)', existsSync(build));
+    const work = join(dir, 'work-hasher');
+    await mkdir(work, { recursive: true });
+    await writeFile(join(work, 'ddt-hash'), await readFile(build), { mode: 0o755 });
+    await writeFile(join(work, 'ddt-hash.ok'), '');
+    return work;
+  }
+
   for (const withHasher of [false, true]) {
   it(`defer${withHasher ? ', read back by ddt-hash' : ''}: an O_DIRECT write or zero write skips its flush and says so, a buffered one is flushed; Y flushes`, async function () {
-    let work = wd;
-    if (withHasher) {
-      // ddt-hash as hasher-install leaves it: the read-backs go through it, the answers must not change.
-      const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}`, import.meta.url));
-      requireReal(this, 'ddt-hash (npm run build)', existsSync(build));
-      work = join(dir, 'work-hasher');
-      await mkdir(work, { recursive: true });
-      await writeFile(join(work, 'ddt-hash'), await readFile(build), { mode: 0o755 });
-      await writeFile(join(work, 'ddt-hash.ok'), '');
-    }
+    // With ddt-hash the answers must not change.
+    const work = withHasher ? await hasherWork(this) : wd;
     const target = await tmp(`defer${withHasher ? '-h' : ''}.img`, randomBytes(8 << 20));
     const a = randomBytes(1 << 20);
     const b = randomBytes(5000);
@@ -189,6 +192,27 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     assert.ok(t.subarray(0, a.length).equals(a));
     assert.ok(t.subarray(2 << 20, (2 << 20) + 8192).equals(Buffer.alloc(8192)));
     assert.ok(t.subarray((3 << 20) + 5, (3 << 20) + 5 + b.length).equals(b));
+  });
+  }
+
+  for (const withHasher of [false, true]) {
+  it(`parts, then S flushes and proves the whole block${withHasher ? ' (ddt-hash flushes and reads back)' : ''}; a flush that fails is ERR`, async function () {
+    const work = withHasher ? await hasherWork(this) : wd;
+    const old = randomBytes(3 << 20);
+    const target = await tmp(`parts${withHasher ? '-h' : ''}.img`, old);
+    const a = randomBytes(1 << 20);
+    const b = randomBytes(5000);
+    const input = Buffer.concat([frame('P', 1 << 20, a.length, '', a), frame('P', (2 << 20) + 7, b.length, '', b), Buffer.from(`S 0 ${old.length} sha256\n`), Buffer.from('Q\n')]);
+    const { lines, code } = await serve(target, work, input);
+    const want = Buffer.from(old);
+    a.copy(want, 1 << 20);
+    b.copy(want, (2 << 20) + 7);
+    assert.equal(code, 0);
+    assert.deepEqual(lines, ['OK', 'OK', `OK ${sha256(want)}`]);
+    assert.ok((await readFile(target)).equals(want));
+    // fsync of a character device fails (EINVAL): the flush, not the read-back, is blamed.
+    const full = await serve('/dev/full', work, Buffer.from('S 0 4096 sha256\nQ\n'));
+    assert.match(full.lines[0] ?? '', /^ERR flush failed: .*Invalid argument/);
   });
   }
 
