@@ -97,11 +97,17 @@ refuse() {
 # its N at once, and the tests below overlap the first block's bytes arriving in the pipe).
 serve_setup() {
   SET_UP=1
-  DIRECT=0 OFLAGS=seek_bytes CMP=''
-  hash_setup
+  DIRECT=0 CMP=''
   have cmp && CMP=1
-  have_perl && PERL=1
-  dd_setup
+  if [ -z "$FACTS" ]; then
+    hash_setup
+    have_perl && PERL=1
+    dd_setup
+    # nocache drops the written pages after fsync: cheaper than keeping them (measured) and
+    # the read-back then comes from the device where O_DIRECT is not usable.
+    dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
+  fi
+  [ -b "$TARGET" ] && MM_VAL=$(majmin_of "$TARGET") && MM_PATH=$TARGET
   # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
   # an O_DIRECT write) and, for pull, leave on stdout through another.
   big_stdio
@@ -113,16 +119,51 @@ serve_setup() {
   DIRECT_W=0
   [ "$DIRECT" = 1 ] && target_there &&
     dd if=/dev/null of="$TARGET" bs=4096 count=0 oflag=direct conv=notrunc$NOCREAT >/dev/null 2>&1 && DIRECT_W=1
-  # nocache drops the written pages after fsync: cheaper than keeping them (measured) and
-  # the read-back then comes from the device where O_DIRECT is not usable.
-  dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
   zero_setup
   readback_setup
 }
 
+# `host_facts FACTS`: what the probe found out about this host's tools, as the client passes
+# it to its workers (so that each does not ask again, a dozen processes at its start):
+# comma-separated KEY=VALUE, lists joined by `+`:
+#   tools=xxhsum+openssl+sha256sum  the hash tools that passed their check (hash_tools)
+#   perl=0|1  conv=nocreat+sparse (dd's conv flags of those two)  stats=bytes|records
+#   nocache=0|1 (dd's oflag)  punch=0|1 (fallocate punches)  zeroout=0|1 (blkdiscard zeroes)
+# What depends on the target (O_DIRECT, how zeros are made, where read-backs read) is still
+# found out by each worker: a file the run creates did not exist when the probe ran.
+host_facts() {
+  XXH='' OPENSSL='' SHA='' PERL='' NOCREAT='' DD_SPARSE='' DD_STATS='' HAVE_PUNCH='' HAVE_ZEROOUT=''
+  o_ifs=$IFS IFS=,
+  set -f
+  for f in $1; do
+    case $f in
+      tools=*)
+        IFS=+
+        for t in ${f#tools=}; do
+          case $t in xxhsum) XXH=1 ;; openssl) OPENSSL=1 ;; sha256sum) SHA=1 ;; *) usage "unknown hash tool in facts: $t" ;; esac
+        done
+        IFS=, ;;
+      perl=1) PERL=1 ;;
+      perl=0) ;;
+      conv=*) case +${f#conv=}+ in *+nocreat+*) NOCREAT=,nocreat ;; esac
+        case +${f#conv=}+ in *+sparse+*) DD_SPARSE=,sparse ;; esac ;;
+      stats=bytes | stats=records) DD_STATS=${f#stats=} ;;
+      nocache=1) OFLAGS=seek_bytes,nocache ;;
+      nocache=0) ;;
+      punch=[01]) HAVE_PUNCH=${f#punch=} ;;
+      zeroout=[01]) HAVE_ZEROOUT=${f#zeroout=} ;;
+      *) usage "unknown fact: $f" ;;
+    esac
+  done
+  set +f
+  IFS=$o_ifs
+  [ -n "$DD_STATS" ] && [ -n "$HAVE_PUNCH" ] && [ -n "$HAVE_ZEROOUT" ] || usage "facts lack stats, punch or zeroout"
+}
+
 serve() {
-  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} RTARGET=$1 ROFF=0
+  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} FACTS=${4:-} RTARGET=$1 ROFF=0 OFLAGS=seek_bytes
   case $ZEROS in sparse | discard | write) ;; *) usage "zeros must be sparse, discard or write" ;; esac
+  [ -z "$FACTS" ] || host_facts "$FACTS"
   valid_path "$TARGET" || usage "target must be an absolute path on one line"
   valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.

@@ -65,6 +65,8 @@ export interface HelperOptions {
 
 export class RemoteHelper {
   private workers = 0;
+  /** The last probe's host facts and the path it probed: workers serving that path are given them. */
+  private facts?: { path: string; facts: string };
   /**
    * The algo the helper hashes units with fastest where that is not the job's own: xxh64 where
    * ddt-hash runs (set by installHasher) or xxhsum works.
@@ -134,19 +136,22 @@ export class RemoteHelper {
    * what its writes do with zero ranges (holes and offload, unmapping too, or zeros written).
    */
   serveCommand(target: string, zeros: ZeroMode = 'write'): string {
-    return this.command('serve', validateRemotePath(target, 'remote path'), this.workDir, zeros);
+    const facts = this.facts?.path === target ? [this.facts.facts] : [];
+    return this.command('serve', validateRemotePath(target, 'remote path'), this.workDir, zeros, ...facts);
   }
 
   /** Facts about `target` and the remote host (size, mounts, tools); `remoteDir` for free space. */
   async probe(target: string, remoteDir?: string, signal?: AbortSignal): Promise<RemoteProbe> {
     const args = probeArgsOf(target, remoteDir);
     const early = this.early;
+    let probe: RemoteProbe;
     if (early && early.args.join('\0') === args.join('\0')) {
       this.early = undefined;
       if (early.result instanceof Error) throw early.result;
-      return early.result;
-    }
-    return parseProbe(await this.run(['probe', ...args], signal));
+      probe = early.result;
+    } else probe = parseProbe(await this.run(['probe', ...args], signal));
+    this.facts = probe.hostFacts ? { path: target, facts: probe.hostFacts } : undefined;
+    return probe;
   }
 
   /** A block worker on a channel of `channels`. `wait: false`: fail instead of waiting for a free slot. */

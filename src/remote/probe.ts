@@ -56,6 +56,11 @@ export interface RemoteProbe {
   zeroDiscard: ZeroHow;
   /** `uname -m`: which build of the streaming hasher can run there ('' unknown). */
   arch?: string;
+  /**
+   * The host's tools as the probe found them, in the form `serve` takes (its FACTS argument),
+   * so that each worker does not ask again; absent when the answer lacks a key.
+   */
+  hostFacts?: string;
 }
 
 /**
@@ -146,7 +151,19 @@ export function parseProbe(text: string): RemoteProbe {
     zeroSparse: zeroHow(kv.get('zero_sparse')),
     zeroDiscard: zeroHow(kv.get('zero_discard')),
     arch: /^[a-z0-9_]+$/.test(kv.get('arch') ?? '') ? kv.get('arch')! : '',
+    hostFacts: hostFacts(kv, list),
   };
+}
+
+/** `serve`'s FACTS from the probe's answer (see host_facts in the helper). */
+function hostFacts(kv: Map<string, string>, list: (k: string) => string[]): string | undefined {
+  const stats = kv.get('dd_stats');
+  const bit = (k: string) => (/^[01]$/.test(kv.get(k) ?? '') ? kv.get(k) : undefined);
+  const [perl, nocache, punch, zeroout] = ['perl', 'nocache', 'punch', 'zeroout'].map(bit);
+  if ((stats !== 'bytes' && stats !== 'records') || !perl || !nocache || !punch || !zeroout || !kv.has('hash_tools') || !kv.has('dd_conv')) return undefined;
+  const tools = list('hash_tools').filter((t) => t === 'xxhsum' || t === 'openssl' || t === 'sha256sum');
+  const conv = list('dd_conv').filter((c) => c === 'nocreat' || c === 'sparse');
+  return `tools=${tools.join('+')},perl=${perl},conv=${conv.join('+')},stats=${stats},nocache=${nocache},punch=${punch},zeroout=${zeroout}`;
 }
 
 /** A helper that predates the key writes zeros. */

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { parseProbe } from '../../src/remote/probe.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveCommand, requireReal } from '../harness/real.js';
 
@@ -14,10 +15,10 @@ const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** Feed `input` to `dash ddt-helper.sh serve target workdir`, return its answer lines. */
-function serve(target: string, workdir: string, input: Buffer, shell = 'dash', env: NodeJS.ProcessEnv = process.env): Promise<{ lines: string[]; code: number | null; stderr: string }> {
+/** Feed `input` to `dash ddt-helper.sh serve target workdir [extra…]`, return its answer lines. */
+function serve(target: string, workdir: string, input: Buffer, shell = 'dash', env: NodeJS.ProcessEnv = process.env, extra: string[] = []): Promise<{ lines: string[]; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(shell, [SCRIPT, 'serve', target, workdir], { env });
+    const child = spawn(shell, [SCRIPT, 'serve', target, workdir, ...extra], { env });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -215,6 +216,33 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     assert.match(full.lines[0] ?? '', /^ERR flush failed: .*Invalid argument/);
   });
   }
+
+  it('serve takes the host facts the probe found instead of asking again; facts it does not know are refused (exit 2)', async () => {
+    const target = await tmp('facts.img', randomBytes(1 << 20));
+    const answer = (await run('dash', [SCRIPT, 'probe', target, dir])).stdout;
+    const probed = parseProbe(answer).hostFacts;
+    assert.ok(probed, 'the probe gives the facts');
+    assert.equal(parseProbe(answer.replace(/^dd_stats=.*$/m, '')).hostFacts, undefined, 'none where the answer lacks a key');
+    assert.match(probed, /(^|,)tools=xxhsum(\+|,)/);
+    const a = randomBytes(8192);
+    const input = Buffer.concat([frame('W', 4096, a.length, 'xxh64', a), frame('H', 4096, a.length, 'sha256'), Buffer.from('Q\n')]);
+    const ok = await serve(target, wd, input, 'dash', process.env, ['sparse', probed]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.lines[1], `OK ${sha256(a)}`);
+    assert.match(ok.lines[0]!, /^OK [0-9a-f]{16}$/);
+    // Facts, not a fresh look: xxhsum works here, but these facts say only sha256sum does.
+    const only = await serve(target, wd, Buffer.from('H 0 4096 xxh64\nH 0 4096 sha256\nQ\n'), 'dash', process.env, ['write', 'tools=sha256sum,perl=0,conv=nocreat,stats=bytes,nocache=0,punch=0,zeroout=0']);
+    assert.match(only.lines[0]!, /^ERR missing tool xxhsum/);
+    const before = await readFile(target);
+    assert.equal(only.lines[1], `OK ${sha256(before.subarray(0, 4096))}`);
+    for (const bad of ['tools=md5,perl=1,conv=,stats=bytes,nocache=1,punch=1,zeroout=1', 'perl=1', 'tools=,colour=blue']) {
+      const r = await serve(target, wd, input, 'dash', process.env, ['write', bad]);
+      assert.equal(r.code, 2, bad);
+      assert.deepEqual(r.lines, []);
+      assert.match(r.stderr, /ddt-helper: (unknown hash tool in facts|facts lack|unknown fact)/);
+    }
+    assert.ok((await readFile(target)).equals(before), 'nothing written under facts refused');
+  });
 
   it('a failing write still consumes its frame: the next request is read correctly', async () => {
     const a = randomBytes(3_000_000);
