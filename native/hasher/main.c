@@ -10,6 +10,9 @@
  *                             it from the disk again). `sync=PATH`: fsync PATH first: a
  *                             written block's flush and its read-back in one process
  *   ddt-hash version
+ *   ddt-hash pipes             raise the pipes on stdin and stdout to 1 MiB (F_SETPIPE_SZ; what
+ *                             is not a pipe, or refuses, is left as it is): for the helper's
+ *                             shell, whose dd processes inherit them
  *
  * For each block, in order: when it spans more than one unit of UNIT bytes, one line per unit
  * (`OK <hex>` of UNITALGO), then one line for the whole block (`OK <hex>` of ALGO). A unit or
@@ -112,6 +115,11 @@ static void flush_path(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "pipes")) {
+    fcntl(0, F_SETPIPE_SZ, 1 << 20);
+    fcntl(1, F_SETPIPE_SZ, 1 << 20);
+    return 0;
+  }
   if (argc == 2 && !strcmp(argv[1], "version")) {
     printf("ddt-hash 1 sha256=%s\n", sha256_impl());
     return 0;

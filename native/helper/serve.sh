@@ -108,9 +108,6 @@ serve_setup() {
     dd_accepts oflag=nocache && OFLAGS=seek_bytes,nocache
   fi
   [ -b "$TARGET" ] && MM_VAL=$(majmin_of "$TARGET") && MM_PATH=$TARGET
-  # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits for
-  # an O_DIRECT write) and, for pull, leave on stdout through another.
-  big_stdio
   dd if="$TARGET" of=/dev/null bs=4096 count=1 iflag=direct >/dev/null 2>&1 && DIRECT=1
   # Writes with O_DIRECT where reads take it and the target opens with it (count=0: nothing is
   # written): on a block device they skip its page cache; a loop device took 2 GiB in 1.9 s
@@ -169,7 +166,7 @@ serve() {
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.
   echo "$$" >>"$WORKDIR/pids"
   ERRF=$WORKDIR/err.$$
-  SET_UP=0
+  SET_UP=0 BIG=0
   while IFS=' ' read -r op off len a3 a4; do
     DEFER=0 NOTE=''
     # A block's zero ranges are summed over its parts (E) up to its answer (S).
@@ -187,6 +184,10 @@ serve() {
       exit 1
     fi
     [ "$op" = N ] || [ "$SET_UP" = 1 ] || serve_setup
+    # Blocks arrive on stdin through sshd's pipe (a bigger one lets sshd go on while dd waits
+    # for an O_DIRECT write) and, for pull, leave on stdout through another; a worker that
+    # only hashes (V, H) never needs them.
+    case $BIG$op in 0[WXPGR]) BIG=1; big_stdio ;; esac
     if ! header_ok "${off:-}" "${len:-}" "${a3:-}" "${a4:-}"; then
       refuse "${off:-}" "${len:-}" "${a3:-}"
       continue

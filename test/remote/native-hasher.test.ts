@@ -117,6 +117,18 @@ describe('ddt-hash (the streaming hasher)', function () {
     assert.equal(out.replace(/\n/g, ' '), selfTestExpectation(script));
   });
 
+  it('`pipes` raises the pipes on its stdin and stdout to 1 MiB, for the shell that runs it', async function () {
+    const bin = fileURLToPath(hasherBuild(arch() === 'arm64' ? 'aarch64' : 'x86_64'));
+    requireReal(this, 'ddt-hash built for this machine, perl', existsSync(bin) && haveCommand('perl'));
+    // F_GETPIPE_SZ (1032) of the shell's stdout after ddt-hash ran, and of a fresh pipe.
+    const size = (first: string) =>
+      new Promise<string>((resolve, reject) =>
+        execFile('sh', ['-c', `{ ${first} perl -e 'print STDERR fcntl(STDOUT, 1032, 0)'; } | cat`, 'sh', bin], (err, _out, errOut) => (err ? reject(err) : resolve(errOut.trim()))),
+      );
+    assert.equal(await size('"$1" pipes;'), String(1 << 20));
+    assert.equal(await size(''), String(64 << 10));
+  });
+
   it('bad input is refused with exit 2 and nothing on stdout', async function () {
     const bin = fileURLToPath(hasherBuild(arch() === 'arm64' ? 'aarch64' : 'x86_64'));
     requireReal(this, 'ddt-hash built for this machine', existsSync(bin));
