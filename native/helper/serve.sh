@@ -129,7 +129,7 @@ serve_setup() {
 # What depends on the target (O_DIRECT, how zeros are made, where read-backs read) is still
 # found out by each worker: a file the run creates did not exist when the probe ran.
 host_facts() {
-  XXH='' OPENSSL='' SHA='' PERL='' NOCREAT='' DD_SPARSE='' DD_STATS='' HAVE_PUNCH='' HAVE_ZEROOUT=''
+  XXH='' OPENSSL='' SHA='' PERL=0 NOCREAT='' DD_SPARSE='' DD_STATS='' HAVE_PUNCH='' HAVE_ZEROOUT=''
   o_ifs=$IFS IFS=,
   set -f
   for f in $1; do
