@@ -92,8 +92,13 @@ SHA256_EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 # XXH, OPENSSL and SHA: which tools hash_stdin may use.
 hash_setup() {
+  use_hash_tools "$(hash_tools)"
+}
+
+# `use_hash_tools LIST`: XXH, OPENSSL and SHA from a comma-separated list of working tools.
+use_hash_tools() {
   XXH='' OPENSSL='' SHA=''
-  t=,$(hash_tools),
+  t=,$1,
   case $t in *,xxhsum,*) XXH=1 ;; esac
   case $t in *,openssl,*) OPENSSL=1 ;; esac
   case $t in *,sha256sum,*) SHA=1 ;; esac

@@ -4,7 +4,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
   probe) [ $# -ge 1 ] || usage "probe TARGET [REMOTE_DIR]"; probe "$@" ;;
-  serve) [ $# -ge 2 ] && [ $# -le 4 ] || usage "serve TARGET WORKDIR [sparse|discard|write [FACTS]]"; serve "$@" ;;
+  serve) [ $# -ge 2 ] && [ $# -le 4 ] || usage "serve TARGET WORKDIR [sparse|discard|write [HOSTINFO]]"; serve "$@" ;;
   create-file) [ $# -eq 2 ] || [ $# -eq 3 ] || usage "create-file TARGET SIZE [check]"; create_file "$@" ;;
   kill-stale) [ $# -eq 2 ] || usage "kill-stale WORKDIR JOBID"; kill_stale "$1" "$2" ;;
   cleanup) [ $# -eq 1 ] || usage "cleanup WORKDIR"; cleanup "$1" ;;

@@ -99,7 +99,7 @@ serve_setup() {
   SET_UP=1
   DIRECT=0 CMP=''
   have cmp && CMP=1
-  if [ -z "$FACTS" ]; then
+  if [ -z "$HOSTINFO" ]; then
     hash_setup
     have_perl && PERL=1
     dd_setup
@@ -120,7 +120,7 @@ serve_setup() {
   readback_setup
 }
 
-# `host_facts FACTS`: what the probe found out about this host's tools, as the client passes
+# `host_facts HOSTINFO`: what the probe found out about this host's tools, as the client passes
 # it to its workers (so that each does not ask again, a dozen processes at its start):
 # comma-separated KEY=VALUE, lists joined by `+`:
 #   tools=xxhsum+openssl+sha256sum  the hash tools that passed their check (hash_tools)
@@ -129,7 +129,7 @@ serve_setup() {
 # What depends on the target (O_DIRECT, how zeros are made, where read-backs read) is still
 # found out by each worker: a file the run creates did not exist when the probe ran.
 host_facts() {
-  XXH='' OPENSSL='' SHA='' PERL=0 NOCREAT='' DD_SPARSE='' DD_STATS='' HAVE_PUNCH='' HAVE_ZEROOUT=''
+  tl='' PERL=0 NOCREAT='' DD_SPARSE='' DD_STATS='' HAVE_PUNCH='' HAVE_ZEROOUT=''
   o_ifs=$IFS IFS=,
   set -f
   for f in $1; do
@@ -137,7 +137,7 @@ host_facts() {
       tools=*)
         IFS=+
         for t in ${f#tools=}; do
-          case $t in xxhsum) XXH=1 ;; openssl) OPENSSL=1 ;; sha256sum) SHA=1 ;; *) usage "unknown hash tool in facts: $t" ;; esac
+          case $t in xxhsum | openssl | sha256sum) tl=$tl,$t ;; *) usage "unknown hash tool in facts: $t" ;; esac
         done
         IFS=, ;;
       perl=1) PERL=1 ;;
@@ -154,13 +154,14 @@ host_facts() {
   done
   set +f
   IFS=$o_ifs
+  use_hash_tools "$tl"
   [ -n "$DD_STATS" ] && [ -n "$HAVE_PUNCH" ] && [ -n "$HAVE_ZEROOUT" ] || usage "facts lack stats, punch or zeroout"
 }
 
 serve() {
-  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} FACTS=${4:-} RTARGET=$1 ROFF=0 OFLAGS=seek_bytes
+  TARGET=$1 WORKDIR=$2 ZEROS=${3:-write} HOSTINFO=${4:-} RTARGET=$1 ROFF=0 OFLAGS=seek_bytes
   case $ZEROS in sparse | discard | write) ;; *) usage "zeros must be sparse, discard or write" ;; esac
-  [ -z "$FACTS" ] || host_facts "$FACTS"
+  [ -z "$HOSTINFO" ] || host_facts "$HOSTINFO"
   valid_path "$TARGET" || usage "target must be an absolute path on one line"
   valid_path "$WORKDIR" && [ -d "$WORKDIR" ] || usage "work directory missing: $WORKDIR"
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.

@@ -57,7 +57,7 @@ export interface RemoteProbe {
   /** `uname -m`: which build of the streaming hasher can run there ('' unknown). */
   arch?: string;
   /**
-   * The host's tools as the probe found them, in the form `serve` takes (its FACTS argument),
+   * The host's tools as the probe found them, in the form `serve` takes (its HOSTINFO argument),
    * so that each worker does not ask again; absent when the answer lacks a key.
    */
   hostFacts?: string;
@@ -155,7 +155,7 @@ export function parseProbe(text: string): RemoteProbe {
   };
 }
 
-/** `serve`'s FACTS from the probe's answer (see host_facts in the helper). */
+/** `serve`'s HOSTINFO from the probe's answer (see host_facts in the helper). */
 function hostFacts(kv: Map<string, string>, list: (k: string) => string[]): string | undefined {
   const stats = kv.get('dd_stats');
   const bit = (k: string) => (/^[01]$/.test(kv.get(k) ?? '') ? kv.get(k) : undefined);
