@@ -56,6 +56,8 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   const first = choosePath(query, { asked: s.asked, recorded: s.recordedPath });
   // What killed runs of this job left here (staged blocks, socket dirs), whatever path they took.
   if (s.previous) for (const p of Object.values(PATHS)) await p.sweep?.(s.jobId, query);
+  // --skip-identical and a resume's re-check of proven blocks hash both ends in streams.
+  const hashing = !s.dryRun && (s.options.skipIdentical || s.previous !== undefined);
   let early: EarlyStart | undefined;
   let session: RemoteSession | undefined;
   if (remote?.endpoint) {
@@ -64,7 +66,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m), signal: ui.signal };
     early = s.acceptNewHostKey ? undefined : first.path.begin?.(remote.endpoint, o);
     try {
-      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo }, ui);
+      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing }, ui);
     } catch (err) {
       await early?.discard();
       throw err;
@@ -102,7 +104,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
       hasherChannel = held.channel;
     };
     // It serves --skip-identical and a resume's re-check of proven blocks: those wait for it.
-    const hashStreams = session !== undefined && !s.dryRun && (s.options.skipIdentical || s.previous !== undefined);
+    const hashStreams = session !== undefined && hashing;
     if (session && hashStreams) startHasher(session, (m) => warn(ui, m));
     const ends = await checkEnds(s, session, ui);
     trace('ends checked');

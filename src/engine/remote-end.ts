@@ -6,6 +6,7 @@
 import { DdtError } from '../errors.js';
 import type { RemoteSession } from '../paths/types.js';
 import { RemoteHelper } from '../remote/helper.js';
+import { hasherOffer } from '../remote/native-hasher.js';
 import type { RemoteProbe } from '../remote/probe.js';
 import type { RemotePathInfo } from '../remote/remote-source.js';
 import { knownHostsFilesOf, type Endpoint } from '../transport/endpoint.js';
@@ -24,12 +25,15 @@ export interface RemoteOptions {
   /** A staging dir to probe too (free space, writable). */
   remoteDir?: string;
   sudo?: boolean;
+  /** The run will want ddt-hash on the remote host from the start: a kept copy is tested with the probe. */
+  hasher?: boolean;
 }
 
 export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi): Promise<RemoteSession> {
   const pool = await connectPool(endpoint, o, ui);
   try {
-    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir } });
+    const hasher = o.hasher ? await hasherOffer() : undefined;
+    const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir }, hasher });
     const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
     trace('helper installed, probed');
     return { endpoint, pool, helper, path: o.path, probe };

@@ -25,8 +25,12 @@ const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path, then on one line the streaming hashers kept in
-// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, then optionally `sudo`
-// or `-` and the probe's arguments: its answer follows.
+// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
+// this ddt's hasher builds ('' = none), $4 their self-test's expected answer, then optionally
+// `sudo` or `-` and the probe's arguments: its answer follows. With names, the kept hasher for
+// this machine's architecture (if any) is self-tested beside the probe (`hasher-install … use`,
+// as the client would ask for it next), and its name and answer come first: `NAME hasher=ok`,
+// `NAME hasher=failed …`, or `- hasher=none` where none is kept.
 const INSTALL_SCRIPT = [
   'set -e',
   'umask 077',
@@ -42,7 +46,9 @@ const INSTALL_SCRIPT = [
   'pwd -P',
   'for f in "$base"/.hashers/ddt-hash-*; do if [ -f "$f" ]; then printf "%s " "${f##*/}"; fi; done',
   'echo',
-  'shift 2',
+  'hn=$3',
+  'he=$4',
+  'shift 4',
   '[ $# -eq 0 ] && exit 0',
   // The probe in the same round trip, through `sudo -n` where the helper runs as root. Its
   // staging dir defaults to the login user's home (under sudo, $HOME is root's), where SFTP,
@@ -50,8 +56,22 @@ const INSTALL_SCRIPT = [
   'r=$1',
   'shift',
   '[ $# -eq 1 ] && set -- "$1" "$HOME"',
-  '[ "$r" = sudo ] && exec sudo -n sh "$d/ddt-helper.sh" probe "$@"',
-  'exec sh "$d/ddt-helper.sh" probe "$@"',
+  's=',
+  '[ "$r" = sudo ] && s="sudo -n"',
+  '[ -n "$hn" ] || exec $s sh "$d/ddt-helper.sh" probe "$@"',
+  'c=',
+  'm=$(uname -m 2>/dev/null) || m=unknown',
+  'for n in $hn; do case $n in ddt-hash-"$m"-*) [ -f "$base/.hashers/$n" ] && c=$n ;; esac; done',
+  'if [ -z "$c" ]; then echo - hasher=none; exec $s sh "$d/ddt-helper.sh" probe "$@"; fi',
+  // (`&` separates the next command itself: `&;` would be a syntax error)
+  '{ $s sh "$d/ddt-helper.sh" hasher-install "$d" "$he" "$base/.hashers/$c" use >"$d/hasher.early" 2>&1 || :; } & rc=0',
+  'out=$($s sh "$d/ddt-helper.sh" probe "$@") || rc=$?',
+  'wait',
+  'a="hasher=failed no answer"',
+  'while IFS= read -r l; do a=$l; done <"$d/hasher.early"',
+  'rm -f "$d/hasher.early"',
+  'printf "%s %s\\n%s\\n" "$c" "$a" "$out"',
+  'exit $rc',
 ].join('; '); // one line: also survives csh-family login shells
 
 export interface HelperOptions {
@@ -84,25 +104,36 @@ export class RemoteHelper {
     readonly cachedHashers: string[],
     /** The install's probe answer, handed out once by `probe()` for the same arguments. */
     private early?: { args: string[]; result: RemoteProbe | Error },
+    /** The kept hasher the install self-tested beside the probe (`hasher-install … use`), and its answer. */
+    readonly keptHasher?: { name: string; answer: string },
   ) {}
 
   /**
    * Upload the script. With `probe` (a target and maybe a staging dir), probe in the same round
-   * trip: one exec channel less before the first block.
+   * trip: one exec channel less before the first block. With `hasher` too (the cache names of
+   * this ddt's ddt-hash builds, and the self-test's expected answer), the kept copy for the
+   * host's architecture is self-tested and installed beside the probe: no round trip of its
+   * own before the hashing can start.
    */
-  static async install(control: SshPool, o: HelperOptions & { probe?: { target: string; remoteDir?: string } }): Promise<RemoteHelper> {
+  static async install(control: SshPool, o: HelperOptions & { probe?: { target: string; remoteDir?: string }; hasher?: { names: string[]; expect: string } }): Promise<RemoteHelper> {
     if (!JOB_ID.test(o.jobId)) throw new DdtError('BAD_OPTION', `job id ${JSON.stringify(o.jobId)} is not [A-Za-z0-9._-]`);
     if (o.workDirBase !== undefined) validateRemotePath(o.workDirBase, 'remote work dir');
     const probeArgs = o.probe ? probeArgsOf(o.probe.target, o.probe.remoteDir) : [];
     const script = await readFile(HELPER_SCRIPT_URL);
     const probe = o.probe ? [o.sudo ? 'sudo' : '-', ...probeArgs] : [];
-    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, ...probe);
+    const hasher = o.probe && o.hasher?.names.length ? o.hasher : undefined;
+    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, hasher?.names.join(' ') ?? '', hasher?.expect ?? '', ...probe);
     const res = await runRemote(control, cmd, { stdin: script, signal: o.signal });
     // The path and the kept hashers are printed once the install has worked; with a probe, its
     // answer and exit status follow.
     const [dir = '', hashers, ...rest] = res.stdout.split('\n');
     if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || hashers === undefined) {
       throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || howEnded(res)}`);
+    }
+    let kept: RemoteHelper['keptHasher'];
+    if (hasher) {
+      const [name = '', ...answer] = (rest.shift() ?? '').split(' ');
+      if (hasher.names.includes(name)) kept = { name, answer: answer.join(' ') };
     }
     let early: RemoteHelper['early'];
     if (o.probe) {
@@ -114,7 +145,7 @@ export class RemoteHelper {
       }
       early = { args: probeArgs, result };
     }
-    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early);
+    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early, kept);
   }
 
   /** Where streaming hashers that passed their self-test are kept for the next run on this host. */

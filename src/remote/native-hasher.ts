@@ -37,6 +37,33 @@ export function selfTestExpectation(script: Buffer): string {
   return lines.map((l) => `${l} `).join('');
 }
 
+/** The architectures ddt-hash is built for (as `uname -m` names them). */
+const ARCHES = ['x86_64', 'aarch64'];
+
+/** The cache name of a build: its architecture and its bytes. */
+function cacheName(arch: string, binary: Buffer): string {
+  return `ddt-hash-${arch}-${createHash('sha256').update(binary).digest('hex').slice(0, 16)}`;
+}
+
+/** What the self-test must print (made to fail with DDT_NATIVE_HASHER=fail-selftest). */
+async function expectation(): Promise<string> {
+  const expect = selfTestExpectation(await readFile(HELPER_SCRIPT_URL));
+  return process.env.DDT_NATIVE_HASHER === 'fail-selftest' ? `${expect}x` : expect;
+}
+
+/**
+ * For the helper's install (initChecksums first): the cache names of this ddt's builds and the
+ * self-test's answer, so that a kept copy is tested beside the probe. Undefined with
+ * DDT_NATIVE_HASHER=off or without builds.
+ */
+export async function hasherOffer(): Promise<{ names: string[]; expect: string } | undefined> {
+  if (process.env.DDT_NATIVE_HASHER === 'off') return undefined;
+  const builds = ARCHES.map((arch) => ({ arch, url: hasherBuild(arch) })).filter((b) => existsSync(b.url));
+  if (builds.length === 0) return undefined;
+  const names = await Promise.all(builds.map(async (b) => cacheName(b.arch, await readFile(b.url))));
+  return { names, expect: await expectation() };
+}
+
 /**
  * Upload and self-test ddt-hash (initChecksums first). Sets the helper's `unitAlgo`.
  * `DDT_NATIVE_HASHER=off` leaves it out (comparisons with the shell tools);
@@ -52,12 +79,15 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
     o.warn(`no ddt-hash build for the remote architecture ${probe.arch || '(unknown)'}: ${slower}`);
     return false;
   }
-  const [script, binary] = await Promise.all([readFile(HELPER_SCRIPT_URL), readFile(build)]);
-  let expect = selfTestExpectation(script);
-  if (mode === 'fail-selftest') expect = `${expect}x`;
+  const binary = await readFile(build);
   // Kept under a name of its bytes: a cached copy is this very build (and passes the self-test
   // again before it is used); another version of ddt finds its own or uploads it.
-  const name = `ddt-hash-${probe.arch}-${createHash('sha256').update(binary).digest('hex').slice(0, 16)}`;
+  const name = cacheName(probe.arch, binary);
+  // The install may have tested the kept copy already: passed, it is in place; failed, the test
+  // removed it, and only the upload is left.
+  const kept = helper.keptHasher?.name === name ? helper.keptHasher : undefined;
+  if (kept?.answer === 'hasher=ok') return installed(helper, 'from the cache, with the probe');
+  const expect = await expectation();
   const cache = `${helper.hasherCache}/${name}`;
   const install = async (cached: boolean): Promise<{ ok: boolean; why: string }> => {
     const args = ['hasher-install', helper.workDir, expect, cache, ...(cached ? ['use'] : [])];
@@ -66,13 +96,17 @@ export async function installHasher(helper: RemoteHelper, probe: RemoteProbe, o:
     return { ok: res.code === 0 && answer === 'hasher=ok', why: answer || res.stderr.trim().split('\n').pop() || howEnded(res) };
   };
   // A cached copy that fails its self-test is removed by it, and the upload replaces it.
-  const cached = helper.cachedHashers.includes(name) ? await install(true) : undefined;
+  const cached = !kept && helper.cachedHashers.includes(name) ? await install(true) : undefined;
   const result = cached?.ok ? cached : await install(false);
   if (!result.ok) {
     o.warn(`ddt-hash did not pass its self-test on the remote host (${result.why.slice(0, 160)}): ${slower}`);
     return false;
   }
-  trace(`ddt-hash ${cached?.ok ? 'from the cache' : 'uploaded'}`);
+  return installed(helper, cached?.ok ? 'from the cache' : 'uploaded');
+}
+
+function installed(helper: RemoteHelper, how: string): true {
+  trace(`ddt-hash ${how}`);
   helper.unitAlgo = 'xxh64';
   return true;
 }

@@ -3,7 +3,11 @@ import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { initChecksums } from '../../src/checksum/hasher.js';
+import { hasherBuild } from '../../src/checksum/ddt-hash.js';
+import { hasherOffer } from '../../src/remote/native-hasher.js';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
@@ -61,6 +65,47 @@ describe('remote/helper (real sshd)', function () {
     await assert.rejects(RemoteHelper.install(pool, { jobId: '../x' }), UsageError);
     await assert.rejects(RemoteHelper.install(pool, { jobId: 'a b' }), UsageError);
     await assert.rejects(RemoteHelper.install(pool, { jobId: 'ok', workDirBase: 'relative' }), UsageError);
+  });
+
+  it('with the probe, self-tests the kept ddt-hash for this host beside it: none kept, kept and good, kept and broken', async function () {
+    await initChecksums();
+    const offer = await hasherOffer();
+    requireReal(this, 'ddt-hash built for this machine (npm run build)', offer !== undefined);
+    const arch = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
+    const name = offer!.names.find((n) => n.startsWith(`ddt-hash-${arch}-`))!;
+    const cacheDir = join(sshd.home, '.ddt', '.hashers');
+    const kept = join(cacheDir, name);
+    const file = join(dir, 'with-hasher.img');
+    await fileOfSize(file, MiB, 'random');
+    const install = async (job: string, expect = offer!.expect) => {
+      const helper = await RemoteHelper.install(pool, { jobId: job, probe: { target: file, remoteDir: dir }, hasher: { names: offer!.names, expect } });
+      const p = await helper.probe(file, dir);
+      // The probe's answer comes through whole after the hasher's line.
+      assert.equal(p.exists, true);
+      assert.equal(p.size, MiB);
+      return helper;
+    };
+    await rm(cacheDir, { recursive: true, force: true });
+    const none = await install('hasher-none');
+    assert.equal(none.keptHasher, undefined, 'nothing kept: no answer');
+    assert.equal(existsSync(join(none.workDir, 'ddt-hash')), false);
+    await none.cleanup();
+
+    await mkdir(cacheDir, { recursive: true });
+    await copyFile(fileURLToPath(hasherBuild(arch)), kept);
+    const good = await install('hasher-good');
+    assert.deepEqual(good.keptHasher, { name, answer: 'hasher=ok' });
+    assert.ok((await stat(join(good.workDir, 'ddt-hash'))).mode & 0o100, 'installed, executable');
+    await good.cleanup();
+
+    // A self-test that cannot pass (the answer expected is not what it prints): the kept copy
+    // goes, nothing is installed, and the probe is answered all the same.
+    const bad = await install('hasher-bad', `${offer!.expect}x`);
+    assert.equal(bad.keptHasher?.name, name);
+    assert.match(bad.keptHasher!.answer, /^hasher=failed self-test/);
+    assert.equal(existsSync(kept), false, 'the kept copy that failed was removed');
+    assert.equal(existsSync(join(bad.workDir, 'ddt-hash')), false);
+    await bad.cleanup();
   });
 
   it('probes a regular file', async () => {
