@@ -6,7 +6,7 @@
 import type { BlockSink, BlockSource } from '../block/types.js';
 import { initChecksums } from '../checksum/hasher.js';
 import { DdtError, messageOf } from '../errors.js';
-import { JournalWriter, type JournalState } from '../journal/journal.js';
+import { JournalWriter } from '../journal/journal.js';
 import { zeroModeOf, type JobHeader } from '../journal/records.js';
 import { BlockReader } from '../local/block-reader.js';
 import { probeDevice } from '../local/device.js';
@@ -17,12 +17,10 @@ import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
 import { installHasher } from '../remote/native-hasher.js';
 import { removeStagingDir, stagingDirOf } from '../remote/sftp-target.js';
-import { lockRemoteTarget } from '../remote/target-lock.js';
-import { lockLocalTarget } from '../local/lock.js';
 import { distrust, type HeldLock } from '../block/last-writer.js';
-import { existsSync } from 'node:fs';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
+import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
 import { closeRemote, openRemote } from './remote-end.js';
@@ -150,8 +148,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const target = (await ends.createTarget?.()) ?? ends.target;
     lock ??= await takeLock();
     // The record names this run before its first write (a round trip, while the ends open).
-    const writing = lock.writing();
-    writing.catch(() => undefined); // awaited in transfer
+    const writing = namingRecord(lock, true);
     const recorded = s.previous?.header;
     const header: JobHeader = recorded
       ? { ...recorded, options: s.options, path: prepared.record }
@@ -207,36 +204,6 @@ async function prepare(choice: PathChoice, ctx: PathContext): Promise<PreparedPa
   }
 }
 
-/** The id of the last run a journal knows of. */
-function lastRunOf(state: JournalState): string | undefined {
-  return state.runs.filter((r) => r.event === 'start').at(-1)?.run;
-}
-
-/**
- * Start what opens a session on the connection the workers share and keeps it a while
- * (`start` is told when it is open): `channel` resolves once it has its slot, or has ended.
- */
-function holdingSlot<T>(start: (onOpen: () => void) => Promise<T>): { done: Promise<T>; channel: Promise<unknown> } {
-  let onOpen!: () => void;
-  const opened = new Promise<void>((resolve) => (onOpen = resolve));
-  const done = start(onOpen);
-  return { done, channel: Promise.race([opened, done.catch(() => undefined)]) };
-}
-
-/** Does the target exist already (the remote one, as probed)? Then it is locked early. */
-function targetExists(s: JobSetup, remote: RemoteSession | undefined): boolean {
-  return s.target.endpoint ? remote?.probe.exists === true : existsSync(s.target.path);
-}
-
-/** Hold the target's lock for the run: through the helper on its host, or here. */
-async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void): Promise<HeldLock> {
-  const path = s.target.path;
-  const where = remote && `${remote.endpoint.hosts[0]}:${path}`;
-  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, where!, { signal: ui.signal, warn: (m) => warn(ui, m), onChannel }) : await lockLocalTarget(path, s.jobId, run);
-  if (lock.tookOver) warn(ui, `took over the lock of ${path} from job ${lock.tookOver}, which is gone`);
-  return lock;
-}
-
 /**
  * Open both ends of this run, shape the sink, run the pipeline, close the ends. Nothing is
  * written before `writing` (the target's record naming this run) has resolved: the shaped
@@ -249,7 +216,7 @@ async function transfer(
   journal: JournalWriter,
   s: JobSetup,
   prepared: PreparedPath,
-  o: { run: string; recheck?: string; lock: HeldLock; writing: Promise<void>; sink?: Promise<BlockSink>; rttMs?: number },
+  o: { run: string; recheck?: string; lock: HeldLock; writing: ReturnType<typeof namingRecord>; sink?: Promise<BlockSink>; rttMs?: number },
   ui: JobUi,
 ) {
   let source: BlockSource | undefined;
@@ -264,12 +231,12 @@ async function transfer(
     trace('ends open');
     // Parts are a format of the link to a remote helper; a local target (pull) takes whole blocks.
     // Its writes wait for the record naming this run; hashing (--skip-identical) starts at once.
-    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts, lock: { held: o.lock, writing: o.writing } });
+    const shaped = shapeSink(sink, { ...header.options, takesParts: header.target.remote !== undefined && prepared.takesParts, lock: { held: o.lock, writing: o.writing.beforeWrite } });
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
     const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'bytes' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
     const summary = await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
-    await o.writing; // a run that had nothing to write still fails when its record could not be written
+    await o.writing.done(); // a run that had nothing to write still fails when its record could not be written
     return summary;
   } catch (err) {
     journal.close();

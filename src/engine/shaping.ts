@@ -107,22 +107,22 @@ export class CompressingSink extends SinkWrapper {
 }
 
 /**
- * Writes only once the target's record names this run (`writing`: until then the sink only
- * hashes, as --skip-identical does first) and while the lock is this run's: after a dropped
+ * Writes only once the target's record names this run (`writing` asks for it, once, and
+ * resolves when it does: until then the sink only hashes, as --skip-identical does first) and while the lock is this run's: after a dropped
  * connection they wait until it is taken back, and fail (stopping the run) if it was lost.
  */
 class LockedSink extends SinkWrapper {
   constructor(
     inner: BlockSink,
     private readonly lock: HeldLock,
-    private readonly writing: Promise<void>,
+    private readonly writing: () => Promise<void>,
   ) {
     super(inner);
   }
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     // Without the record no block may be written: a failed one stops the run (exit 4, resumable).
-    await this.writing.catch((err: unknown) => {
+    await this.writing().catch((err: unknown) => {
       throw retryClassOf(err) === 'block' ? new DdtError('REMOTE_PERMANENT', `the target's record could not name this run: ${messageOf(err)}`, { cause: err }) : err;
     });
     await this.lock.held(signal);
@@ -131,7 +131,7 @@ class LockedSink extends SinkWrapper {
 }
 
 /** The sink as a job's options shape it: compressed where the path takes parts, then paced, writing only under the lock. */
-export function shapeSink(sink: BlockSink, o: { compress: CompressMode; bwlimit?: string; takesParts: boolean; lock?: { held: HeldLock; writing: Promise<void> } }): BlockSink {
+export function shapeSink(sink: BlockSink, o: { compress: CompressMode; bwlimit?: string; takesParts: boolean; lock?: { held: HeldLock; writing: () => Promise<void> } }): BlockSink {
   let shaped = o.lock ? new LockedSink(sink, o.lock.held, o.lock.writing) : sink;
   const schedule = o.bwlimit === undefined ? undefined : parseBwLimit(o.bwlimit);
   // The bucket sees what goes on the wire: compressed parts, so it wraps inside compression.

@@ -74,6 +74,12 @@ export async function lockRemoteTarget(
     },
     async finish() {
       const h = await current();
+      // A run that never asked to write leaves the record as it found it; the lock goes.
+      if (!wrote) {
+        released = true;
+        await h.release();
+        return;
+      }
       // The request and the end of the holder's input go together: it writes the record,
       // answers, reads the end of its input and lets the lock go, all in one round trip. A
       // connection lost meanwhile fails this as it would fail the request alone.

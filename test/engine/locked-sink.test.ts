@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HeldLock } from '../../src/block/last-writer.js';
 import { initChecksums } from '../../src/checksum/hasher.js';
+import { namingRecord } from '../../src/engine/job-lock.js';
 import { shapeSink } from '../../src/engine/shaping.js';
 import { DdtError, retryClassOf } from '../../src/errors.js';
 import { LocalTarget } from '../../src/local/local-target.js';
@@ -43,7 +44,7 @@ describe('engine/shaping: writes wait for the record naming the run', () => {
   it('hashes at once, writes only once the record is written', async () => {
     const { dst, target, block } = await rig();
     const writing = settleable();
-    const sink = shapeSink(target, { compress: 'none', takesParts: false, lock: { held: heldLock(), writing: writing.p } });
+    const sink = shapeSink(target, { compress: 'none', takesParts: false, lock: { held: heldLock(), writing: () => writing.p } });
     const signal = new AbortController().signal;
     assert.match(await sink.hashAt(block, 'xxh64', signal), /^[0-9a-f]{16}$/);
     const data = randomBytes(SIZE);
@@ -62,7 +63,7 @@ describe('engine/shaping: writes wait for the record naming the run', () => {
     const { dst, target, block } = await rig();
     const writing = settleable();
     writing.reject(new DdtError('REMOTE_COMMAND', "the target's lock (WRITING): ERR cannot write /var/lib/ddt/locks/x.last"));
-    const sink = shapeSink(target, { compress: 'none', takesParts: false, lock: { held: heldLock(), writing: writing.p } });
+    const sink = shapeSink(target, { compress: 'none', takesParts: false, lock: { held: heldLock(), writing: () => writing.p } });
     const data = randomBytes(SIZE);
     await assert.rejects(
       sink.writeAt(block, { kind: 'data', chunks: (async function* () { yield data; })() }, 'xxh64', new AbortController().signal),
@@ -77,3 +78,42 @@ describe('engine/shaping: writes wait for the record naming the run', () => {
     assert.ok((await readFile(dst)).equals(Buffer.alloc(SIZE)));
   });
 });
+
+describe('engine/job-lock: the record naming the run, at once or at the first write', () => {
+  const counting = (fail?: Error) => {
+    const lock = { ...heldLock(), asked: 0 };
+    lock.writing = async () => {
+      lock.asked++;
+      if (fail) throw fail;
+    };
+    return lock;
+  };
+
+  it('at once: asked before any write', async () => {
+    const lock = counting();
+    const naming = namingRecord(lock, true);
+    assert.equal(lock.asked, 1);
+    await naming.beforeWrite();
+    await naming.done();
+    assert.equal(lock.asked, 1, 'asked once');
+  });
+
+  it('at the first write: not asked by a run that writes nothing, asked once by one that writes', async () => {
+    const idle = counting();
+    await namingRecord(idle, false).done();
+    assert.equal(idle.asked, 0, 'a run without writes leaves the record alone');
+    const busy = counting();
+    const naming = namingRecord(busy, false);
+    await Promise.all([naming.beforeWrite(), naming.beforeWrite()]);
+    await naming.done();
+    assert.equal(busy.asked, 1);
+  });
+
+  it('a request that failed fails the writes and the end of the run', async () => {
+    const lock = counting(new DdtError('REMOTE_COMMAND', 'ERR cannot write'));
+    const naming = namingRecord(lock, false);
+    await assert.rejects(naming.beforeWrite(), /cannot write/);
+    await assert.rejects(naming.done(), /cannot write/);
+  });
+});
+

@@ -2,7 +2,7 @@
 // and is replaced by the same run; unless the target's record changed meanwhile.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isDdtError } from '../../src/errors.js';
@@ -40,7 +40,7 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     }
   });
 
-  async function locked(name: string) {
+  async function locked(name: string, o: { write?: boolean } = {}) {
     const target = join(dir, `${name}.img`);
     await writeFile(target, Buffer.alloc(1 << 20));
     const st = await stat(target, { bigint: true });
@@ -55,7 +55,7 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     const ac = new AbortController();
     const lock = await lockRemoteTarget(helper, target, `${jobId}.r1`, target, { signal: ac.signal, warn: (m) => warnings.push(m) });
     entry.lock = lock;
-    await lock.writing();
+    if (o.write !== false) await lock.writing();
     return { target, record, lock, jobId, warnings };
   }
 
@@ -73,6 +73,14 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     await run('kill', ['-KILL', ...before]);
     return before;
   }
+
+  it('a run that never asked to write leaves the record as it was when it finishes; the lock goes', async () => {
+    const t = await locked('unwritten', { write: false });
+    await writeFile(t.record, 'job=earlier-job run=earlier-job.x state=clean\n');
+    await t.lock.finish();
+    assert.equal(await readFile(t.record, 'utf8'), 'job=earlier-job run=earlier-job.x state=clean\n');
+    assert.deepEqual(await holders(t.target), [], 'the holder ended with the lock');
+  });
 
   it('the same run takes its lock back: held() resolves and the record still names it', async () => {
     const t = await locked('back');
