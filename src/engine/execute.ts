@@ -12,6 +12,7 @@ import type { ProgressListener } from '../progress/events.js';
 import { runPipeline, type PipelineCounters } from './pipeline.js';
 import { checkGpt, type GptCheck } from './gpt-fix.js';
 import { changedSinceProven } from './recheck.js';
+import type { EarlyEnds } from './skip-identical.js';
 import { StallWatch } from './stall-watch.js';
 import { errorText, exitCodeFor, type JobSummary } from './summary.js';
 
@@ -21,7 +22,7 @@ export async function executeJob(
   previous: JournalState | undefined,
   ends: { source: BlockSource; sink: BlockSink },
   /** `recheck`: why the blocks proven earlier must be hashed again before they are trusted. */
-  o: { run: string; recheck?: string; emit: ProgressListener; signal: AbortSignal; rttMs?: number },
+  o: { run: string; recheck?: string; emit: ProgressListener; signal: AbortSignal; rttMs?: number; ahead?: EarlyEnds },
 ): Promise<JobSummary> {
   const started = Date.now();
   const blocks = planBlocks(header.source.size, header.blockSize);
@@ -65,6 +66,7 @@ export async function executeJob(
         concurrency,
         targetZeroed: header.options.targetZeroed,
         skipIdentical: header.options.skipIdentical,
+        ahead: o.ahead,
       },
       o.signal,
     );

@@ -21,6 +21,9 @@ import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
+import { earlySource, isResync, planned, startEarlyTarget } from './early-hashes.js';
+import { deferredPath } from '../paths/deferred.js';
+import type { EarlyEnds } from './skip-identical.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
 import { closeRemote, openRemote } from './remote-end.js';
@@ -36,6 +39,17 @@ export type { JobRequest } from './job-setup.js';
 export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   trace('start');
   const s = await setUp(req);
+  // A re-sync's source checksums start now, beside the connection and the remote set-up.
+  const ahead: EarlyEnds = { source: await earlySource(s) };
+  try {
+    return await runSetUp(s, ahead, ui);
+  } finally {
+    ahead.source?.end();
+    ahead.target?.end();
+  }
+}
+
+async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOutcome> {
   await initChecksums();
   const remote = s.source.endpoint ? s.source : s.target.endpoint ? s.target : undefined;
   const query: PathQuery = {
@@ -56,13 +70,15 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   if (s.previous) for (const p of Object.values(PATHS)) await p.sweep?.(s.jobId, query);
   // --skip-identical and a resume's re-check of proven blocks hash both ends in streams.
   const hashing = !s.dryRun && (s.options.skipIdentical || s.previous !== undefined);
+  const resync = isResync(s);
   let early: EarlyStart | undefined;
   let session: RemoteSession | undefined;
   if (remote?.endpoint) {
     // Known host keys: the OpenSSH masters connect while ssh2 does (OpenSSH checks the same
     // files, strictly). With --accept-new-host-key they wait until ssh2 has recorded the key.
     const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m), signal: ui.signal };
-    early = s.acceptNewHostKey ? undefined : first.path.begin?.(remote.endpoint, o);
+    // A re-sync's data path may not be needed at all: it starts at the first differing block.
+    early = s.acceptNewHostKey || resync ? undefined : first.path.begin?.(remote.endpoint, o);
     try {
       session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing }, ui);
     } catch (err) {
@@ -120,16 +136,21 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     if (choice.path !== first.path) await early?.discard();
     for (const w of choice.warnings) warn(ui, w);
     const ctx: PathContext = { session, query: { ...query, probe: session?.probe }, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, signal: ui.signal, warn: (m) => warn(ui, m), early };
-    prepared = await prepare(choice, ctx);
-    trace(`path ${prepared.name} prepared`);
-    const blocks = planBlocks(ends.source.size, s.blockSize).length;
     // With no question to ask, the remote target's workers start while the lock is taken (once
     // its session has its slot: the workers cannot take them all). They write nothing before
     // the record names this run. A sink that leaves staging behind waits for the journal
-    // that will name it.
-    if (session && s.target.endpoint && locking && !prepared.sinkLeavesState && !s.dryRun && (s.yes || !ends.overwrites)) {
+    // that will name it. A re-sync's target hashing starts on a worker of its own, first.
+    const go = session && s.target.endpoint && locking && !s.dryRun && (s.yes || !ends.overwrites);
+    const aheadBlocks = go && resync ? planned(ends.source.size, s.blockSize) : undefined;
+    const aheadChannel = session && locking && aheadBlocks ? startEarlyTarget(ahead, session.helper, s.target.path, aheadBlocks, ends.checksum, { signal: ui.signal, ready: Promise.all([locking, hasher]) }) : undefined;
+    const workers = choice.path.sinkWorkers?.(ctx.query);
+    prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
+    trace(`path ${prepared.name} prepared`);
+    const blocks = planBlocks(ends.source.size, s.blockSize).length;
+    if (go && session && !prepared.sinkLeavesState) {
       await lockChannel;
       await hasherChannel;
+      await aheadChannel;
       sinkOpening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
       sinkOpening.catch(() => undefined); // adopted by transfer, or closed in the end
     }
@@ -148,7 +169,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     const target = (await ends.createTarget?.()) ?? ends.target;
     lock ??= await takeLock();
     // The record names this run before its first write (a round trip, while the ends open).
-    const writing = namingRecord(lock, true);
+    const writing = namingRecord(lock, !resync);
     const recorded = s.previous?.header;
     const header: JobHeader = recorded
       ? { ...recorded, options: s.options, path: prepared.record }
@@ -160,7 +181,7 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
     sinkOpening = undefined; // transfer closes it
     if (hashStreams) await hasher;
     await hasherChannel;
-    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs() }, ui);
+    const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs(), ahead }, ui);
     ok = summary.ok;
     trace('transfer done');
     if (ok) {
@@ -216,7 +237,7 @@ async function transfer(
   journal: JournalWriter,
   s: JobSetup,
   prepared: PreparedPath,
-  o: { run: string; recheck?: string; lock: HeldLock; writing: ReturnType<typeof namingRecord>; sink?: Promise<BlockSink>; rttMs?: number },
+  o: { run: string; recheck?: string; lock: HeldLock; writing: ReturnType<typeof namingRecord>; sink?: Promise<BlockSink>; rttMs?: number; ahead?: EarlyEnds },
   ui: JobUi,
 ) {
   let source: BlockSource | undefined;
@@ -235,7 +256,7 @@ async function transfer(
     const from = source;
     // The pipeline does not know connections; a remote source knows which one carried a block.
     const emit: ProgressListener = from.connectionOf ? (e) => ui.emit(e.type === 'bytes' ? { ...e, connection: e.connection ?? from.connectionOf!(e.index) } : e) : ui.emit;
-    const summary = await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal });
+    const summary = await executeJob(header, journal, s.previous, { source, sink: shaped }, { run: o.run, recheck: o.recheck, rttMs, emit, signal: ui.signal, ahead: o.ahead });
     await o.writing.done(); // a run that had nothing to write still fails when its record could not be written
     return summary;
   } catch (err) {

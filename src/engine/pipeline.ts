@@ -6,6 +6,7 @@ import { messageOf, retryClassOf } from '../errors.js';
 import type { JournalWriter } from '../journal/journal.js';
 import type { ProgressListener } from '../progress/events.js';
 import { ByteMeter } from './byte-meter.js';
+import type { EarlyEnds } from './skip-identical.js';
 import { SkipIdentical } from './skip-identical.js';
 
 export interface PipelineOptions {
@@ -18,6 +19,8 @@ export interface PipelineOptions {
   targetZeroed: boolean;
   /** hash the target ahead and send only blocks whose checksum differs */
   skipIdentical?: boolean;
+  /** either end's checksums already streaming (`--skip-identical` on a new job) */
+  ahead?: EarlyEnds;
 }
 
 /** How many blocks ended how (a run's, or the whole job's). */
@@ -84,7 +87,7 @@ export async function runPipeline(
     emit({ type: 'warning', message: `unreadable source bytes zero-filled in block ${block.index}: ${ranges.map((r) => `${r.offset}..${r.offset + r.length}`).join(', ')}` });
   }
 
-  const skip = opts.skipIdentical ? new SkipIdentical(blocks, reader, writer, opts.algo, runSignal) : undefined;
+  const skip = opts.skipIdentical ? new SkipIdentical(blocks, reader, writer, opts.algo, runSignal, opts.ahead) : undefined;
 
   /**
    * `--skip-identical`: a block whose target checksum already equals the source's is proven

@@ -5,13 +5,26 @@
  * are sent, and the block is proven, like any other, by the checksum of the whole block read
  * back afterwards. The target's checksums (and a remote source's) stream ahead of the sender.
  */
-import type { BlockRef, BlockSink, BlockSource, ByteRange, UnitSpec } from '../block/types.js';
+import type { BlockDigest, BlockRef, BlockSink, BlockSource, ByteRange, UnitSpec } from '../block/types.js';
 import { differingUnits } from '../checksum/block-digest.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { HashAhead, oneByOne } from './hash-ahead.js';
 
 /** The unit of sub-block comparison: the read chunk, so a changed MiB costs about a MiB. */
 export const UNIT = 1 << 20;
+
+/** A started stream of one end's digests, handed to the one reader that asks for the same thing. */
+export interface HashedAhead {
+  take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest> | undefined;
+  /** Stop hashing; idempotent. */
+  end(): void;
+}
+
+/** Both ends' streams started before the pipeline, where they were. */
+export interface EarlyEnds {
+  source?: HashedAhead;
+  target?: HashedAhead;
+}
 
 export type Comparison =
   /** already on the target */
@@ -32,6 +45,8 @@ export class SkipIdentical {
     private readonly sink: BlockSink,
     private readonly algo: ChecksumAlgo,
     signal: AbortSignal,
+    /** Streams started before the pipeline (a new job's); taken where they hash what is asked here. */
+    ahead: EarlyEnds = {},
   ) {
     // Units only where some block spans more than one, and only where the sink takes the parts
     // and the source can read them; their algo is what the remote end hashes fastest.
@@ -39,9 +54,13 @@ export class SkipIdentical {
     this.units = delta ? { unit: UNIT, algo: sink.unitAlgo ?? reader.unitAlgo ?? algo } : undefined;
     // A stream holds one of an end's workers while it runs ahead: with a single worker, the
     // blocks that must be sent would wait for it forever, so such an end hashes block by block.
-    const targetStream = sink.capacity > 1 ? sink.hashStream?.(blocks, algo, signal, this.units) : undefined;
+    // An early target stream runs on a worker of its own, not one of the sink's.
+    const early = ahead.target?.take(blocks, algo, signal, this.units);
+    const targetStream = early ?? (sink.capacity > 1 ? sink.hashStream?.(blocks, algo, signal, this.units) : undefined);
     this.target = new HashAhead(targetStream ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)), 'target');
-    if (reader.hashStream && reader.capacity > 1) this.source = new HashAhead(reader.hashStream(blocks, algo, signal, this.units), 'source');
+    if (reader.hashStream && reader.capacity > 1) {
+      this.source = new HashAhead(ahead.source?.take(blocks, algo, signal, this.units) ?? reader.hashStream(blocks, algo, signal, this.units), 'source');
+    } else ahead.source?.end();
   }
 
   async compare(block: BlockRef): Promise<Comparison> {

@@ -90,9 +90,11 @@ export const opensshPath: DataPath = {
   // A killed run's masters end by themselves (their stdin from ddt is gone); their socket dirs stay.
   sweep: (jobId) => removeLeftovers(muxDirBase(), muxDirPrefix(jobId)),
   begin: (endpoint, o) => new MastersStarting(endpoint, { ...o, masters: o.connections - 1 }),
+  sinkWorkers: (q) => (q.connections - 1) * q.channels,
   async prepare(ctx: PathContext): Promise<PreparedPath> {
     const s = ctx.session!;
     const masters = ctx.query.connections - 1;
+    // (sinkWorkers says the same, for a sink that opens at its first write)
     const starting = ctx.early instanceof MastersStarting ? ctx.early : new MastersStarting(s.endpoint, { masters, jobId: ctx.jobId, reconnectTimeoutMs: ctx.reconnectTimeoutMs, warn: ctx.warn, signal: ctx.signal });
     // OpenSSH's MaxSessions (10 by default) counts the master's own session too: refusals shrink the share.
     const sessions = new MuxSessions(await starting.adopt(), ctx.query.channels, 1, ctx.warn);

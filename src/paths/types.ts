@@ -88,6 +88,11 @@ export interface DataPath {
   sweep?(jobId: string, q: PathQuery): Promise<void>;
   /** Set up for this run before anything is written (exit 2 where it cannot work after all). */
   prepare(ctx: PathContext): Promise<PreparedPath>;
+  /**
+   * A path whose connections of its own can wait for the first write (see deferredPath): the
+   * blocks its sink will take at once. Its record must be its name alone.
+   */
+  sinkWorkers?(q: PathQuery): number;
 }
 
 /** A path that cannot do this part of a job (a source for sftp, say): refused before writing. */

@@ -137,6 +137,32 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
+    it('opens the data path\'s own connection only for a block that must go: none for an unchanged target', async () => {
+      // Connections the sshd accepted (one line each in its log): the run's ssh2 connection, and
+      // the OpenSSH master of the default path (--connections 2) only where something is sent.
+      const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
+      const same = join(dir, 'same-dst.img');
+      await fs.copyFile(src, same);
+      let before = await accepted();
+      const r = await runCli(['send', src, `root@127.0.0.1:${same}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'same.journal')], { env: { DDT_DEBUG: '1' } });
+      assert.equal(r.code, 0, r.stderr);
+      const s = jsonOf(r);
+      assert.equal(s.identicalBlocks, 4);
+      assert.equal(s.bytesOnWire, 0);
+      assert.equal((await accepted()) - before, 1, 'one connection for an unchanged target');
+      assert.doesNotMatch(r.stderr, /set up for the first write/);
+      assert.equal(await sha256File(same), await sha256File(src));
+
+      const stale = join(dir, 'stale-dst.img');
+      await staleCopy(src, stale);
+      before = await accepted();
+      const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'stale.journal')], { env: { DDT_DEBUG: '1' } });
+      assertDelta(d, 4, 1);
+      assert.match(d.stderr, /path openssh: set up for the first write/);
+      assert.equal((await accepted()) - before, 2, 'the master connects for the blocks that differ');
+      assert.equal(await sha256File(stale), await sha256File(src));
+    });
+
     it('pull --skip-identical: the local target hashed here, the remote source streamed by the helper', async () => {
       const local = join(dir, 'pull-dst.img');
       await staleCopy(src, local);
