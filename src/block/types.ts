@@ -119,6 +119,11 @@ export interface BlockSink extends BlockHasher {
   readonly takesDelta?: boolean;
   writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string>;
   /**
+   * A write is coming (the run asks for the target's record first): a sink that sets itself
+   * up at its first write may begin now, beside that request.
+   */
+  expectWrite?(): void;
+  /**
    * A sink that may answer before its flush (group commit) has this: it resolves once the block's
    * last write is durable. The journal records a block verified only after it.
    */

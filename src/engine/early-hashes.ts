@@ -18,7 +18,6 @@ import { probeDevice } from '../local/device.js';
 import { hashLocally, localHasher } from '../local/local-hasher.js';
 import { planBlocks } from '../plan/block-plan.js';
 import type { RemoteHelper } from '../remote/helper.js';
-import { findOnPath } from '../transport/local-process.js';
 import { HashAhead } from './hash-ahead.js';
 import type { JobSetup } from './job-setup.js';
 import { UNIT, type EarlyEnds, type HashedAhead } from './skip-identical.js';
@@ -86,10 +85,7 @@ export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined>
   if (!blocks) return undefined;
   const algo: ChecksumAlgo = s.checksum === 'auto' ? 'xxh64' : s.checksum;
   const units = likelyUnits(blocks, 'xxh64');
-  // Below the set-up's own work (the connection, the remote probe and lock), which the target's
-  // hashing waits for, where both share the cores; it has until the target's checksums come.
-  const nice = findOnPath('nice');
-  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true, nice), blocks, algo, () => units, 'source');
+  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true), blocks, algo, () => units, 'source');
 }
 
 /**

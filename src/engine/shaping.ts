@@ -121,6 +121,7 @@ class LockedSink extends SinkWrapper {
   }
 
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
+    this.inner.expectWrite?.();
     // Without the record no block may be written: a failed one stops the run (exit 4, resumable).
     await this.writing().catch((err: unknown) => {
       throw retryClassOf(err) === 'block' ? new DdtError('REMOTE_PERMANENT', `the target's record could not name this run: ${messageOf(err)}`, { cause: err }) : err;

@@ -30,11 +30,9 @@ export function localHasher(): string | undefined {
  * through the page cache, where it may well be already; a target is read O_DIRECT where it
  * takes it, as its read-backs are.
  */
-export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec, buffered = false, nice?: string): AsyncGenerator<BlockDigest> {
+export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec, buffered = false): AsyncGenerator<BlockDigest> {
   const unit = units?.unit ?? blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
-  const args = ['ranges', file, String(unit), units?.algo ?? algo, algo, ...(buffered ? ['buffered'] : [])];
-  // `nice`: the path of nice(1), to run it below the run's other work (see earlySource).
-  const child = nice ? spawn(nice, ['-n', '10', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], signal }) : spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
+  const child = spawn(bin, ['ranges', file, String(unit), units?.algo ?? algo, algo, ...(buffered ? ['buffered'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], signal });
   child.on('error', () => undefined); // an abort kills it; the stream below reports the rest
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
