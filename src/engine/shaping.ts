@@ -108,8 +108,9 @@ export class CompressingSink extends SinkWrapper {
 
 /**
  * Writes only once the target's record names this run (`writing` asks for it, once, and
- * resolves when it does: until then the sink only hashes, as --skip-identical does first) and while the lock is this run's: after a dropped
- * connection they wait until it is taken back, and fail (stopping the run) if it was lost.
+ * resolves when it does: until then the sink only hashes, as --skip-identical does first) and
+ * while the lock is this run's: after a dropped connection they wait until it is taken back,
+ * and fail (stopping the run) if it was lost.
  */
 class LockedSink extends SinkWrapper {
   constructor(
