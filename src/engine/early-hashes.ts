@@ -20,12 +20,7 @@ import { planBlocks } from '../plan/block-plan.js';
 import type { RemoteHelper } from '../remote/helper.js';
 import { HashAhead } from './hash-ahead.js';
 import type { JobSetup } from './job-setup.js';
-import { UNIT, type EarlyEnds, type HashedAhead } from './skip-identical.js';
-
-/** Units as SkipIdentical asks for them where both ends hash them with ddt-hash. */
-export function likelyUnits(blocks: BlockRef[], algo: ChecksumAlgo): UnitSpec | undefined {
-  return blocks.some((b) => b.length > UNIT) ? { unit: UNIT, algo } : undefined;
-}
+import { unitsOf, type EarlyEnds, type HashedAhead } from './skip-identical.js';
 
 class EarlyHashes implements HashedAhead {
   private readonly stop = new AbortController();
@@ -43,7 +38,7 @@ class EarlyHashes implements HashedAhead {
     this.ahead = new HashAhead(start(this.stop.signal), `${name} (early)`);
   }
 
-  take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest> | undefined {
+  take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): HashAhead | undefined {
     const mine = this.units();
     const same = !this.taken && algo === this.algo && units?.unit === mine?.unit && units?.algo === mine?.algo && sameBlocks(blocks, this.blocks);
     if (!same || this.stop.signal.aborted) {
@@ -53,20 +48,11 @@ class EarlyHashes implements HashedAhead {
     this.taken = true;
     if (signal.aborted) this.end();
     else signal.addEventListener('abort', () => this.end(), { once: true });
-    return this.handOut();
+    return this.ahead;
   }
 
   end(): void {
     this.stop.abort();
-  }
-
-  /** The digests in block order; a gap (the hasher failed or was stopped) ends the stream with an error, as the hasher's own failure does. */
-  private async *handOut(): AsyncGenerator<BlockDigest> {
-    for (const block of this.blocks) {
-      const d = await this.ahead.get(block.index);
-      if (!d) throw new Error(`no early checksum of block ${block.index}`);
-      yield d;
-    }
   }
 }
 
@@ -81,10 +67,15 @@ export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined>
   const bin = localHasher();
   if (!bin) return undefined;
   const info = await probeDevice(s.source.path).catch(() => undefined);
-  const blocks = info && info.size > 0 ? planned(info.size, s.blockSize) : undefined;
-  if (!blocks) return undefined;
+  if (!info || info.size === 0) return undefined;
+  let blocks: BlockRef[];
+  try {
+    blocks = planBlocks(info.size, s.blockSize);
+  } catch {
+    return undefined; // too many blocks: the run's own plan refuses it
+  }
   const algo: ChecksumAlgo = s.checksum === 'auto' ? 'xxh64' : s.checksum;
-  const units = likelyUnits(blocks, 'xxh64');
+  const units = unitsOf(blocks, 'xxh64');
   return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true), blocks, algo, () => units, 'source');
 }
 
@@ -96,7 +87,7 @@ export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined>
  * ends the stream.
  */
 export function earlyTarget(helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown>; opened(): void }): HashedAhead {
-  const units = () => likelyUnits(blocks, helper.unitAlgo ?? algo);
+  const units = () => unitsOf(blocks, helper.unitAlgo ?? algo);
   return new EarlyHashes(
     async function* (stop) {
       const both = AbortSignal.any([o.signal, stop]);
@@ -132,15 +123,6 @@ export function isResync(s: JobSetup): boolean {
 /** earlyTarget into `ahead.target`; resolves once its worker has its channel (or will not get one). */
 export function startEarlyTarget(ahead: EarlyEnds, helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown> }): Promise<void> {
   return new Promise<void>((opened) => (ahead.target = earlyTarget(helper, target, blocks, algo, { ...o, opened })));
-}
-
-/** The blocks of a new job, or undefined where the plan refuses (the run's own plan says why). */
-export function planned(size: number, blockSize: number): BlockRef[] | undefined {
-  try {
-    return planBlocks(size, blockSize);
-  } catch {
-    return undefined;
-  }
 }
 
 function sameBlocks(a: BlockRef[], b: BlockRef[]): boolean {

@@ -21,7 +21,7 @@ import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
-import { earlySource, isResync, planned, startEarlyTarget } from './early-hashes.js';
+import { earlySource, isResync, startEarlyTarget } from './early-hashes.js';
 import { deferredPath } from '../paths/deferred.js';
 import type { EarlyEnds } from './skip-identical.js';
 import { checkEnds } from './job-checks.js';
@@ -141,12 +141,13 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     // the record names this run. A sink that leaves staging behind waits for the journal
     // that will name it. A re-sync's target hashing starts on a worker of its own, first.
     const go = session && s.target.endpoint && locking && !s.dryRun && (s.yes || !ends.overwrites);
-    const aheadBlocks = go && resync ? planned(ends.source.size, s.blockSize) : undefined;
+    const plan = planBlocks(ends.source.size, s.blockSize);
+    const aheadBlocks = go && resync ? plan : undefined;
     const aheadChannel = session && locking && aheadBlocks ? startEarlyTarget(ahead, session.helper, s.target.path, aheadBlocks, ends.checksum, { signal: ui.signal, ready: Promise.all([locking, hasher]) }) : undefined;
     const workers = choice.path.sinkWorkers?.(ctx.query);
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
     trace(`path ${prepared.name} prepared`);
-    const blocks = planBlocks(ends.source.size, s.blockSize).length;
+    const blocks = plan.length;
     if (go && session && !prepared.sinkLeavesState) {
       await lockChannel;
       await hasherChannel;

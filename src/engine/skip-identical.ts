@@ -5,7 +5,7 @@
  * are sent, and the block is proven, like any other, by the checksum of the whole block read
  * back afterwards. The target's checksums (and a remote source's) stream ahead of the sender.
  */
-import type { BlockDigest, BlockRef, BlockSink, BlockSource, ByteRange, UnitSpec } from '../block/types.js';
+import type { BlockRef, BlockSink, BlockSource, ByteRange, UnitSpec } from '../block/types.js';
 import { differingUnits } from '../checksum/block-digest.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { HashAhead, oneByOne } from './hash-ahead.js';
@@ -13,9 +13,14 @@ import { HashAhead, oneByOne } from './hash-ahead.js';
 /** The unit of sub-block comparison: the read chunk, so a changed MiB costs about a MiB. */
 export const UNIT = 1 << 20;
 
+/** Units of `algo` where some block spans more than one. */
+export function unitsOf(blocks: BlockRef[], algo: ChecksumAlgo): UnitSpec | undefined {
+  return blocks.some((b) => b.length > UNIT) ? { unit: UNIT, algo } : undefined;
+}
+
 /** A started stream of one end's digests, handed to the one reader that asks for the same thing. */
 export interface HashedAhead {
-  take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncIterable<BlockDigest> | undefined;
+  take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): HashAhead | undefined;
   /** Stop hashing; idempotent. */
   end(): void;
 }
@@ -50,16 +55,17 @@ export class SkipIdentical {
   ) {
     // Units only where some block spans more than one, and only where the sink takes the parts
     // and the source can read them; their algo is what the remote end hashes fastest.
-    const delta = sink.takesDelta === true && reader.openRanges !== undefined && blocks.some((b) => b.length > UNIT);
-    this.units = delta ? { unit: UNIT, algo: sink.unitAlgo ?? reader.unitAlgo ?? algo } : undefined;
+    const delta = sink.takesDelta === true && reader.openRanges !== undefined;
+    this.units = delta ? unitsOf(blocks, sink.unitAlgo ?? reader.unitAlgo ?? algo) : undefined;
     // A stream holds one of an end's workers while it runs ahead: with a single worker, the
     // blocks that must be sent would wait for it forever, so such an end hashes block by block.
     // An early target stream runs on a worker of its own, not one of the sink's.
-    const early = ahead.target?.take(blocks, algo, signal, this.units);
-    const targetStream = early ?? (sink.capacity > 1 ? sink.hashStream?.(blocks, algo, signal, this.units) : undefined);
-    this.target = new HashAhead(targetStream ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)), 'target');
+    const targetStream = sink.capacity > 1 ? sink.hashStream : undefined;
+    this.target =
+      ahead.target?.take(blocks, algo, signal, this.units) ??
+      new HashAhead(targetStream?.call(sink, blocks, algo, signal, this.units) ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)), 'target');
     if (reader.hashStream && reader.capacity > 1) {
-      this.source = new HashAhead(ahead.source?.take(blocks, algo, signal, this.units) ?? reader.hashStream(blocks, algo, signal, this.units), 'source');
+      this.source = ahead.source?.take(blocks, algo, signal, this.units) ?? new HashAhead(reader.hashStream(blocks, algo, signal, this.units), 'source');
     } else ahead.source?.end();
   }
 

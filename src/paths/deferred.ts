@@ -6,7 +6,7 @@
  * host) would cost the run more than the blocks they carry. They are set up at the first write
  * instead, which then waits for them once.
  */
-import type { BlockDigest, BlockPayload, BlockRef, BlockSink, UnitSpec } from '../block/types.js';
+import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { PathName } from '../journal/records.js';
 import { trace } from '../trace.js';
@@ -36,7 +36,10 @@ export function deferredPath(o: { name: PathName; workers: number; prepare(): Pr
   };
 }
 
-/** A sink opened by its first write (or hash); until then it only says what it will take. */
+/**
+ * A sink opened by its first write (or hash); until then it only says what it will take. It has
+ * no stream of its own: a re-sync's target checksums come from the early stream.
+ */
 class DeferredSink implements BlockSink {
   private opening?: Promise<BlockSink>;
   readonly takesDelta = true;
@@ -69,12 +72,6 @@ class DeferredSink implements BlockSink {
 
   async hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     return (await this.sink()).hashAt(block, algo, signal);
-  }
-
-  async *hashStream(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): AsyncGenerator<BlockDigest> {
-    const sink = await this.sink();
-    if (sink.hashStream) yield* sink.hashStream(blocks, algo, signal, units);
-    else for (const block of blocks) yield { block, checksum: await sink.hashAt(block, algo, signal) };
   }
 
   async close(): Promise<void> {
