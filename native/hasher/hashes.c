@@ -19,6 +19,15 @@ void hasher_update(struct hasher *h, const unsigned char *p, size_t len) {
   else sha256_update(&h->st.s, p, len);
 }
 
+void hasher_update2(struct hasher *h, struct hasher *g, const unsigned char *p, size_t len) {
+  if (h->algo == ALGO_XXH64 && g->algo == ALGO_XXH64) {
+    xxh64_update2(&h->st.x, &g->st.x, p, len);
+    return;
+  }
+  hasher_update(h, p, len);
+  hasher_update(g, p, len);
+}
+
 char *hasher_hex(const struct hasher *h, char hex[65]) {
   if (h->algo == ALGO_XXH64) {
     snprintf(hex, 65, "%016llx", (unsigned long long)xxh64_digest(&h->st.x));

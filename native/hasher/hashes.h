@@ -18,6 +18,8 @@ struct hasher {
 int algo_of(const char *name); /* -1: unknown */
 void hasher_init(struct hasher *h, int algo);
 void hasher_update(struct hasher *h, const unsigned char *p, size_t len);
+/* The same bytes into both (fused where both are xxh64). */
+void hasher_update2(struct hasher *h, struct hasher *g, const unsigned char *p, size_t len);
 char *hasher_hex(const struct hasher *h, char hex[65]);
 
 #endif

@@ -156,8 +156,10 @@ int main(int argc, char **argv) {
         if (at + take > ch.valid && at < ch.valid) take = ch.valid - at; /* the good bytes first */
         if (at >= ch.valid) c.unit_bad = c.block_bad = ch.error;
         /* A unit read whole is hashed even when an earlier one of its block was not. */
-        if (c.units && !c.unit_bad) hasher_update(&c.u, p, take);
-        if (!c.block_bad) hasher_update(&c.b, p, take);
+        int u = c.units && !c.unit_bad, b = !c.block_bad;
+        if (u && b) hasher_update2(&c.u, &c.b, p, take);
+        else if (u) hasher_update(&c.u, p, take);
+        else if (b) hasher_update(&c.b, p, take);
         p += take, left -= take, c.pos += take;
         if (c.pos < c.unit_end) continue;
         if (c.units) emit(&c.u, c.unit_bad);

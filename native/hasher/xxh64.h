@@ -13,6 +13,8 @@ struct xxh64 {
 
 void xxh64_init(struct xxh64 *s);
 void xxh64_update(struct xxh64 *s, const unsigned char *p, size_t len);
+/* The same bytes into both states (a unit and its block), in one pass where they line up. */
+void xxh64_update2(struct xxh64 *s, struct xxh64 *t, const unsigned char *p, size_t len);
 uint64_t xxh64_digest(const struct xxh64 *s);
 
 #endif

@@ -79,18 +79,22 @@ describe('ddt-hash (the streaming hasher)', function () {
     { name: 'aarch64 under qemu, portable sha256', arch: 'aarch64', prefix: () => ['qemu-aarch64-static'], env: { DDT_HASH_PORTABLE: '1' }, needs: 'qemu-aarch64-static' },
   ];
   for (const b of builds) {
-    for (const [ualgo, algo] of [
-      ['xxh64', 'sha256'],
-      ['sha256', 'xxh64'],
-    ] as [ChecksumAlgo, ChecksumAlgo][]) {
-      it(`${b.name}: ${ualgo} units, ${algo} blocks, as this side computes them`, async function () {
+    // Both xxh64: a unit and its block share one pass where they line up in 32-byte stripes
+    // (units of 64 KiB), one after the other where they don't (units of 1000003 bytes).
+    for (const [ualgo, algo, unit] of [
+      ['xxh64', 'sha256', 1000003],
+      ['sha256', 'xxh64', 1000003],
+      ['xxh64', 'xxh64', 1000003],
+      ['xxh64', 'xxh64', 65536],
+    ] as [ChecksumAlgo, ChecksumAlgo, number][]) {
+      it(`${b.name}: ${ualgo} units of ${unit} bytes, ${algo} blocks, as this side computes them`, async function () {
         if (b.arch === 'x86_64' && arch() !== 'x64' && !b.needs) this.skip();
         const bin = fileURLToPath(hasherBuild(b.arch));
         requireReal(this, `the ${b.arch} build of ddt-hash (npm run build with ${b.arch === 'x86_64' ? 'gcc' : 'gcc-aarch64-linux-gnu'})`, existsSync(bin));
         if (b.needs) requireReal(this, b.needs, haveCommand(b.needs));
-        const r = await run(b.prefix(), bin, ['ranges', file, '1000003', ualgo, algo], input, b.env);
+        const r = await run(b.prefix(), bin, ['ranges', file, String(unit), ualgo, algo], input, b.env);
         assert.equal(r.code, 0, r.err);
-        assert.equal(errLinesCut(r.out), expected(data, runs, 1000003, ualgo, algo));
+        assert.equal(errLinesCut(r.out), expected(data, runs, unit, ualgo, algo));
       });
     }
   }
