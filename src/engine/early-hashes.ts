@@ -81,18 +81,20 @@ export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined>
 
 /**
  * The remote target's stream, on a worker of its own on the helper's connection: for a new
- * send with --skip-identical to an existing target. The worker opens at once (`opened` hears
- * when it has its channel, or will not get one); nothing is read before `ready` resolves (the
- * lock held, and ddt-hash installed or not: that settles the units' algorithm); its rejecting
- * ends the stream.
+ * send with --skip-identical to an existing target. The worker opens once `after` has resolved
+ * (the hasher's install has its session: a stream that took the last one would wait for the
+ * install, which would wait for a session); `opened` hears when it has its channel, or will not
+ * get one. Nothing is read before `ready` resolves (the lock held, and ddt-hash installed or
+ * not: that settles the units' algorithm); its rejecting ends the stream.
  */
-export function earlyTarget(helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown>; opened(): void }): HashedAhead {
+export function earlyTarget(helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown>; after?: Promise<unknown>; opened(): void }): HashedAhead {
   const units = () => unitsOf(blocks, helper.unitAlgo ?? algo);
   return new EarlyHashes(
     async function* (stop) {
       const both = AbortSignal.any([o.signal, stop]);
       let worker;
       try {
+        await o.after;
         worker = await helper.openWorker(target, helper.control, { signal: both, label: 'early hash stream' });
       } finally {
         o.opened();
@@ -121,7 +123,7 @@ export function isResync(s: JobSetup): boolean {
 }
 
 /** earlyTarget into `ahead.target`; resolves once its worker has its channel (or will not get one). */
-export function startEarlyTarget(ahead: EarlyEnds, helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown> }): Promise<void> {
+export function startEarlyTarget(ahead: EarlyEnds, helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown>; after?: Promise<unknown> }): Promise<void> {
   return new Promise<void>((opened) => (ahead.target = earlyTarget(helper, target, blocks, algo, { ...o, opened })));
 }
 

@@ -58,6 +58,14 @@ export class HashAhead {
   }
 }
 
+/**
+ * An end whose stream cannot hold a worker for the whole run (it has one): a stream per block,
+ * in order, so the worker is free for the blocks being sent between two of them.
+ */
+export async function* streamPerBlock(blocks: BlockRef[], stream: (blocks: BlockRef[]) => AsyncIterable<BlockDigest>): AsyncGenerator<BlockDigest> {
+  for (const block of blocks) yield* stream([block]);
+}
+
 /** An end without a stream: its blocks hashed one by one, in order. */
 export async function* oneByOne(blocks: BlockRef[], hash: (block: BlockRef) => Promise<string>): AsyncGenerator<BlockDigest> {
   for (const block of blocks) yield { block, checksum: await hash(block) };

@@ -142,15 +142,22 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     // that will name it. A re-sync's target hashing starts on a worker of its own, first.
     const go = session && s.target.endpoint && locking && !s.dryRun && (s.yes || !ends.overwrites);
     const plan = planBlocks(ends.source.size, s.blockSize);
-    const aheadBlocks = go && resync ? plan : undefined;
-    const aheadChannel = session && locking && aheadBlocks ? startEarlyTarget(ahead, session.helper, s.target.path, aheadBlocks, ends.checksum, { signal: ui.signal, ready: Promise.all([locking, hasher]) }) : undefined;
     const workers = choice.path.sinkWorkers?.(ctx.query);
+    // The sessions of the ssh2 connection: the lock holds one for the whole run, the hasher's
+    // install one for a moment, and the path's workers, where they run there (not on OpenSSH's
+    // own), need one at least. An early target stream holds one until the pipeline takes its
+    // hashes: only where that leaves them room.
+    const spare = session ? session.pool.capacity() - 1 - (workers ? 0 : 1) : 0;
+    const aheadBlocks = go && resync && spare >= 1 ? plan : undefined;
+    const aheadChannel = session && locking && aheadBlocks ? startEarlyTarget(ahead, session.helper, s.target.path, aheadBlocks, ends.checksum, { signal: ui.signal, ready: Promise.all([locking, hasher]), after: hasherChannel }) : undefined;
+    // With no session to spare for the install beside them, the workers open after it.
+    const hasherFirst = hashStreams || spare < (aheadChannel ? 1 : 0) + (hasher ? 1 : 0);
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
     trace(`path ${prepared.name} prepared`);
     const blocks = plan.length;
     if (go && session && !prepared.sinkLeavesState) {
       await lockChannel;
-      await hasherChannel;
+      await (hasherFirst ? hasher : hasherChannel);
       await aheadChannel;
       sinkOpening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
       sinkOpening.catch(() => undefined); // adopted by transfer, or closed in the end
@@ -180,8 +187,7 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     const distrusted = s.previous && (s.reverify ? 'asked for (--reverify)' : distrust(lock.last, s.jobId, lastRunOf(s.previous)));
     const opening = sinkOpening;
     sinkOpening = undefined; // transfer closes it
-    if (hashStreams) await hasher;
-    await hasherChannel;
+    await (hasherFirst ? hasher : hasherChannel);
     const summary = await transfer(header, journal, s, prepared, { run, recheck: distrusted || undefined, lock, writing, sink: opening, rttMs: session?.pool.rttEstimateMs(), ahead }, ui);
     ok = summary.ok;
     trace('transfer done');

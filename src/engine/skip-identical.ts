@@ -8,7 +8,7 @@
 import type { BlockRef, BlockSink, BlockSource, ByteRange, UnitSpec } from '../block/types.js';
 import { differingUnits } from '../checksum/block-digest.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import { HashAhead, oneByOne } from './hash-ahead.js';
+import { HashAhead, oneByOne, streamPerBlock } from './hash-ahead.js';
 
 /** The unit of sub-block comparison: the read chunk, so a changed MiB costs about a MiB. */
 export const UNIT = 1 << 20;
@@ -58,12 +58,11 @@ export class SkipIdentical {
     const delta = sink.takesDelta === true && reader.openRanges !== undefined;
     this.units = delta ? unitsOf(blocks, sink.unitAlgo ?? reader.unitAlgo ?? algo) : undefined;
     // A stream holds one of an end's workers while it runs ahead: with a single worker, the
-    // blocks that must be sent would wait for it forever, so such an end hashes block by block.
-    // An early target stream runs on a worker of its own, not one of the sink's.
-    const targetStream = sink.capacity > 1 ? sink.hashStream : undefined;
-    this.target =
-      ahead.target?.take(blocks, algo, signal, this.units) ??
-      new HashAhead(targetStream?.call(sink, blocks, algo, signal, this.units) ?? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)), 'target');
+    // blocks that must be sent would wait for it forever, so such an end gets one stream per
+    // block (its units too). An early target stream runs on a worker of its own, not the sink's.
+    const stream = sink.hashStream?.bind(sink);
+    const hashes = () => (!stream ? oneByOne(blocks, (b) => sink.hashAt(b, algo, signal)) : sink.capacity > 1 ? stream(blocks, algo, signal, this.units) : streamPerBlock(blocks, (one) => stream(one, algo, signal, this.units)));
+    this.target = ahead.target?.take(blocks, algo, signal, this.units) ?? new HashAhead(hashes(), 'target');
     if (reader.hashStream && reader.capacity > 1) {
       this.source = ahead.source?.take(blocks, algo, signal, this.units) ?? new HashAhead(reader.hashStream(blocks, algo, signal, this.units), 'source');
     } else ahead.source?.end();

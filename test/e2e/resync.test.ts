@@ -192,6 +192,17 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
+    it('--via stream with one connection of one channel: the lock, the hasher and the hashing share it with the blocks', async () => {
+      // The lock holds one session for the whole run, and the target's hashes would hold
+      // another: with room for only one more, the target is hashed block by block instead.
+      const dst = join(dir, 'one-channel-dst.img');
+      await staleCopy(src, dst);
+      await fs.rm(join(sshd.home, '.ddt', '.hashers'), { recursive: true, force: true });
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--via', 'stream', '--connections', '1', '--channels', '1', '--journal', join(dir, 'one-channel.journal')]);
+      assertDelta(r, 4, 1);
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
     it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
       const dst = join(dir, 'small-dst.img');
       await staleCopy(src, dst);

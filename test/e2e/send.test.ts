@@ -110,6 +110,25 @@ describe('e2e: ddt send over a real sshd', function () {
     }
   });
 
+  it('one connection of one channel carries the lock, the background install of ddt-hash (a source of 1 GiB) and the blocks', async () => {
+    // Two sessions in all: the lock holds one for the run, and the workers open only once the
+    // install that shares the other with them has ended.
+    const big = join(dir, 'big-sparse.img');
+    const target = join(dir, 'one-channel.img');
+    await fileOfSize(big, 1024 * MiB, 'sparse', 41);
+    await fs.writeFile(target, '');
+    await fs.truncate(target, 1024 * MiB);
+    try {
+      const r = await runCli(['send', big, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '--via', 'stream', '--connections', '1', '--channels', '1', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'one-channel.journal')], { env: { DDT_DEBUG: '1' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /ddt-hash (uploaded|from the cache)/);
+      assert.equal(await sha256File(target), await sha256File(big));
+    } finally {
+      await fs.rm(big, { force: true });
+      await fs.rm(target, { force: true });
+    }
+  });
+
   it('a remote target file that does not exist is created at the source size; never under /dev, never in a missing directory', async () => {
     const t = join(dir, 'created-remote.img');
     const r = await runCli(['send', mixed, `root@127.0.0.1:${t}`, ...sshArgs(sshd), '-b', '4M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'created.journal')]);
