@@ -32,7 +32,7 @@ export function formatLastWriter(w: LastWriter): string {
  */
 export function distrust(last: LastWriter | undefined, jobId: string, lastRun: string | undefined): string | undefined {
   if (!last) return 'the target has no record of who wrote it last';
-  if (last.job !== jobId) return `job ${last.job} wrote the target since`;
+  if (last.job !== jobId) return `the target's record names job ${last.job} as its last writer`;
   if (lastRun === undefined || last.run !== lastRun) return `a run of this job that its journal does not know (${last.run}) wrote the target since`;
   return undefined;
 }

@@ -113,7 +113,7 @@ describe('e2e: hostile input and careless use', function () {
     assert.equal(o.code, 0, o.stderr);
     const r = await runCli(['resume', j, '--json', '--progress', 'none']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /re-checking the \d+ block\(s\) an earlier run proved.*job \S+ wrote the target since/);
+    assert.match(r.stderr, /re-checking the \d+ block\(s\) an earlier run proved.*the target's record names job \S+ as its last writer/);
     assert.equal(jsonOf(r).sent, 32, `all ${proven} proven blocks differ now, and the rest were never sent`);
     assert.equal(await sha256File(t), await sha256File(src));
   });
