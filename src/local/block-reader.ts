@@ -28,6 +28,10 @@ export interface BlockReaderOptions {
 
 /** Spare chunk buffers kept for reuse (beyond that, finished blocks' buffers go to the GC). */
 const SPARE_MAX = 64;
+/** The most bytes of a delta's data run that go as one part (one process on the target). */
+const PART_MAX = 8 * 1024 * 1024;
+/** Such buffers kept for reuse: about the deltas in flight at once (one per block worker). */
+const SPARE_RUNS_MAX = 8;
 
 /**
  * Positioned reads of a source in chunks. A block streams through: it is hashed chunk by chunk
@@ -45,6 +49,8 @@ export class BlockReader implements BlockSource {
    * sender's ≈ 2.5 on loopback.
    */
   private readonly spare: Buffer[] = [];
+  /** Buffers of deltas' data runs, kept for the next delta (their pages are touched already). */
+  private readonly spareRuns: Buffer[] = [];
   /** Bytes of the source's holes that were never read (they read as zeros). */
   holeBytes = 0;
 
@@ -237,24 +243,40 @@ export class BlockReader implements BlockSource {
   }
 
   /**
-   * Ranges of a block as parts (zero chunks as a length): a delta. As with a block's chunks, a
-   * part's data is valid until the next part is asked for (one buffer, reused).
+   * Ranges of a block as parts: a delta. A run of zero chunks goes as one zero part, a run of
+   * data chunks as one raw part of up to PART_MAX bytes: the target starts a process per part
+   * (a dd to write its bytes, a fallocate to make its zeros). As with a block's chunks, a part's
+   * data is valid until the next part is asked for (its buffer is reused).
    */
   async *openRanges(block: BlockRef, ranges: ByteRange[]): AsyncGenerator<BlockPart> {
     const bad: ByteRange[] = [];
     const data = this.dataOf(block);
     const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    let gathered: Buffer | undefined;
     try {
       for (const r of ranges) {
-        for (let pos = r.offset; pos < r.offset + r.length; ) {
-          const length = Math.min(this.chunkSize, r.offset + r.length - pos);
+        const end = r.offset + r.length;
+        // The run being gathered: from `from`, `length` bytes, zeros or data.
+        let run: { zero: boolean; from: number; length: number } | undefined;
+        const part = (x: NonNullable<typeof run>): BlockPart => (x.zero ? { kind: 'zero', offset: x.from, length: x.length } : { kind: 'raw', offset: x.from, length: x.length, data: gathered!.subarray(0, x.length) });
+        for (let pos = r.offset; pos < end; ) {
+          const length = Math.min(this.chunkSize, end - pos);
           const chunk = await this.chunkAt(data, pos, length, bad, buf);
-          yield isZero(chunk) ? { kind: 'zero', offset: pos, length } : { kind: 'raw', offset: pos, length, data: chunk };
+          const zero = isZero(chunk);
+          if (run && (run.zero !== zero || (!zero && run.length + length > PART_MAX))) {
+            yield part(run);
+            run = undefined;
+          }
+          run ??= { zero, from: pos, length: 0 };
+          if (!zero) chunk.copy((gathered ??= this.spareRuns.pop() ?? Buffer.allocUnsafeSlow(Math.max(PART_MAX, this.chunkSize))), run.length);
+          run.length += length;
           pos += length;
         }
+        if (run) yield part(run);
       }
     } finally {
       if (this.spare.length < SPARE_MAX) this.spare.push(buf);
+      if (gathered && this.spareRuns.length < SPARE_RUNS_MAX) this.spareRuns.push(gathered);
     }
   }
 }

@@ -22,6 +22,39 @@ describe('source: block reader', () => {
     dir = await makeTempDir('ddt-reader-');
   });
 
+  it("a delta's ranges go as few parts: a run of zeros as one, a run of data as one of up to 8 MiB", async () => {
+    const MiB = 1024 * 1024;
+    const path = join(dir, 'delta.img');
+    // 1 MiB chunks: 3 data, 2 zero, 12 data, 1 zero, then data to the end (24 MiB in all).
+    const file = Buffer.alloc(24 * MiB);
+    for (const [from, to] of [[0, 3], [5, 17], [18, 24]]) for (let m = from!; m < to!; m++) file.fill(m + 1, m * MiB, (m + 1) * MiB);
+    await fs.writeFile(path, file);
+    const reader = await BlockReader.open(path, MiB);
+    try {
+      const block = { index: 0, offset: 0, length: file.length };
+      // Two ranges: parts never span the gap between them.
+      const ranges = [{ offset: 0, length: 19 * MiB }, { offset: 20 * MiB, length: 4 * MiB }];
+      const parts: { kind: string; offset: number; length: number }[] = [];
+      for await (const p of reader.openRanges(block, ranges)) {
+        const expected = file.subarray(p.offset, p.offset + p.length);
+        if (p.kind === 'raw') assert.ok(p.data.equals(expected), `part at ${p.offset}: bytes differ`);
+        else assert.ok(expected.equals(Buffer.alloc(p.length)), `part at ${p.offset} reported zero but is not`);
+        parts.push({ kind: p.kind, offset: p.offset / MiB, length: p.length / MiB });
+      }
+      assert.deepEqual(parts, [
+        { kind: 'raw', offset: 0, length: 3 },
+        { kind: 'zero', offset: 3, length: 2 },
+        { kind: 'raw', offset: 5, length: 8 },
+        { kind: 'raw', offset: 13, length: 4 },
+        { kind: 'zero', offset: 17, length: 1 },
+        { kind: 'raw', offset: 18, length: 1 },
+        { kind: 'raw', offset: 20, length: 4 },
+      ]);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('streams each block in chunks; bytes and checksum equal dd | xxhsum -H64 of the range', async function () {
     requireReal(this, 'xxhsum', haveCommand('xxhsum'));
     const path = join(dir, 'mixed.img');
