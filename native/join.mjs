@@ -10,7 +10,7 @@ const parts = join(here, 'helper');
 const out = process.argv[2] ?? join(here, '..', 'dist', 'ddt-helper.sh');
 
 // Definitions first, the dispatch last: sh runs the file top to bottom.
-const ORDER = ['common.sh', 'dd.sh', 'probe.sh', 'hash.sh', 'write.sh', 'zero.sh', 'sparse.sh', 'read.sh', 'units.sh', 'hasher.sh', 'serve.sh', 'housekeeping.sh', 'lock.sh', 'leftovers.sh', 'main.sh'];
+const ORDER = ['common.sh', 'dd.sh', 'probe.sh', 'hash.sh', 'write.sh', 'zero.sh', 'sparse.sh', 'read.sh', 'units.sh', 'hasher.sh', 'serve.sh', 'housekeeping.sh', 'lock.sh', 'prehash.sh', 'leftovers.sh', 'main.sh'];
 // `@@name@@` in a shell part becomes the text of native/helper/name, which goes inside single
 // quotes: it must not hold one.
 const EMBED = /@@([a-z0-9.-]+)@@/g;

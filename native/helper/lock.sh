@@ -133,6 +133,15 @@ write_record() {
   return 0
 }
 
+# The record KEY.last as one line in `last`: `none`, `garbled`, or `job=… run=… state=…`.
+read_last() {
+  last=none
+  if [ -f "$LAST" ]; then
+    IFS= read -r last <"$LAST" || last=garbled
+    case $last in '' | *[!A-Za-z0-9._=\ -]*) last=garbled ;; esac
+  fi
+}
+
 # The lock dir goes, if it is still ours.
 release() {
   read_owner "$LOCK/owner" && [ "$O_PID" = $$ ] && [ "$O_START" = "$MY_START" ] && rm -rf "$LOCK"
@@ -189,11 +198,7 @@ lock() {
   trap 'release; exit 130' INT
   trap 'release; exit 143' TERM
   [ "$mine" = 1 ] || write_owner || { rm -rf "$LOCK"; echo "ERR cannot write $LOCK/owner"; exit 2; }
-  last=none
-  if [ -f "$LAST" ]; then
-    IFS= read -r last <"$LAST" || last=garbled
-    case $last in '' | *[!A-Za-z0-9._=\ -]*) last=garbled ;; esac
-  fi
+  read_last
   [ -z "$taken" ] || echo "$taken"
   echo "LOCKED last=$last"
   # The record changes only on request: a run that ends before writing (refused, not

@@ -11,7 +11,8 @@ case $cmd in
   identity) [ $# -eq 1 ] || usage "identity PATH"; identity "$1" ;;
   hasher-install) [ $# -ge 2 ] && [ $# -le 4 ] || usage "hasher-install WORKDIR EXPECT [CACHE [use]]"; hasher_install "$@" ;;
   lock) [ $# -eq 4 ] || usage "lock TARGET WORKDIR JOBID RUNID"; lock "$@" ;;
+  prehash) [ $# -ge 5 ] || usage "prehash DIR TARGET UNIT UALGO ALGO [NAME...]"; prehash "$@" ;;
   leftovers) [ $# -eq 1 ] || [ $# -eq 2 ] || usage "leftovers WORKBASE [JOBID]"; leftovers "$@" ;;
   remove-lock) [ $# -eq 1 ] || usage "remove-lock NAME"; remove_lock "$1" ;;
-  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock|leftovers|remove-lock|hasher-install)" ;;
+  *) usage "unknown subcommand '$cmd' (probe|serve|create-file|kill-stale|cleanup|identity|lock|prehash|leftovers|remove-lock|hasher-install)" ;;
 esac

@@ -1,9 +1,11 @@
 // The joined helper's `lock`: one holder per target, a dead holder's lock taken over, the
-// last-writer record; under dash, and under busybox ash with busybox's applets only.
+// last-writer record, and `prehash`, which reads a target before its lock is taken; under
+// dash, and under busybox ash with busybox's applets only.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, link, mkdir, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, link, mkdir, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { appletDir, busyboxArgs, busyboxAvailable } from '../harness/busybox.js';
@@ -12,6 +14,9 @@ import { haveCommand, haveRoot, NEEDS, requireReal } from '../harness/real.js';
 import { until } from '../harness/until.js';
 
 const SCRIPT = fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url));
+const ARCH = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
+/** The streaming hasher built for this machine (a static binary: busybox's sessions run it too). */
+const BUILD = fileURLToPath(new URL(`../../dist/native/ddt-hash-${ARCH}`, import.meta.url));
 
 /** Every helper process started here: none may outlive its test (see afterEach). */
 const running = new Set<Helper>();
@@ -259,6 +264,37 @@ for (const shell of ['dash', 'busybox'] as const) {
       } finally {
         await loop.detach();
       }
+    });
+
+    it("prehash: the record as found before its first read, then the kept ddt-hash's answers; nothing read while a live holder has the lock", async () => {
+      const t = await target('pre.img');
+      await writeFile(t, randomBytes(4096));
+      const hashers = join(dir, `hashers${n}`);
+      await mkdir(hashers);
+      const kept = `ddt-hash-${ARCH}-0123456789abcdef`;
+      await copyFile(BUILD, join(hashers, kept));
+      await chmod(join(hashers, kept), 0o755);
+      const prehash = async (names: string[]) => {
+        const p = helper(['prehash', hashers, t, '1024', 'xxh64', 'xxh64', ...names]);
+        p.send('0 4096 4096');
+        assert.equal(await p.end(), 0);
+        return p.lines;
+      };
+      // What the build itself answers for the same runs: 4 units, then the block.
+      const own = execFileSync(BUILD, ['ranges', t, '1024', 'xxh64', 'xxh64'], { input: '0 4096 4096\n', encoding: 'latin1' }).trim().split('\n');
+      assert.equal(own.length, 5);
+      assert.deepEqual(await prehash(['ddt-hash-other-0000000000000000', kept]), [`PREHASH ${kept} last=none`, ...own]);
+      const a = lock(t, 'job-a');
+      await a.first(1);
+      a.send('WRITING');
+      await a.first(2);
+      assert.deepEqual(await prehash([kept]), ['NO busy'], 'a live holder may be writing now');
+      await a.end();
+      assert.deepEqual(await prehash([kept]), [`PREHASH ${kept} last=job=job-a run=r1 state=writing`, ...own]);
+      assert.deepEqual(await prehash([`ddt-hash-other-0000000000000000`]), [`NO no kept ddt-hash for ${ARCH}`]);
+      // A holder that has made the lock dir and not yet written its owner is about to hold it.
+      await mkdir(join(base, `${await keyOf(t)}.lock`));
+      assert.deepEqual(await prehash([kept]), ['NO busy']);
     });
   });
 }
