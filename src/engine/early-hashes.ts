@@ -17,7 +17,13 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { probeDevice } from '../local/device.js';
 import { hashLocally, localHasher } from '../local/local-hasher.js';
 import { planBlocks } from '../plan/block-plan.js';
-import type { RemoteHelper } from '../remote/helper.js';
+import { helperCacheName, HELPER_SCRIPT_URL, type RemoteHelper } from '../remote/helper.js';
+import { hasherOffer } from '../remote/native-hasher.js';
+import { prehashDigests, type PrehashRequest, type PrehashStart } from '../remote/prehash.js';
+import type { SshPool } from '../transport/ssh-pool.js';
+import { sameLastWriter, type LastWriter } from '../block/last-writer.js';
+import { readFile } from 'node:fs/promises';
+import { trace } from '../trace.js';
 import { HashAhead } from './hash-ahead.js';
 import type { JobSetup } from './job-setup.js';
 import { unitsOf, type EarlyEnds, type HashedAhead } from './skip-identical.js';
@@ -30,12 +36,12 @@ class EarlyHashes implements HashedAhead {
   /** `units`: what the stream hashes units as (settled once the stream reads). */
   constructor(
     start: (signal: AbortSignal) => AsyncIterable<BlockDigest>,
-    private readonly blocks: BlockRef[],
-    private readonly algo: ChecksumAlgo,
-    private readonly units: () => UnitSpec | undefined,
+    readonly blocks: BlockRef[],
+    readonly algo: ChecksumAlgo,
+    readonly units: () => UnitSpec | undefined,
     name: string,
   ) {
-    this.ahead = new HashAhead(start(this.stop.signal), `${name} (early)`);
+    this.ahead = new HashAhead(start(this.stop.signal), name);
   }
 
   take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): HashAhead | undefined {
@@ -61,7 +67,7 @@ class EarlyHashes implements HashedAhead {
  * here (not with --noerror: only the block reader zero-fills unreadable sectors). The checksum
  * is the likely one (xxh64 unless asked for); the remote end's choice comes later.
  */
-export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined> {
+export async function earlySource(s: JobSetup): Promise<EarlyHashes | undefined> {
   if (s.command !== 'send' || s.source.endpoint || !s.target.endpoint || !s.options.skipIdentical) return undefined;
   if (s.dryRun || s.previous || s.options.noerror) return undefined;
   const bin = localHasher();
@@ -76,7 +82,7 @@ export async function earlySource(s: JobSetup): Promise<HashedAhead | undefined>
   }
   const algo: ChecksumAlgo = s.checksum === 'auto' ? 'xxh64' : s.checksum;
   const units = unitsOf(blocks, 'xxh64');
-  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true), blocks, algo, () => units, 'source');
+  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true), blocks, algo, () => units, 'source (early)');
 }
 
 /**
@@ -110,7 +116,7 @@ export function earlyTarget(helper: RemoteHelper, target: string, blocks: BlockR
     blocks,
     algo,
     units,
-    'target',
+    'target (early)',
   );
 }
 
@@ -125,6 +131,85 @@ export function isResync(s: JobSetup): boolean {
 /** earlyTarget into `ahead.target`; resolves once its worker has its channel (or will not get one). */
 export function startEarlyTarget(ahead: EarlyEnds, helper: RemoteHelper, target: string, blocks: BlockRef[], algo: ChecksumAlgo, o: { signal: AbortSignal; ready: Promise<unknown>; after?: Promise<unknown> }): Promise<void> {
   return new Promise<void>((opened) => (ahead.target = earlyTarget(helper, target, blocks, algo, { ...o, opened })));
+}
+
+/** The early streams of a run: the pipeline's two ends, and the target's prehash until it is confirmed. */
+export interface JobAhead extends EarlyEnds {
+  source?: EarlyHashes;
+  pre?: Prehash;
+}
+
+/** The target's stream read before the lock (remote/prehash.ts), with what its first line said. */
+class Prehash extends EarlyHashes {
+  readonly start: Promise<PrehashStart>;
+  constructor(pool: SshPool, r: PrehashRequest) {
+    let started!: (s: PrehashStart) => void;
+    const start = new Promise<PrehashStart>((resolve) => (started = resolve));
+    super((signal) => prehashDigests(pool, r, signal, started), r.blocks, r.algo, () => r.units, 'target (pre-lock)');
+    this.start = start;
+  }
+}
+
+/**
+ * Once connected, for a re-sync whose source is hashed early: the target's checksums start with
+ * the same blocks and units, beside the install, the probe and the lock. Only where the pool has
+ * room for it beside those (the install, the hasher's, the lock and a worker's sessions).
+ */
+export async function startPrehash(ahead: JobAhead, pool: SshPool, s: JobSetup): Promise<void> {
+  const source = ahead.source;
+  // DDT_PREHASH=off: the target hashed only once locked (benchmarks compare the two).
+  if (!source || !isResync(s) || pool.capacity() < 4 || process.env.DDT_PREHASH === 'off') return;
+  const offer = await hasherOffer();
+  if (!offer) return;
+  const helper = helperCacheName(await readFile(HELPER_SCRIPT_URL));
+  ahead.pre = new Prehash(pool, { helper, hashers: offer.names, sudo: s.sudo, target: s.target.path, blocks: source.blocks, algo: source.algo, units: source.units() });
+}
+
+/**
+ * The prehash becomes the target's early stream where it reads (a kept helper and ddt-hash, no
+ * live writer) the very blocks the run plans; otherwise it stops. Confirmed once the lock is held.
+ */
+export async function takePrehash(ahead: JobAhead, blocks: BlockRef[], algo: ChecksumAlgo): Promise<boolean> {
+  const pre = ahead.pre;
+  if (!pre) return false;
+  const start = await pre.start;
+  trace(`prehash: ${start.ok ? `reading with ${start.hasher}` : start.why}`);
+  if (start.ok && algo === pre.algo && sameBlocks(blocks, pre.blocks)) {
+    ahead.target = pre;
+    return true;
+  }
+  pre.end();
+  ahead.pre = undefined;
+  return false;
+}
+
+/**
+ * With the lock held: the prehash's checksums stand only where the target's record is still the
+ * one it found before its first read (no run wrote it since: each names itself there before it
+ * writes) and its ddt-hash is the kept build the install's self-test passed. Otherwise it stops,
+ * and false says the target must be hashed again.
+ */
+export async function confirmPrehash(ahead: JobAhead, last: LastWriter | undefined, helper: RemoteHelper): Promise<boolean> {
+  const pre = ahead.pre;
+  if (!pre) return true;
+  ahead.pre = undefined;
+  const why = prehashRefused(await pre.start, last, helper.keptHasher);
+  if (why === undefined) return true;
+  trace(`prehash not taken: ${why}`);
+  pre.end();
+  if (ahead.target === pre) ahead.target = undefined;
+  return false;
+}
+
+/**
+ * Why a prehash's checksums cannot stand, or undefined where they can: what it found before its
+ * first read against the record the held lock shows and the kept ddt-hash the install tested.
+ */
+export function prehashRefused(start: PrehashStart, last: LastWriter | undefined, kept: { name: string; answer: string } | undefined): string | undefined {
+  if (!start.ok) return start.why;
+  if (!sameLastWriter(start.last, last)) return 'the record of the last writer changed';
+  if (kept?.name !== start.hasher || kept.answer !== 'hasher=ok') return 'its ddt-hash is not the one that passed the self-test';
+  return undefined;
 }
 
 function sameBlocks(a: BlockRef[], b: BlockRef[]): boolean {

@@ -21,12 +21,13 @@ import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
-import { earlySource, isResync, startEarlyTarget } from './early-hashes.js';
+import { confirmPrehash, earlySource, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
 import { deferredPath } from '../paths/deferred.js';
-import type { EarlyEnds } from './skip-identical.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
 import { closeRemote, openRemote } from './remote-end.js';
+import type { SshPool } from '../transport/ssh-pool.js';
+import type { EarlyEnds } from './skip-identical.js';
 import { shapeSink } from './shaping.js';
 import { warn, type JobOutcome, type JobUi } from './ui.js';
 import { trace } from '../trace.js';
@@ -40,16 +41,17 @@ export async function runJob(req: JobRequest, ui: JobUi): Promise<JobOutcome> {
   trace('start');
   const s = await setUp(req);
   // A re-sync's source checksums start now, beside the connection and the remote set-up.
-  const ahead: EarlyEnds = { source: await earlySource(s) };
+  const ahead: JobAhead = { source: await earlySource(s) };
   try {
     return await runSetUp(s, ahead, ui);
   } finally {
     ahead.source?.end();
     ahead.target?.end();
+    ahead.pre?.end();
   }
 }
 
-async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOutcome> {
+async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOutcome> {
   await initChecksums();
   const remote = s.source.endpoint ? s.source : s.target.endpoint ? s.target : undefined;
   const query: PathQuery = {
@@ -80,7 +82,9 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     // A re-sync's data path may not be needed at all: it starts at the first differing block.
     early = s.acceptNewHostKey || resync ? undefined : first.path.begin?.(remote.endpoint, o);
     try {
-      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing }, ui);
+      // A re-sync's target may be hashed from the first session on (checked once the lock is held).
+      const connected = (pool: SshPool) => startPrehash(ahead, pool, s).catch(() => undefined);
+      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing, connected }, ui);
     } catch (err) {
       await early?.discard();
       throw err;
@@ -149,7 +153,12 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     // hashes: only where that leaves them room.
     const spare = session ? session.pool.capacity() - 1 - (workers ? 0 : 1) : 0;
     const aheadBlocks = go && resync && spare >= 1 ? plan : undefined;
-    const aheadChannel = session && locking && aheadBlocks ? startEarlyTarget(ahead, session.helper, s.target.path, aheadBlocks, ends.checksum, { signal: ui.signal, ready: Promise.all([locking, hasher]), after: hasherChannel }) : undefined;
+    const hashTarget = (ready: Promise<unknown>) => startEarlyTarget(ahead, session!.helper, s.target.path, aheadBlocks!, ends.checksum, { signal: ui.signal, ready, after: hasherChannel });
+    const aheadChannel = session && locking && aheadBlocks ? ((await takePrehash(ahead, aheadBlocks, ends.checksum)) ? Promise.resolve() : hashTarget(Promise.all([locking, hasher]))) : undefined;
+    if (!aheadChannel) {
+      ahead.pre?.end();
+      ahead.pre = undefined;
+    }
     // With no session to spare for the install beside them, the workers open after it.
     const hasherFirst = hashStreams || spare < (aheadChannel ? 1 : 0) + (hasher ? 1 : 0);
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
@@ -176,6 +185,7 @@ async function runSetUp(s: JobSetup, ahead: EarlyEnds, ui: JobUi): Promise<JobOu
     // A target that did not exist is created only now; what identifies it goes into the header.
     const target = (await ends.createTarget?.()) ?? ends.target;
     lock ??= await takeLock();
+    if (session && !(await confirmPrehash(ahead, lock.last, session.helper))) void hashTarget(Promise.resolve(hasher));
     // The record names this run before its first write (a round trip, while the ends open).
     const writing = namingRecord(lock, !resync);
     const recorded = s.previous?.header;

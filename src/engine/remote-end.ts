@@ -27,17 +27,22 @@ export interface RemoteOptions {
   sudo?: boolean;
   /** The run will want ddt-hash on the remote host from the start: a kept copy is tested with the probe. */
   hasher?: boolean;
+  /** Connected: what may start beside the install and the probe (on a session of its own). */
+  connected?(pool: SshPool): Promise<void>;
 }
 
 export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi): Promise<RemoteSession> {
   const pool = await connectPool(endpoint, o, ui);
+  const beside = o.connected?.(pool);
   try {
     const hasher = o.hasher ? await hasherOffer() : undefined;
     const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir }, hasher });
+    await beside;
     const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
     trace('helper installed, probed');
     return { endpoint, pool, helper, path: o.path, probe };
   } catch (err) {
+    await beside?.catch(() => undefined);
     await pool.close();
     throw err;
   }

@@ -7,6 +7,7 @@
  * (systemd-tmpfiles, reboot-time tmpfs) cannot delete the helper or its PID list during a long
  * run or before a resume, which needs that list to end stale helpers.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
@@ -21,13 +22,19 @@ import { HelperWorker } from './worker.js';
 /** The joined helper script (native/helper/*, joined by the build): from src/remote (tsx) and from the bundle in dist/cli, both two levels below the repo. */
 export const HELPER_SCRIPT_URL = new URL('../../dist/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
+
+/** The name of the script's copy beside the kept hashers: named by its bytes, as they are. */
+export function helperCacheName(script: Buffer): string {
+  return `ddt-helper-${createHash('sha256').update(script).digest('hex').slice(0, 16)}.sh`;
+}
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path, then on one line the streaming hashers kept in
 // the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
-// this ddt's hasher builds ('' = none), $4 their self-test's expected answer, then optionally
-// `sudo` or `-` and the probe's arguments: its answer follows. With names, the kept hasher for
+// this ddt's hasher builds ('' = none), $4 their self-test's expected answer, $5 the name of
+// this script's copy beside the kept hashers ('' = none), then optionally `sudo` or `-` and the
+// probe's arguments: its answer follows. With names, the kept hasher for
 // this machine's architecture (if any) is self-tested beside the probe (`hasher-install … use`,
 // as the client would ask for it next), and its name and answer come first: `NAME hasher=ok`,
 // `NAME hasher=failed …`, or `- hasher=none` where none is kept.
@@ -48,7 +55,12 @@ const INSTALL_SCRIPT = [
   'echo',
   'hn=$3',
   'he=$4',
-  'shift 4',
+  // The copy a later run's prehash starts from (before anything is installed): kept where the
+  // hashers are (made as keep_hasher makes it), replacing other versions' copies, atomically;
+  // where it cannot be, a run simply has no prehash.
+  'if [ -n "$5" ] && { [ -d "$base/.hashers" ] || mkdir -m 755 "$base/.hashers" 2>/dev/null; } && [ -w "$base/.hashers" ] && [ ! -f "$base/.hashers/$5" ]; then ' +
+    '{ rm -f "$base/.hashers"/ddt-helper-*.sh && cp "$d/ddt-helper.sh" "$base/.hashers/$5.new" && mv -f "$base/.hashers/$5.new" "$base/.hashers/$5"; } 2>/dev/null || rm -f "$base/.hashers/$5.new"; fi',
+  'shift 5',
   '[ $# -eq 0 ] && exit 0',
   // The probe in the same round trip, through `sudo -n` where the helper runs as root. Its
   // staging dir defaults to the login user's home (under sudo, $HOME is root's), where SFTP,
@@ -122,7 +134,7 @@ export class RemoteHelper {
     const script = await readFile(HELPER_SCRIPT_URL);
     const probe = o.probe ? [o.sudo ? 'sudo' : '-', ...probeArgs] : [];
     const hasher = o.probe && o.hasher?.names.length ? o.hasher : undefined;
-    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, hasher?.names.join(' ') ?? '', hasher?.expect ?? '', ...probe);
+    const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, hasher?.names.join(' ') ?? '', hasher?.expect ?? '', hasher ? helperCacheName(script) : '', ...probe);
     const res = await runRemote(control, cmd, { stdin: script, signal: o.signal });
     // The path and the kept hashers are printed once the install has worked; with a probe, its
     // answer and exit status follow.
@@ -148,7 +160,7 @@ export class RemoteHelper {
     return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early, kept);
   }
 
-  /** Where streaming hashers that passed their self-test are kept for the next run on this host. */
+  /** Where streaming hashers that passed their self-test are kept for the next run on this host (and a copy of this script). */
   get hasherCache(): string {
     return `${this.workDir.slice(0, this.workDir.lastIndexOf('/'))}/.hashers`;
   }

@@ -56,8 +56,15 @@ async function expectation(): Promise<string> {
  * self-test's answer, so that a kept copy is tested beside the probe. Undefined with
  * DDT_NATIVE_HASHER=off or without builds.
  */
-export async function hasherOffer(): Promise<{ names: string[]; expect: string } | undefined> {
-  if (process.env.DDT_NATIVE_HASHER === 'off') return undefined;
+export function hasherOffer(): Promise<{ names: string[]; expect: string } | undefined> {
+  if (process.env.DDT_NATIVE_HASHER === 'off') return Promise.resolve(undefined);
+  // The builds do not change while ddt runs: read and named once (the prehash asks too).
+  return (offered ??= makeOffer());
+}
+
+let offered: ReturnType<typeof makeOffer> | undefined;
+
+async function makeOffer(): Promise<{ names: string[]; expect: string } | undefined> {
   const builds = ARCHES.map((arch) => ({ arch, url: hasherBuild(arch) })).filter((b) => existsSync(b.url));
   if (builds.length === 0) return undefined;
   const names = await Promise.all(builds.map(async (b) => cacheName(b.arch, await readFile(b.url))));

@@ -195,7 +195,11 @@ describe('e2e: a login user with password-less sudo', function () {
     };
     try {
       assert.match(await resync(loop.dev, true, 'kept-1'), /ddt-hash uploaded/);
-      assert.match(await resync(loop.dev, true, 'kept-2'), /ddt-hash from the cache/);
+      const second = await resync(loop.dev, true, 'kept-2');
+      assert.match(second, /ddt-hash from the cache/);
+      // The helper's copy kept beside it too: the target is read through sudo before the lock.
+      assert.match(second, /prehash: reading with ddt-hash-/);
+      assert.doesNotMatch(second, /prehash not taken/);
     } finally {
       await loop.detach();
     }

@@ -4,7 +4,7 @@
 // whole read-back checksum. Bytes on the wire come from the summary; the target must end equal.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fileOfSize, makeTempDir, sha256File } from '../harness/loop.js';
@@ -54,6 +54,9 @@ function assertDelta(r: CliResult, blocks: number, identical: number): Record<st
   assert.ok(wire <= touchedUnits(REGIONS) * UNIT, `sent ${wire} bytes, more than the ${touchedUnits(REGIONS)} units touched`);
   return s;
 }
+
+/** The name of the helper's copy kept beside the hashers: named by its bytes. */
+const helperCopyName = () => `ddt-helper-${createHash('sha256').update(readFileSync(fileURLToPath(new URL('../../dist/ddt-helper.sh', import.meta.url)))).digest('hex').slice(0, 16)}.sh`;
 
 const sshOf = (sshd: TestSshd) => ['-p', String(sshd.port), '-i', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath, '--yes', '--json', '--progress', 'none'];
 
@@ -109,7 +112,8 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${ARCH}`, import.meta.url));
       const bytes = await fs.readFile(build);
       const name = `ddt-hash-${ARCH}-${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}`;
-      assert.deepEqual(await fs.readdir(cacheDir), [name]);
+      // Beside it, a copy of the helper the next run's prehash starts from (see below).
+      assert.deepEqual((await fs.readdir(cacheDir)).sort(), [name, helperCopyName()]);
       const kept = join(cacheDir, name);
       assert.ok((await fs.readFile(kept)).equals(bytes), 'the kept copy is the build');
       // A stand-in that notes that it ran: the next run's hashes go through it only if that run
@@ -122,6 +126,47 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       await fs.writeFile(kept, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
       assert.match(await resync('kept-3'), /ddt-hash uploaded/);
       assert.ok((await fs.readFile(kept)).equals(bytes), 'the broken copy was replaced by the build');
+    });
+
+    it("a later re-sync hashes the target from its first session on, before the lock; a record changed meanwhile makes it hash again", async () => {
+      const cacheDir = join(sshd.home, '.ddt', '.hashers');
+      const resync = async (name: string, prepare?: (dst: string) => Promise<void>): Promise<string> => {
+        const dst = join(dir, `${name}-dst.img`);
+        await staleCopy(src, dst);
+        await prepare?.(dst);
+        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, `${name}.journal`)], { env: { DDT_DEBUG: '1' } });
+        assertDelta(r, 4, 1);
+        assert.equal(await sha256File(dst), await sha256File(src));
+        return r.stderr;
+      };
+      await resync('pre-0'); // keeps ddt-hash and the helper's copy, where earlier tests have not
+      assert.ok(existsSync(join(cacheDir, helperCopyName())), 'the helper is kept beside the hashers');
+      const taken = await resync('pre-1');
+      assert.match(taken, /prehash: reading with ddt-hash-/);
+      assert.match(taken, /target \(pre-lock\)'s checksums done: 4/);
+      assert.doesNotMatch(taken, /prehash not taken/);
+      // A run that writes the target meanwhile names itself in its record first: a stand-in for
+      // the kept ddt-hash plays that run as the prehash starts reading (once: the run's own
+      // hashing goes through it too).
+      const kept = join(cacheDir, (await fs.readdir(cacheDir)).find((f) => f.startsWith(`ddt-hash-${ARCH}-`))!);
+      const bytes = await fs.readFile(kept);
+      const build = fileURLToPath(new URL(`../../dist/native/ddt-hash-${ARCH}`, import.meta.url));
+      let record = '';
+      try {
+        const changed = await resync('pre-2', async (dst) => {
+          const st = await fs.stat(dst, { bigint: true });
+          record = `/var/lib/ddt/locks/f-${st.dev}_${st.ino}.last`;
+          const once = join(dir, 'pre-2-wrote');
+          const play = `[ "$2" = ${dst} ] && [ ! -e ${once} ] && : >${once} && echo 'job=another run=another.1 state=clean' >${record}`;
+          await fs.writeFile(kept, `#!/bin/sh\n${play}\nexec ${build} "$@"\n`, { mode: 0o755 });
+        });
+        assert.match(changed, /prehash: reading with/);
+        assert.match(changed, /prehash not taken: the record of the last writer changed/);
+        assert.match(changed, /target \(early\)'s checksums done: 4/, 'hashed again, once the lock was held');
+      } finally {
+        await fs.writeFile(kept, bytes, { mode: 0o755 });
+        if (record) await fs.rm(record, { force: true });
+      }
     });
 
     it('a ddt-hash that fails its self-test leaves the shell tools in charge, with one warning', async () => {
