@@ -67,10 +67,12 @@ export function ddtSummary(stdout: string): Record<string, unknown> | undefined 
   }
 }
 
-export function ddtArgs(env: RunEnv, extra: string[]): string[] {
+/** `vars`: environment settings for ddt (NAME=VALUE), through env(1). */
+export function ddtArgs(env: RunEnv, extra: string[], vars: string[] = []): string[] {
   const { ep } = env;
   return [
     ...ep.exec,
+    ...(vars.length ? ['env', ...vars] : []),
     process.execPath, env.cli, 'send', env.source, `${ep.user}@${ep.host}:${env.device}`,
     '-p', String(ep.port), '-i', ep.clientKeyPath, '--known-hosts', ep.knownHostsPath,
     '--yes', '--json', '--progress', 'none', '--journal', env.journal,
@@ -78,12 +80,12 @@ export function ddtArgs(env: RunEnv, extra: string[]): string[] {
   ];
 }
 
-export function ddt(id: string, label: string, extra: string[] = []): Method {
+export function ddt(id: string, label: string, extra: string[] = [], vars: string[] = []): Method {
   return {
     id,
     family: 'ddt',
-    label: `ddt send ${extra.join(' ')}`.trim() + (label ? ` (${label})` : ''),
-    argv: (env) => ddtArgs(env, extra),
+    label: `${vars.join(' ')} ddt send ${extra.join(' ')}`.trim() + (label ? ` (${label})` : ''),
+    argv: (env) => ddtArgs(env, extra, vars),
     bytesOnWire: (stdout) => Number(ddtSummary(stdout)?.bytesOnWire ?? NaN),
     check: (stdout) => {
       const s = ddtSummary(stdout);

@@ -116,6 +116,18 @@ export function scenarios(quick: boolean): Scenario[] {
       resync: { unitBytes: MiB, fraction: 0 },
     },
     {
+      // The same over a link with latency, as between two real hosts: the set-up's round trips
+      // (install and probe, lock, a worker's session) against the target's checksums, which ddt
+      // starts on the first session after connecting (beside the set-up) unless told not to.
+      id: 'resync-0pct-rtt',
+      title: `Re-sync: ${big} MiB mixed image, target already identical, over 1 Gbit/s with 40 ms RTT (tbf + delay line between two network namespaces)`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'delay',
+      delay: { rate: '1gbit', rttMs: 40 },
+      methods: [ddt('ddt', 'default block size', ['--skip-identical']), ddt('ddt-locked-first', 'the target hashed once locked', ['--skip-identical'], ['DDT_PREHASH=off']), readBothSides],
+      resync: { unitBytes: MiB, fraction: 0 },
+    },
+    {
       id: 'sparse',
       title: `${quick ? '512 MiB' : '16 GiB'} sparse image (≈ 5 % data, the rest zeros) → loop device, loopback sshd`,
       image: { fill: 'sparse', mib: quick ? 512 : 16384, seed: 3 },
