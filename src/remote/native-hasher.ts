@@ -58,11 +58,15 @@ async function expectation(): Promise<string> {
  */
 export function hasherOffer(): Promise<{ names: string[]; expect: string } | undefined> {
   if (process.env.DDT_NATIVE_HASHER === 'off') return Promise.resolve(undefined);
-  // The builds do not change while ddt runs: read and named once (the prehash asks too).
-  return (offered ??= makeOffer());
+  // The builds do not change while ddt runs: read and named once (the prehash asks too), for the
+  // self-test's mode as it is now.
+  const mode = process.env.DDT_NATIVE_HASHER ?? '';
+  let offer = offered.get(mode);
+  if (!offer) offered.set(mode, (offer = makeOffer()));
+  return offer;
 }
 
-let offered: ReturnType<typeof makeOffer> | undefined;
+const offered = new Map<string, ReturnType<typeof makeOffer>>();
 
 async function makeOffer(): Promise<{ names: string[]; expect: string } | undefined> {
   const builds = ARCHES.map((arch) => ({ arch, url: hasherBuild(arch) })).filter((b) => existsSync(b.url));
