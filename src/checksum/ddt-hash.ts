@@ -26,6 +26,14 @@ export function answerLines(blocks: Range[], unit: number): number {
   return blocks.reduce((n, b) => n + linesOf(b.length, unit), 0);
 }
 
+/**
+ * ddt-hash's unit for `blocks`: `units`' where given, else the longest block (one line per
+ * block, its checksum only).
+ */
+export function unitOf(blocks: Range[], units?: { unit: number }): number {
+  return units?.unit ?? blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
+}
+
 /** `OFFSET LENGTH BLOCK` lines: runs of contiguous blocks of one size. */
 export function runLines(blocks: Range[]): string[] {
   const runs: string[] = [];

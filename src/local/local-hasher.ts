@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { BlockDigest, BlockRef, UnitSpec } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
-import { digestsOf, hasherBuild, runLines } from '../checksum/ddt-hash.js';
+import { digestsOf, hasherBuild, runLines, unitOf } from '../checksum/ddt-hash.js';
 
 const ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 
@@ -31,7 +31,7 @@ export function localHasher(): string | undefined {
  * takes it, as its read-backs are.
  */
 export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec, buffered = false): AsyncGenerator<BlockDigest> {
-  const unit = units?.unit ?? blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
+  const unit = unitOf(blocks, units);
   const child = spawn(bin, ['ranges', file, String(unit), units?.algo ?? algo, algo, ...(buffered ? ['buffered'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], signal });
   child.on('error', () => undefined); // an abort kills it; the stream below reports the rest
   let stderr = '';

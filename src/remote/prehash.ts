@@ -14,7 +14,7 @@
 import { createInterface } from 'node:readline';
 import { parseLastWriter, type LastWriter } from '../block/last-writer.js';
 import type { BlockDigest, BlockRef, UnitSpec } from '../block/types.js';
-import { digestsOf, runLines } from '../checksum/ddt-hash.js';
+import { digestsOf, runLines, unitOf } from '../checksum/ddt-hash.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { DdtError } from '../errors.js';
 import type { SshPool } from '../transport/ssh-pool.js';
@@ -48,7 +48,7 @@ export interface PrehashRequest {
 }
 
 export function prehashCommand(r: PrehashRequest): string {
-  const unit = r.units?.unit ?? r.blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
+  const unit = unitOf(r.blocks, r.units);
   return shCommand('sh', '-c', START, 'ddt-prehash', '', r.helper, r.sudo ? 'sudo' : '-', validateRemotePath(r.target, 'remote path'), String(unit), r.units?.algo ?? r.algo, r.algo, ...r.hashers);
 }
 

@@ -4,7 +4,7 @@
  * into runs and runs into requests; the answers are ddt-hash's (checksum/ddt-hash.ts).
  */
 import type { BlockRef, UnitSpec } from '../block/types.js';
-import { answerLines, runLines } from '../checksum/ddt-hash.js';
+import { answerLines, runLines, unitOf } from '../checksum/ddt-hash.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 
 export { digestsOf } from '../checksum/ddt-hash.js';
@@ -24,7 +24,7 @@ export interface HashRequest {
 
 /** `units` undefined: one line per block, its checksum only. */
 export function hashRequests(blocks: BlockRef[], algo: ChecksumAlgo, units?: UnitSpec): HashRequest[] {
-  const unit = units?.unit ?? blocks.reduce((m, b) => Math.max(m, b.length), 1); // no spread: a big disk has too many blocks for one call
+  const unit = unitOf(blocks, units);
   const ualgo = units?.algo ?? algo;
   const out: HashRequest[] = [];
   for (let i = 0; i < blocks.length; i += BLOCKS_PER_REQUEST) {
