@@ -17,12 +17,11 @@ import type { ChecksumAlgo } from '../checksum/types.js';
 import { probeDevice } from '../local/device.js';
 import { hashLocally, localHasher } from '../local/local-hasher.js';
 import { planBlocks } from '../plan/block-plan.js';
-import { helperCacheName, HELPER_SCRIPT_URL, type RemoteHelper } from '../remote/helper.js';
+import { helperCacheName, helperScript, type RemoteHelper } from '../remote/helper.js';
 import { hasherOffer } from '../remote/native-hasher.js';
 import { prehashDigests, type PrehashRequest, type PrehashStart } from '../remote/prehash.js';
 import type { SshPool } from '../transport/ssh-pool.js';
 import { sameLastWriter, type LastWriter } from '../block/last-writer.js';
-import { readFile } from 'node:fs/promises';
 import { trace } from '../trace.js';
 import { HashAhead } from './hash-ahead.js';
 import type { JobSetup } from './job-setup.js';
@@ -161,7 +160,7 @@ export async function startPrehash(ahead: JobAhead, pool: SshPool, s: JobSetup):
   if (!source || !isResync(s) || pool.capacity() < 4 || process.env.DDT_PREHASH === 'off') return;
   const offer = await hasherOffer();
   if (!offer) return;
-  const helper = helperCacheName(await readFile(HELPER_SCRIPT_URL));
+  const helper = helperCacheName(await helperScript());
   ahead.pre = new Prehash(pool, { helper, hashers: offer.names, sudo: s.sudo, target: s.target.path, blocks: source.blocks, algo: source.algo, units: source.units() });
 }
 

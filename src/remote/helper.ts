@@ -23,6 +23,16 @@ import { HelperWorker } from './worker.js';
 export const HELPER_SCRIPT_URL = new URL('../../dist/ddt-helper.sh', import.meta.url);
 const SCRIPT_NAME = 'ddt-helper.sh';
 
+let scriptRead: Promise<Buffer> | undefined;
+
+/**
+ * The script's bytes: read once per process (the install uploads them, the hasher's self-test
+ * hashes them, the prehash names its kept copy after them).
+ */
+export function helperScript(): Promise<Buffer> {
+  return (scriptRead ??= readFile(HELPER_SCRIPT_URL));
+}
+
 /** The name of the script's copy beside the kept hashers: named by its bytes, as they are. */
 export function helperCacheName(script: Buffer): string {
   return `ddt-helper-${createHash('sha256').update(script).digest('hex').slice(0, 16)}.sh`;
@@ -131,7 +141,7 @@ export class RemoteHelper {
     if (!JOB_ID.test(o.jobId)) throw new DdtError('BAD_OPTION', `job id ${JSON.stringify(o.jobId)} is not [A-Za-z0-9._-]`);
     if (o.workDirBase !== undefined) validateRemotePath(o.workDirBase, 'remote work dir');
     const probeArgs = o.probe ? probeArgsOf(o.probe.target, o.probe.remoteDir) : [];
-    const script = await readFile(HELPER_SCRIPT_URL);
+    const script = await helperScript();
     const probe = o.probe ? [o.sudo ? 'sudo' : '-', ...probeArgs] : [];
     const hasher = o.probe && o.hasher?.names.length ? o.hasher : undefined;
     const cmd = shCommand('sh', '-c', INSTALL_SCRIPT, 'ddt-install', o.workDirBase ?? '', o.jobId, hasher?.names.join(' ') ?? '', hasher?.expect ?? '', hasher ? helperCacheName(script) : '', ...probe);

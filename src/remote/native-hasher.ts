@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { BlockDigester } from '../checksum/block-digest.js';
 import { hasherBuild } from '../checksum/ddt-hash.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
-import { HELPER_SCRIPT_URL, type RemoteHelper } from './helper.js';
+import { helperScript, type RemoteHelper } from './helper.js';
 import type { RemoteProbe } from './probe.js';
 import { howEnded, runRemote } from './run.js';
 import { trace } from '../trace.js';
@@ -47,7 +47,7 @@ function cacheName(arch: string, binary: Buffer): string {
 
 /** What the self-test must print (made to fail with DDT_NATIVE_HASHER=fail-selftest). */
 async function expectation(): Promise<string> {
-  const expect = selfTestExpectation(await readFile(HELPER_SCRIPT_URL));
+  const expect = selfTestExpectation(await helperScript());
   return process.env.DDT_NATIVE_HASHER === 'fail-selftest' ? `${expect}x` : expect;
 }
 
