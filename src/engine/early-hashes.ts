@@ -177,9 +177,14 @@ export async function takePrehash(ahead: JobAhead, blocks: BlockRef[], algo: Che
     ahead.target = pre;
     return true;
   }
-  pre.end();
-  ahead.pre = undefined;
+  dropPrehash(ahead);
   return false;
+}
+
+/** The prehash stops, untaken (the run will not hash its target ahead). */
+export function dropPrehash(ahead: JobAhead): void {
+  ahead.pre?.end();
+  ahead.pre = undefined;
 }
 
 /**

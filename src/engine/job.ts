@@ -21,7 +21,7 @@ import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
-import { confirmPrehash, earlySource, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
+import { confirmPrehash, dropPrehash, earlySource, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
 import { deferredPath } from '../paths/deferred.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
@@ -155,10 +155,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     const aheadBlocks = go && resync && spare >= 1 ? plan : undefined;
     const hashTarget = (ready: Promise<unknown>) => startEarlyTarget(ahead, session!.helper, s.target.path, aheadBlocks!, ends.checksum, { signal: ui.signal, ready, after: hasherChannel });
     const aheadChannel = session && locking && aheadBlocks ? ((await takePrehash(ahead, aheadBlocks, ends.checksum)) ? Promise.resolve() : hashTarget(Promise.all([locking, hasher]))) : undefined;
-    if (!aheadChannel) {
-      ahead.pre?.end();
-      ahead.pre = undefined;
-    }
+    if (!aheadChannel) dropPrehash(ahead);
     // With no session to spare for the install beside them, the workers open after it.
     const hasherFirst = hashStreams || spare < (aheadChannel ? 1 : 0) + (hasher ? 1 : 0);
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
