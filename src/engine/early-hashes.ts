@@ -59,6 +59,11 @@ class EarlyHashes implements HashedAhead {
   end(): void {
     this.stop.abort();
   }
+
+  /** See HashAhead.watch. */
+  watch(fn: (d: BlockDigest | undefined) => void): void {
+    this.ahead.watch(fn);
+  }
 }
 
 /**
@@ -179,6 +184,38 @@ export async function takePrehash(ahead: JobAhead, blocks: BlockRef[], algo: Che
   }
   dropPrehash(ahead);
   return false;
+}
+
+/**
+ * A hint for a re-sync, before the lock: true at the first block whose checksums differ as the
+ * early source stream and the prehash read them (a write is coming, so its data path can be set
+ * up now rather than at that write), false once both streams ended without one. Nothing is
+ * proven or skipped by it: the prehash's checksums stand only once checked under the lock.
+ */
+export function firstDifference(ahead: JobAhead): Promise<boolean> {
+  const ends = [ahead.source, ahead.pre];
+  if (!ends[0] || !ends[1]) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    // Each end's checksums not yet met by the other's (each stream runs a bounded way ahead).
+    const unmatched = [new Map<number, string | undefined>(), new Map<number, string | undefined>()];
+    let ended = 0;
+    ends.forEach((end, i) =>
+      end!.watch((d) => {
+        if (!d) {
+          if (++ended === 2) resolve(false);
+          return;
+        }
+        const other = unmatched[1 - i]!;
+        if (!other.has(d.block.index)) {
+          unmatched[i]!.set(d.block.index, d.checksum);
+          return;
+        }
+        const theirs = other.get(d.block.index);
+        other.delete(d.block.index);
+        if (d.checksum === undefined || theirs !== d.checksum) resolve(true);
+      }),
+    );
+  });
 }
 
 /** The prehash stops, untaken (the run will not hash its target ahead). */

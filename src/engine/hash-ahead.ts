@@ -15,6 +15,7 @@ export class HashAhead {
   private failed = false;
   private room?: () => void;
   private finished = false;
+  private readonly watchers: Array<(d: BlockDigest | undefined) => void> = [];
 
   /** `name`: which end, for the DDT_DEBUG trace of when its first and last checksums came. */
   constructor(stream: AsyncIterable<BlockDigest>, private readonly name: string) {
@@ -33,11 +34,22 @@ export class HashAhead {
     return new Promise((resolve) => this.waiting.set(index, { resolve }));
   }
 
+  /**
+   * Hear every digest as it arrives (first those waiting to be taken), and `undefined` once the
+   * stream has ended: a look at what is coming, taking nothing.
+   */
+  watch(fn: (d: BlockDigest | undefined) => void): void {
+    for (const d of this.ready.values()) fn(d);
+    if (this.finished) fn(undefined);
+    else this.watchers.push(fn);
+  }
+
   private async consume(stream: AsyncIterable<BlockDigest>): Promise<void> {
     let count = 0;
     try {
       for await (const d of stream) {
         if (count++ === 0) trace(`${this.name}'s first checksum`);
+        for (const fn of this.watchers) fn(d);
         const w = this.waiting.get(d.block.index);
         if (w) {
           this.waiting.delete(d.block.index);
@@ -54,6 +66,7 @@ export class HashAhead {
       trace(`${this.name}'s checksums done: ${count}`);
       for (const w of this.waiting.values()) w.resolve(undefined);
       this.waiting.clear();
+      for (const fn of this.watchers.splice(0)) fn(undefined);
     }
   }
 }

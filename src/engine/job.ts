@@ -21,7 +21,7 @@ import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
-import { confirmPrehash, dropPrehash, earlySource, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
+import { confirmPrehash, dropPrehash, earlySource, firstDifference, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
 import { deferredPath } from '../paths/deferred.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
@@ -74,18 +74,33 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
   const hashing = !s.dryRun && (s.options.skipIdentical || s.previous !== undefined);
   const resync = isResync(s);
   let early: EarlyStart | undefined;
+  /** The path is chosen (or the run is over): what begins early has been taken or discarded. */
+  let pathChosen = false;
+  let differs: Promise<boolean> = Promise.resolve(false);
   let session: RemoteSession | undefined;
   if (remote?.endpoint) {
     // Known host keys: the OpenSSH masters connect while ssh2 does (OpenSSH checks the same
     // files, strictly). With --accept-new-host-key they wait until ssh2 has recorded the key.
     const o = { connections: s.options.connections, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, warn: (m: string) => warn(ui, m), signal: ui.signal };
-    // A re-sync's data path may not be needed at all: it starts at the first differing block.
+    // A re-sync's data path may not be needed at all: it starts at the first differing block,
+    // or once the target's checksums read before the lock show one (a hint: see firstDifference).
     early = s.acceptNewHostKey || resync ? undefined : first.path.begin?.(remote.endpoint, o);
+    const endpoint = remote.endpoint;
+    const beginOnDifference = async () => {
+      if (!(await differs) || s.acceptNewHostKey || pathChosen) return;
+      early ??= first.path.begin?.(endpoint, o);
+      trace('a block differs before the lock: the data path begins');
+    };
     try {
       // A re-sync's target may be hashed from the first session on (checked once the lock is held).
-      const connected = (pool: SshPool) => startPrehash(ahead, pool, s).catch(() => undefined);
+      const connected = async (pool: SshPool) => {
+        await startPrehash(ahead, pool, s).catch(() => undefined);
+        differs = firstDifference(ahead);
+        void beginOnDifference();
+      };
       session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing, connected }, ui);
     } catch (err) {
+      pathChosen = true; // nothing begins early any more
       await early?.discard();
       throw err;
     }
@@ -137,6 +152,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     }
     query.blockLength = Math.min(s.blockSize, ends.source.size);
     const choice = choosePath({ ...query, probe: session?.probe }, { asked: s.asked, recorded: s.recordedPath });
+    pathChosen = true;
     if (choice.path !== first.path) await early?.discard();
     for (const w of choice.warnings) warn(ui, w);
     const ctx: PathContext = { session, query: { ...query, probe: session?.probe }, jobId: s.jobId, reconnectTimeoutMs: s.options.reconnectTimeoutMs, signal: ui.signal, warn: (m) => warn(ui, m), early };
@@ -165,8 +181,11 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
       await lockChannel;
       await (hasherFirst ? hasher : hasherChannel);
       await aheadChannel;
-      sinkOpening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
-      sinkOpening.catch(() => undefined); // adopted by transfer, or closed in the end
+      const opening = prepared.openSink({ rttMs: session.pool.rttEstimateMs() });
+      opening.catch(() => undefined); // adopted by transfer, or closed in the end
+      sinkOpening = opening;
+      // A sink that opens at its first write opens now if a block is known to differ already.
+      void differs.then(async (d) => d && (await opening).expectWrite?.()).catch(() => undefined);
     }
     // An existing target is locked before the question (a busy one is refused at once). A dry
     // run only checks that it could be.
@@ -204,6 +223,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     }
     return { kind: 'done', summary };
   } finally {
+    pathChosen = true; // nothing begins early any more
     await sinkOpening?.then((sink) => sink.close()).catch(() => undefined);
     await hasher; // a refused run's upload ends before its work dir goes
     await lock?.release().catch(() => undefined);

@@ -4,11 +4,13 @@
  * connection, so until a block differs the path carries nothing: where nothing or little
  * changed, its connections and sessions (OpenSSH masters, a helper per session on the remote
  * host) would cost the run more than the blocks they carry. They are set up at the first write
- * instead, which then waits for them once.
+ * instead, which then waits for them once, or as soon as the run knows that a write is coming
+ * (`expectWrite`: some block's checksums differ already), so that their set-up overlaps the rest.
  */
 import type { BlockPayload, BlockRef, BlockSink } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import type { PathName } from '../journal/records.js';
+import { DdtError } from '../errors.js';
 import { trace } from '../trace.js';
 import type { PreparedPath } from './types.js';
 
@@ -19,7 +21,11 @@ import type { PreparedPath } from './types.js';
  */
 export function deferredPath(o: { name: PathName; workers: number; prepare(): Promise<PreparedPath>; unitAlgo(): ChecksumAlgo | undefined }): PreparedPath {
   let prepared: Promise<PreparedPath> | undefined;
-  const real = () => (prepared ??= (trace(`path ${o.name}: set up for the first write`), o.prepare()));
+  let closed = false;
+  const real = () => {
+    if (closed) return Promise.reject(new DdtError('CLOSED', `the ${o.name} data path is closed`));
+    return (prepared ??= (trace(`path ${o.name}: set up for the first write`), o.prepare()));
+  };
   return {
     name: o.name,
     // What the path records for itself where it has no settings of its own (as a prepared one
@@ -30,6 +36,7 @@ export function deferredPath(o: { name: PathName; workers: number; prepare(): Pr
     openSink: (opts) => Promise.resolve(new DeferredSink(async () => (await real()).openSink(opts), o.workers, o.unitAlgo)),
     openSource: async () => (await real()).openSource(),
     close: async (ok) => {
+      closed = true;
       const p = await prepared?.catch(() => undefined);
       await p?.close(ok);
     },
@@ -42,6 +49,7 @@ export function deferredPath(o: { name: PathName; workers: number; prepare(): Pr
  */
 class DeferredSink implements BlockSink {
   private opening?: Promise<BlockSink>;
+  private closed = false;
   readonly takesDelta = true;
 
   constructor(
@@ -55,6 +63,8 @@ class DeferredSink implements BlockSink {
   }
 
   private sink(): Promise<BlockSink> {
+    // Closed: a late caller (a write after an abort, an early open's hint) opens nothing.
+    if (this.closed) return Promise.reject(new DdtError('CLOSED', 'the remote target is closed'));
     return (this.opening ??= this.open());
   }
 
@@ -75,11 +85,13 @@ class DeferredSink implements BlockSink {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const sink = await this.opening?.catch(() => undefined);
     await sink?.close();
   }
 
   async abort(): Promise<void> {
+    this.closed = true;
     const sink = await this.opening?.catch(() => undefined);
     await sink?.abort();
   }

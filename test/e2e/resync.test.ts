@@ -196,6 +196,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(s.bytesOnWire, 0);
       assert.equal((await accepted()) - before, 1, 'one connection for an unchanged target');
       assert.doesNotMatch(r.stderr, /set up for the first write/);
+      assert.doesNotMatch(r.stderr, /a block differs before the lock/, 'no hint of a write where every block is the same');
       assert.equal(await sha256File(same), await sha256File(src));
 
       const stale = join(dir, 'stale-dst.img');
@@ -204,6 +205,8 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'stale.journal')], { env: { DDT_DEBUG: '1' } });
       assertDelta(d, 4, 1);
       assert.match(d.stderr, /path openssh: set up for the first write/);
+      // Begun as soon as a difference shows before the lock (from the prehash) or at the first
+      // write, and adopted by the path either way: one master.
       assert.equal((await accepted()) - before, 2, 'the master connects for the blocks that differ');
       assert.equal(await sha256File(stale), await sha256File(src));
     });
