@@ -128,6 +128,17 @@ export function scenarios(quick: boolean): Scenario[] {
       resync: { unitBytes: MiB, fraction: 0 },
     },
     {
+      // 1 % changed over a link with latency: the data path's own connections and sessions,
+      // which a re-sync opens only for a block that differs, cost round trips here.
+      id: 'resync-1pct-rtt',
+      title: `Re-sync: ${big} MiB mixed image, 1 % of its MiB units changed (scattered), over 1 Gbit/s with 40 ms RTT (tbf + delay line between two network namespaces)`,
+      image: { fill: 'mixed', mib: big, seed: 1 },
+      link: 'delay',
+      delay: { rate: '1gbit', rttMs: 40 },
+      methods: [ddt('ddt', 'default block size', ['--skip-identical']), rsyncInplace(['--no-whole-file']), rsyncDevice(['--no-whole-file'])],
+      resync: { unitBytes: MiB, fraction: 0.01 },
+    },
+    {
       id: 'sparse',
       title: `${quick ? '512 MiB' : '16 GiB'} sparse image (≈ 5 % data, the rest zeros) → loop device, loopback sshd`,
       image: { fill: 'sparse', mib: quick ? 512 : 16384, seed: 3 },
