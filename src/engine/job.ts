@@ -87,8 +87,8 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     early = s.acceptNewHostKey || resync ? undefined : first.path.begin?.(remote.endpoint, o);
     const endpoint = remote.endpoint;
     const beginOnDifference = async () => {
-      if (!(await differs) || s.acceptNewHostKey || pathChosen) return;
-      early ??= first.path.begin?.(endpoint, o);
+      if (!(await differs) || s.acceptNewHostKey || pathChosen || early || !first.path.begin) return;
+      early = first.path.begin(endpoint, o);
       trace('a block differs before the lock: the data path begins');
     };
     try {

@@ -1,5 +1,6 @@
-// A re-sync's target checksums read before the lock: what the helper's first line says, and
-// when the run may take what was read (the lock's record unchanged, the self-tested ddt-hash).
+// A re-sync's target checksums read before the lock: what the helper's first line says, when
+// the run may take what was read (the lock's record unchanged, the self-tested ddt-hash), and
+// the hint they give before the lock that a block will be written (the data path then begins).
 import assert from 'node:assert/strict';
 import type { BlockDigest, BlockSink } from '../../src/block/types.js';
 import { firstDifference, prehashRefused, type JobAhead } from '../../src/engine/early-hashes.js';
