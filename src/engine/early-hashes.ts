@@ -45,7 +45,7 @@ class EarlyHashes implements HashedAhead {
 
   take(blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec): HashAhead | undefined {
     const mine = this.units();
-    const same = !this.taken && algo === this.algo && units?.unit === mine?.unit && units?.algo === mine?.algo && sameBlocks(blocks, this.blocks);
+    const same = !this.taken && this.reads(blocks, algo) && units?.unit === mine?.unit && units?.algo === mine?.algo;
     if (!same || this.stop.signal.aborted) {
       this.end();
       return undefined;
@@ -54,6 +54,11 @@ class EarlyHashes implements HashedAhead {
     if (signal.aborted) this.end();
     else signal.addEventListener('abort', () => this.end(), { once: true });
     return this.ahead;
+  }
+
+  /** It hashes exactly these blocks with this checksum (its units aside). */
+  reads(blocks: BlockRef[], algo: ChecksumAlgo): boolean {
+    return algo === this.algo && sameBlocks(blocks, this.blocks);
   }
 
   end(): void {
@@ -178,7 +183,7 @@ export async function takePrehash(ahead: JobAhead, blocks: BlockRef[], algo: Che
   if (!pre) return false;
   const start = await pre.start;
   trace(`prehash: ${start.ok ? `reading with ${start.hasher}` : start.why}`);
-  if (start.ok && algo === pre.algo && sameBlocks(blocks, pre.blocks)) {
+  if (start.ok && pre.reads(blocks, algo)) {
     ahead.target = pre;
     return true;
   }
