@@ -93,8 +93,12 @@ refuse() {
   reply_err "$WHY"
 }
 
-# What a worker finds out once, at its first request other than N (so a new session answers
-# its N at once, and the tests below overlap the first block's bytes arriving in the pipe).
+# What a worker finds out once, right after it answered its first request: a new session's N
+# is answered at once, and these tests then run while the client sends the first real request
+# (where they ran only once it had arrived, the first block of each worker waited for them:
+# a dozen processes, a few tenths of a second on a busy host). Nothing here opens the target
+# for writing: that test (write_setup) waits for the first request that writes, which comes
+# only once this run holds the target's lock.
 serve_setup() {
   SET_UP=1
   DIRECT=0 CMP=''
@@ -109,15 +113,19 @@ serve_setup() {
   fi
   [ -b "$TARGET" ] && MM_VAL=$(majmin_of "$TARGET") && MM_PATH=$TARGET
   dd if="$TARGET" of=/dev/null bs=4096 count=1 iflag=direct >/dev/null 2>&1 && DIRECT=1
-  # Writes with O_DIRECT where reads take it and the target opens with it (count=0: nothing is
-  # written): on a block device they skip its page cache; a loop device took 2 GiB in 1.9 s
-  # this way against 5.1 s buffered (`dd bs=4M conv=fdatasync`), and the flush after each block
-  # has nothing left to write back. A direct write that fails turns it off for this worker.
-  DIRECT_W=0
-  [ "$DIRECT" = 1 ] && target_there &&
-    dd if=/dev/null of="$TARGET" bs=4096 count=0 oflag=direct conv=notrunc$NOCREAT >/dev/null 2>&1 && DIRECT_W=1
   zero_setup
   readback_setup
+}
+
+# Writes with O_DIRECT where reads take it and the target opens with it (count=0: nothing is
+# written): on a block device they skip its page cache; a loop device took 2 GiB in 1.9 s this
+# way against 5.1 s buffered (`dd bs=4M conv=fdatasync`), and the flush after each block has
+# nothing left to write back. A direct write that fails turns it off for this worker. Found out
+# at the worker's first request that writes (WSET).
+write_setup() {
+  WSET=1 DIRECT_W=0
+  [ "$DIRECT" = 1 ] && target_there &&
+    dd if=/dev/null of="$TARGET" bs=4096 count=0 oflag=direct conv=notrunc$NOCREAT >/dev/null 2>&1 && DIRECT_W=1
 }
 
 # `host_facts HOSTINFO`: what the probe found out about this host's tools, as the client passes
@@ -167,7 +175,7 @@ serve() {
   # The PID lets a later run end this worker (kill-stale) by PID, never by name.
   echo "$$" >>"$WORKDIR/pids"
   ERRF=$WORKDIR/err.$$
-  SET_UP=0 BIG=0
+  SET_UP=0 WSET=0 DIRECT_W=0 BIG=0
   while IFS=' ' read -r op off len a3 a4; do
     DEFER=0 NOTE=''
     # A block's zero ranges are summed over its parts (E) up to its answer (S).
@@ -199,7 +207,9 @@ serve() {
       refuse "$off" "$len" "$a3"
       continue
     fi
+    [ "$WRITES$WSET" = 10 ] && write_setup
     "$HANDLER" "$off" "$len" "${a3:-}" "${a4:-}"
+    [ "$SET_UP" = 1 ] || serve_setup
   done
   # Nothing is removed here: err.PID (the last dd diagnostics) stays for --keep-logs;
   # `cleanup` removes the whole work dir.

@@ -271,6 +271,28 @@ describe('native/ddt-helper.sh serve (dash, local)', function () {
     assert.match(lines[0], /^ERR read-back short: 4096 of 8192/);
   });
 
+  it('finds out its facts right after its first N, and opens the target for writing only at its first write', async function () {
+    requireReal(this, 'strace', haveCommand('strace'));
+    const target = join(dir, 'setup-target');
+    await writeFile(target, Buffer.alloc(1 << 20));
+    /** The target's opens (openat flags) by the worker and its children, for `input`. */
+    const opens = async (name: string, input: Buffer): Promise<string[]> => {
+      const log = join(dir, `${name}.strace`);
+      await run('sh', ['-c', 'strace -f -qq -e trace=openat -o "$1" dash "$2" serve "$3" "$4" <"$5" >/dev/null', 'sh', log, SCRIPT, target, wd, await tmp(`${name}.in`, input)]);
+      const quoted = JSON.stringify(target);
+      return (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes(`openat(AT_FDCWD, ${quoted}, `)).map((l) => l.slice(l.indexOf(quoted) + quoted.length + 2).split(/[,)]/)[0]!);
+    };
+    const writing = (flags: string) => /O_WRONLY|O_RDWR/.test(flags);
+    const n = await opens('n', Buffer.from('N 0 0\n'));
+    assert.ok(n.some((f) => f.includes('O_DIRECT')), `after N alone, its O_DIRECT read test ran: ${n.join(' ')}`);
+    assert.equal(n.filter(writing).length, 0, `nothing opened for writing after N: ${n.join(' ')}`);
+    const h = await opens('h', Buffer.from('N 0 0\nH 0 4096 sha256\n'));
+    assert.equal(h.filter(writing).length, 0, `nothing opened for writing by a hash: ${h.join(' ')}`);
+    const p = await opens('p', Buffer.concat([Buffer.from('N 0 0\nP 0 4096\n'), randomBytes(4096)]));
+    assert.ok(p.includes('O_WRONLY|O_DIRECT'), `its first write tests O_DIRECT writes first: ${p.join(' ')}`);
+    assert.ok(p.filter(writing).length >= 2, `and writes: ${p.join(' ')}`);
+  });
+
   it('records its PID in WORKDIR/pids and refuses relative paths', async () => {
     const target = await tmp('pid.img', Buffer.alloc(4096));
     await serve(target, wd, Buffer.from('Q\n'));
