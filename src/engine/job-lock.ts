@@ -42,6 +42,15 @@ export async function lockTarget(s: JobSetup, remote: RemoteSession | undefined,
 }
 
 /**
+ * Whether `hint` has already resolved true: false while it is still pending (it is not waited
+ * for). A settled promise's value reaches the race before the resolved `false` listed after it.
+ */
+export async function trueByNow(hint: Promise<boolean>): Promise<boolean> {
+  // (Not `hint.catch(…)` in the race: that is a new promise, settled a turn later, after `false`.)
+  return Promise.race([hint, Promise.resolve(false)]).catch(() => false);
+}
+
+/**
  * The record naming this run, asked for before the first write: `atOnce` (a round trip while
  * the ends open), or at the first write, for a run that may well write nothing (a re-sync
  * whose target holds the source already leaves the record as it was, as a refused run does).

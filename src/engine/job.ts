@@ -20,7 +20,7 @@ import { removeStagingDir, stagingDirOf } from '../remote/sftp-target.js';
 import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
-import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists } from './job-lock.js';
+import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists, trueByNow } from './job-lock.js';
 import { confirmPrehash, dropPrehash, earlySource, firstDifference, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
 import { deferredPath } from '../paths/deferred.js';
 import { checkEnds } from './job-checks.js';
@@ -203,7 +203,11 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     lock ??= await takeLock();
     if (session && !(await confirmPrehash(ahead, lock.last, session.helper))) void hashTarget(Promise.resolve(hasher));
     // The record names this run before its first write (a round trip, while the ends open).
-    const writing = namingRecord(lock, !resync);
+    // A re-sync names itself there at its first write; where the early checksums have shown a
+    // block that differs already, that write is coming: the record (written and flushed on the
+    // target, with its dir) goes at once, beside the journal's start and the ends' opening,
+    // instead of in front of the first block. A hint not known by now is not waited for.
+    const writing = namingRecord(lock, !resync || (await trueByNow(differs)));
     const recorded = s.previous?.header;
     const header: JobHeader = recorded
       ? { ...recorded, options: s.options, path: prepared.record }

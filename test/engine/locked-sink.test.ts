@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HeldLock } from '../../src/block/last-writer.js';
 import { initChecksums } from '../../src/checksum/hasher.js';
-import { namingRecord } from '../../src/engine/job-lock.js';
+import { namingRecord, trueByNow } from '../../src/engine/job-lock.js';
 import { shapeSink } from '../../src/engine/shaping.js';
 import { DdtError, retryClassOf } from '../../src/errors.js';
 import { LocalTarget } from '../../src/local/local-target.js';
@@ -107,6 +107,23 @@ describe('engine/job-lock: the record naming the run, at once or at the first wr
     await Promise.all([naming.beforeWrite(), naming.beforeWrite()]);
     await naming.done();
     assert.equal(busy.asked, 1);
+  });
+
+  it("a re-sync's hint: taken when it has resolved true already, never waited for", async () => {
+    assert.equal(await trueByNow(Promise.resolve(true)), true);
+    assert.equal(await trueByNow(Promise.resolve(false)), false);
+    assert.equal(await trueByNow(Promise.reject(new Error('stream failed'))), false, 'a failed hint is no hint');
+    let later!: (v: boolean) => void;
+    const pending = new Promise<boolean>((r) => (later = r));
+    const t0 = Date.now();
+    assert.equal(await trueByNow(pending), false, 'pending: false at once');
+    assert.ok(Date.now() - t0 < 1000);
+    later(true);
+    assert.equal(await trueByNow(pending), true, 'resolved since: taken');
+    // An async function's result that resolved true (as the first difference is).
+    const hint = (async () => true)();
+    await hint;
+    assert.equal(await trueByNow(hint), true);
   });
 
   it('a request that failed fails the writes and the end of the run', async () => {
