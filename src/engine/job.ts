@@ -59,6 +59,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     connections: s.options.connections,
     channels: s.options.channels,
     compress: s.options.compress,
+    delta: s.command === 'send' && s.options.skipIdentical === true,
     zeros: zeroModeOf(s.options),
     ssh: findOnPath('ssh'),
     rsync: findOnPath('rsync'),

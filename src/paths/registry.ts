@@ -18,6 +18,12 @@ export const PATHS: Record<PathName, DataPath> = { local: localPath, stream: str
  * OpenSSH sessions, else SFTP staging, else exec channels, which always work.
  */
 const DEFAULT_ORDER: readonly PathName[] = ['openssh', 'sftp', 'stream'];
+/**
+ * A re-sync's changed blocks go as their changed units where the path's workers take parts:
+ * staged files would carry each changed block whole (64 MiB for a changed MiB), so exec
+ * channels come before staging.
+ */
+const DELTA_ORDER: readonly PathName[] = ['openssh', 'stream', 'sftp'];
 
 export interface PathChoice {
   path: DataPath;
@@ -37,7 +43,8 @@ export function optionFor(name: PathName): string {
 /**
  * The path for a run: the one asked for (`--via`, `--engine rsync`, or `--remote-dir` asking for
  * staging; exit 2 listing the reasons when it cannot work), else for a resume the recorded one,
- * else the first of the default order that can; `stream` always can.
+ * else the first of the default order (a re-sync's, when it sends deltas) that can; `stream`
+ * always can.
  */
 export function choosePath(q: PathQuery, o: { asked?: PathName; recorded?: PathName } = {}): PathChoice {
   if (q.command === 'copy') return { path: localPath, explicit: false, skipped: [], warnings: [] };
@@ -47,7 +54,7 @@ export function choosePath(q: PathQuery, o: { asked?: PathName; recorded?: PathN
     return { path: PATHS[o.asked], explicit: true, skipped: [], warnings: [] };
   }
   // A resume keeps its path where it can, else streams: no new staging decisions mid-job.
-  const order = o.recorded ? [o.recorded, 'stream' as const] : DEFAULT_ORDER;
+  const order = o.recorded ? [o.recorded, 'stream' as const] : q.delta ? DELTA_ORDER : DEFAULT_ORDER;
   const skipped: PathChoice['skipped'] = [];
   for (const name of order) {
     const reasons = PATHS[name].refusals(q);

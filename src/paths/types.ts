@@ -15,6 +15,11 @@ export interface PathQuery {
   connections: number;
   channels: number;
   compress: CompressMode;
+  /**
+   * `--skip-identical` on a new send: a changed block goes as its changed units only, which
+   * helper workers take (openssh, stream) and staged files do not (sftp sends whole blocks).
+   */
+  delta?: boolean;
   /** What the target does with zero ranges (`--no-sparse`, `--discard`). */
   zeros: ZeroMode;
   /** The local OpenSSH client and rsync, where there are. */

@@ -251,6 +251,15 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
+    it('--connections 1 (no OpenSSH path): exec channels, not staged files, so still only the changed units', async () => {
+      const dst = join(dir, 'one-conn-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--connections', '1', '--journal', join(dir, 'one-conn.journal')]);
+      const s = assertDelta(r, 4, 1);
+      assert.equal(s.via, 'stream');
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
     it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
       const dst = join(dir, 'small-dst.img');
       await staleCopy(src, dst);

@@ -28,6 +28,17 @@ describe('paths/registry', () => {
     assert.match(noRoom.warnings.join('\n'), /sending with --via stream, staging is not possible: not enough space to stage/);
   });
 
+  it('a re-sync (deltas) takes openssh, else stream before sftp, whose staged files carry whole blocks', () => {
+    const delta = { ...base, delta: true };
+    assert.equal(choosePath(delta).path.name, 'openssh');
+    const one = choosePath({ ...delta, connections: 1, probe: probe(100 * 2 ** 30) });
+    assert.equal(one.path.name, 'stream');
+    assert.deepEqual(one.warnings, [], 'staging was possible: nothing to warn about');
+    assert.equal(choosePath({ ...delta, ssh: undefined }).path.name, 'stream');
+    assert.equal(choosePath({ ...delta, connections: 1 }, { asked: 'sftp' }).path.name, 'sftp', 'asked for: taken');
+    assert.equal(choosePath({ ...delta, connections: 1 }, { recorded: 'sftp' }).path.name, 'sftp', 'a resume keeps its path');
+  });
+
   it('passing over openssh is not news; gzip asks for stream without a warning', () => {
     assert.deepEqual(choosePath({ ...base, connections: 1, probe: probe(100 * 2 ** 30) }).warnings, []);
     const gz = choosePath({ ...base, connections: 1, compress: 'gzip', probe: probe(100 * 2 ** 30) });
