@@ -16,9 +16,10 @@ export interface PathQuery {
   channels: number;
   compress: CompressMode;
   /**
-   * `--skip-identical` on a send: a changed block goes as its changed units only, which helper
-   * workers take (openssh, stream) and staged files do not (sftp sends whole blocks). Orders the
-   * automatic choice only: a path asked for, or a resume's recorded one, is kept.
+   * `--skip-identical` on a send: a changed block goes as its changed units only, to the helper's
+   * workers (on the sftp path too, beside its staged whole blocks), so paths whose channels are
+   * all workers come first. Orders the automatic choice only: a path asked for, or a resume's
+   * recorded one, is kept.
    */
   delta?: boolean;
   /** What the target does with zero ranges (`--no-sparse`, `--discard`). */

@@ -3,8 +3,10 @@
  * sessions into a file in a per-job staging directory, with many WRITE requests in flight; then
  * a helper worker `dd`s that file onto the target at the block's offset, reads the range back,
  * hashes it and deletes the file (`F` request). Uploads and remote writes use separate
- * channels, so while some blocks are still arriving, arrived ones are being written. Zero blocks
- * and hashing go straight to the workers.
+ * channels, so while some blocks are still arriving, arrived ones are being written. Zero blocks,
+ * hashing and a re-sync's deltas (the few units of a block that differ, as parts) go straight to
+ * the workers: staging a delta would need a file per part, and a round trip per file, for bytes
+ * that are few by their nature.
  *
  * A block is staged only when the staging filesystem has room for it, every other staged or
  * in-flight block, and the reserve (`SpaceGate`); free space is measured with statvfs on an
@@ -121,6 +123,11 @@ export class SftpStagingSink implements BlockSink {
       await sink.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** A delta goes to the workers as parts, as on the exec-channel path. */
+  get takesDelta(): boolean | undefined {
+    return this.writers.takesDelta;
   }
 
   /** Blocks in flight: uploading on every session while the workers write arrived ones. */

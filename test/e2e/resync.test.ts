@@ -260,6 +260,15 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
+    it('--via sftp: the changed units go to the helper as parts, not as staged whole blocks', async () => {
+      const dst = join(dir, 'sftp-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--via', 'sftp', '--journal', join(dir, 'sftp.journal')]);
+      const s = assertDelta(r, 4, 1);
+      assert.equal(s.via, 'sftp');
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
+
     it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
       const dst = join(dir, 'small-dst.img');
       await staleCopy(src, dst);

@@ -28,7 +28,7 @@ describe('paths/registry', () => {
     assert.match(noRoom.warnings.join('\n'), /sending with --via stream, staging is not possible: not enough space to stage/);
   });
 
-  it('a re-sync (deltas) takes openssh, else stream before sftp, whose staged files carry whole blocks', () => {
+  it('a re-sync (deltas) takes openssh, else stream before sftp, whose channels are not all workers', () => {
     const delta = { ...base, delta: true };
     assert.equal(choosePath(delta).path.name, 'openssh');
     const one = choosePath({ ...delta, connections: 1, probe: probe(100 * 2 ** 30) });

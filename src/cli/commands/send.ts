@@ -13,7 +13,7 @@ export const sendCommand: CommandModule = {
       .option('via', {
         choices: ['openssh', 'stream', 'sftp'] as const,
         describe:
-          "data path: 'openssh' pipes blocks into dd over sessions of the local ssh client, multiplexed on --connections − 1 ControlMaster connections; 'stream' pipes them over ssh2 exec channels; 'sftp' uploads them into --remote-dir, then dd writes them at their offset [openssh with 2+ connections and ssh on PATH; else sftp (with --skip-identical: stream, which sends a changed block's changed units only); stream where staging is not possible]",
+          "data path: 'openssh' pipes blocks into dd over sessions of the local ssh client, multiplexed on --connections − 1 ControlMaster connections; 'stream' pipes them over ssh2 exec channels; 'sftp' uploads them into --remote-dir, then dd writes them at their offset [openssh with 2+ connections and ssh on PATH; else sftp (stream with --skip-identical: a changed block's changed units go to the helper's workers, and stream has more of them); stream where staging is not possible]",
       })
       .option('remote-dir', { alias: 'remote_transfer_dir', type: 'string', describe: '--via sftp: remote directory for staged blocks (a per-job dir inside) [remote $HOME]' })
       .option('remote-reserve', { type: 'string', describe: '--via sftp: space to keep free there, a size or N% [smaller of 1G and 10%]' })
