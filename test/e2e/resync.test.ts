@@ -308,5 +308,16 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
         assert.equal(await sha256File(dst), await sha256File(src));
       }
     });
+
+    it('--via sftp: its staging sink hands the changed units to the shell helper as parts', async () => {
+      const dst = join(dir, 'bb-sftp-dst.img');
+      await staleCopy(src, dst);
+      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--via', 'sftp', '--journal', join(dir, 'bb-sftp.journal')], {
+        env: { DDT_NATIVE_HASHER: 'off' },
+      });
+      const s = assertDelta(r, 4, 1);
+      assert.equal(s.via, 'sftp');
+      assert.equal(await sha256File(dst), await sha256File(src));
+    });
   });
 });
