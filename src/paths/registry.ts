@@ -20,9 +20,9 @@ export const PATHS: Record<PathName, DataPath> = { local: localPath, stream: str
 const DEFAULT_ORDER: readonly PathName[] = ['openssh', 'sftp', 'stream'];
 /**
  * A re-sync's changed blocks go as their changed units, to the helper's workers, on every path.
- * Staging writes them with as many workers as the remote host has cores and holds the other
- * channels for SFTP sessions, which a re-sync's few whole blocks seldom use; exec channels give
- * every channel to a worker, so they come before staging.
+ * Staging has at most as many workers as the remote host has cores (and half the channels) and
+ * holds the other channels for SFTP sessions, which a re-sync's few whole blocks seldom use;
+ * exec channels give every channel to a worker, so they come before staging.
  */
 const DELTA_ORDER: readonly PathName[] = ['openssh', 'stream', 'sftp'];
 
