@@ -72,6 +72,18 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     await fileOfSize(src, SIZE, 'mixed', 2201);
   });
 
+  /**
+   * `ddt send --skip-identical` through `host` onto NAME-dst.img, a stale copy of the source
+   * (`prepare` may change it further), with `extra` and a journal NAME.journal of its own.
+   */
+  async function staleSend(host: TestSshd, name: string, extra: string[] = [], o: { env?: NodeJS.ProcessEnv; prepare?: (dst: string) => Promise<void> } = {}): Promise<{ r: CliResult; dst: string }> {
+    const dst = join(dir, `${name}-dst.img`);
+    await staleCopy(src, dst);
+    await o.prepare?.(dst);
+    const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', ...extra, '--journal', join(dir, `${name}.journal`)], { env: o.env });
+    return { r, dst };
+  }
+
   describe('on a Debian host (ddt-hash)', () => {
     let sshd: TestSshd;
     before(async () => {
@@ -80,9 +92,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     after(async () => sshd?.stop());
 
     it('send at the default block size sends only the changed units and ends byte-identical', async () => {
-      const dst = join(dir, 'send-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'send.journal')]);
+      const { r, dst } = await staleSend(sshd, 'send');
       const s = assertDelta(r, 4, 1);
       assert.ok((s.bytesOnWire as number) >= MiB, `sent ${s.bytesOnWire} bytes`);
       // The streaming hasher ran: no word of falling back.
@@ -100,9 +110,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       const cacheDir = join(sshd.home, '.ddt', '.hashers');
       await fs.rm(cacheDir, { recursive: true, force: true });
       const resync = async (name: string): Promise<string> => {
-        const dst = join(dir, `${name}-dst.img`);
-        await staleCopy(src, dst);
-        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, `${name}.journal`)], { env: { DDT_DEBUG: '1' } });
+        const { r, dst } = await staleSend(sshd, name, [], { env: { DDT_DEBUG: '1' } });
         assertDelta(r, 4, 1);
         assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
         assert.equal(await sha256File(dst), await sha256File(src));
@@ -131,10 +139,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     it("a later re-sync hashes the target from its first session on, before the lock; a record changed meanwhile makes it hash again", async () => {
       const cacheDir = join(sshd.home, '.ddt', '.hashers');
       const resync = async (name: string, prepare?: (dst: string) => Promise<void>): Promise<string> => {
-        const dst = join(dir, `${name}-dst.img`);
-        await staleCopy(src, dst);
-        await prepare?.(dst);
-        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, `${name}.journal`)], { env: { DDT_DEBUG: '1' } });
+        const { r, dst } = await staleSend(sshd, name, [], { env: { DDT_DEBUG: '1' }, prepare });
         assertDelta(r, 4, 1);
         assert.equal(await sha256File(dst), await sha256File(src));
         return r.stderr;
@@ -170,11 +175,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     });
 
     it('a ddt-hash that fails its self-test leaves the shell tools in charge, with one warning', async () => {
-      const dst = join(dir, 'selftest-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'selftest.journal')], {
-        env: { DDT_NATIVE_HASHER: 'fail-selftest' },
-      });
+      const { r, dst } = await staleSend(sshd, 'selftest', [], { env: { DDT_NATIVE_HASHER: 'fail-selftest' } });
       assertDelta(r, 4, 1);
       const warnings = r.stderr.split('\n').filter((l) => /self-test/.test(l));
       assert.equal(warnings.length, 1, r.stderr);
@@ -243,36 +244,28 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     it('--via stream with one connection of one channel: the lock, the hasher and the hashing share it with the blocks', async () => {
       // The lock holds one session for the whole run, and the target's hashes would hold
       // another: with room for only one more, the target is hashed block by block instead.
-      const dst = join(dir, 'one-channel-dst.img');
-      await staleCopy(src, dst);
       await fs.rm(join(sshd.home, '.ddt', '.hashers'), { recursive: true, force: true });
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--via', 'stream', '--connections', '1', '--channels', '1', '--journal', join(dir, 'one-channel.journal')]);
+      const { r, dst } = await staleSend(sshd, 'one-channel', ['--via', 'stream', '--connections', '1', '--channels', '1']);
       assertDelta(r, 4, 1);
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
     it('--connections 1 (no OpenSSH path): exec channels, not staged files, so still only the changed units', async () => {
-      const dst = join(dir, 'one-conn-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--connections', '1', '--journal', join(dir, 'one-conn.journal')]);
+      const { r, dst } = await staleSend(sshd, 'one-conn', ['--connections', '1']);
       const s = assertDelta(r, 4, 1);
       assert.equal(s.via, 'stream');
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
     it('--via sftp: the changed units go to the helper as parts, not as staged whole blocks', async () => {
-      const dst = join(dir, 'sftp-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '--via', 'sftp', '--journal', join(dir, 'sftp.journal')]);
+      const { r, dst } = await staleSend(sshd, 'sftp', ['--via', 'sftp']);
       const s = assertDelta(r, 4, 1);
       assert.equal(s.via, 'sftp');
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
     it('-b 1M: one block per unit, the changed blocks sent whole', async () => {
-      const dst = join(dir, 'small-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(sshd), '--skip-identical', '-b', '1M', '--journal', join(dir, 'small.journal')]);
+      const { r, dst } = await staleSend(sshd, 'small', ['-b', '1M']);
       assertDelta(r, 256, 256 - touchedUnits(REGIONS));
       assert.equal(await sha256File(dst), await sha256File(src));
     });
@@ -287,11 +280,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     after(async () => host?.stop());
 
     it('with the shell tools only (no ddt-hash): sha256 units, the same delta', async () => {
-      const dst = join(dir, 'bb-sh-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, 'bb-sh.journal')], {
-        env: { DDT_NATIVE_HASHER: 'off' },
-      });
+      const { r, dst } = await staleSend(host, 'bb-sh', [], { env: { DDT_NATIVE_HASHER: 'off' } });
       const s = assertDelta(r, 4, 1);
       assert.equal(s.checksum, 'sha256');
       assert.equal(await sha256File(dst), await sha256File(src));
@@ -299,9 +288,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
 
     it('ddt-hash runs there too (static): xxh64 units although the host has no xxhsum; the next run takes the kept copy', async () => {
       for (const [n, how] of [[1, /ddt-hash uploaded/], [2, /ddt-hash from the cache/]] as const) {
-        const dst = join(dir, `bb-native-dst${n}.img`);
-        await staleCopy(src, dst);
-        const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--journal', join(dir, `bb-native${n}.journal`)], { env: { DDT_DEBUG: '1' } });
+        const { r, dst } = await staleSend(host, `bb-native${n}`, [], { env: { DDT_DEBUG: '1' } });
         assertDelta(r, 4, 1);
         assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
         assert.match(r.stderr, how);
@@ -310,11 +297,7 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     });
 
     it('--via sftp: its staging sink hands the changed units to the shell helper as parts', async () => {
-      const dst = join(dir, 'bb-sftp-dst.img');
-      await staleCopy(src, dst);
-      const r = await runCli(['send', src, `root@127.0.0.1:${dst}`, ...sshOf(host), '--skip-identical', '--via', 'sftp', '--journal', join(dir, 'bb-sftp.journal')], {
-        env: { DDT_NATIVE_HASHER: 'off' },
-      });
+      const { r, dst } = await staleSend(host, 'bb-sftp', ['--via', 'sftp'], { env: { DDT_NATIVE_HASHER: 'off' } });
       const s = assertDelta(r, 4, 1);
       assert.equal(s.via, 'sftp');
       assert.equal(await sha256File(dst), await sha256File(src));
