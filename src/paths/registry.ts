@@ -20,9 +20,11 @@ export const PATHS: Record<PathName, DataPath> = { local: localPath, stream: str
 const DEFAULT_ORDER: readonly PathName[] = ['openssh', 'sftp', 'stream'];
 /**
  * A re-sync's changed blocks go as their changed units, to the helper's workers, on every path.
- * Staging has at most as many workers as the remote host has cores (and half the channels) and
- * holds the other channels for SFTP sessions, which a re-sync's few whole blocks seldom use;
- * exec channels give every channel to a worker, so they come before staging.
+ * Staging has at most as many workers as the remote host has cores (and half the channels),
+ * holds the other channels for SFTP sessions that a re-sync's few whole blocks seldom use, and
+ * sets up its staging dir before the first block; exec channels give every channel to a worker.
+ * With one connection, 1 % of 2 GiB changed, both took the same on loopback and staging 26 %
+ * longer over 40 ms round trips, so exec channels come before staging.
  */
 const DELTA_ORDER: readonly PathName[] = ['openssh', 'stream', 'sftp'];
 
