@@ -22,7 +22,7 @@ import { findOnPath } from '../transport/local-process.js';
 import { executeJob } from './execute.js';
 import { holdingSlot, lastRunOf, lockTarget, namingRecord, targetExists, trueByNow } from './job-lock.js';
 import { confirmPrehash, dropPrehash, earlySource, firstDifference, isResync, startEarlyTarget, startPrehash, takePrehash, type JobAhead } from './early-hashes.js';
-import { deferredPath } from '../paths/deferred.js';
+import { deferredPath, lightBytes } from '../paths/deferred.js';
 import { checkEnds } from './job-checks.js';
 import { newHeader, setUp, type JobRequest, type JobSetup } from './job-setup.js';
 import { closeRemote, openRemote } from './remote-end.js';
@@ -88,7 +88,8 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     early = s.acceptNewHostKey || resync ? undefined : first.path.begin?.(remote.endpoint, o);
     const endpoint = remote.endpoint;
     const beginOnDifference = async () => {
-      if (!(await differs) || s.acceptNewHostKey || pathChosen || early || !first.path.begin) return;
+      // A path that waits for its share (see deferredPath) begins when it is set up.
+      if (!(await differs) || s.acceptNewHostKey || pathChosen || early || !first.path.begin || (first.path.sinkWorkers && lightBytes() !== undefined)) return;
       early = first.path.begin(endpoint, o);
       trace('a block differs before the lock: the data path begins');
     };
@@ -175,7 +176,15 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     if (!aheadChannel) dropPrehash(ahead);
     // With no session to spare for the install beside them, the workers open after it.
     const hasherFirst = hashStreams || spare < (aheadChannel ? 1 : 0) + (hasher ? 1 : 0);
-    prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo }) : await prepare(choice, ctx);
+    // A re-sync's first blocks go over exec channels of the ssh2 connection (the stream path's
+    // sink on it): the path's own connections are set up only once those have sent a share.
+    // Its workers leave a session to the lock and one to the target's early stream, which may
+    // have to start again after them (a prehash not taken): the stream's checksums are what the
+    // workers' blocks wait for.
+    const share = lightBytes();
+    const lightWorkers = session ? session.pool.capacity() - 2 : 0;
+    const light = share === undefined || lightWorkers < 1 ? undefined : () => PATHS.stream.prepare({ ...ctx, query: { ...ctx.query, connections: 1, channels: lightWorkers }, early: undefined }).then((p) => p.openSink());
+    prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo, light, lightBytes: share }) : await prepare(choice, ctx);
     trace(`path ${prepared.name} prepared`);
     const blocks = plan.length;
     if (go && session && !prepared.sinkLeavesState) {

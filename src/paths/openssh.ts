@@ -7,8 +7,9 @@
  * bottleneck on fast links; the OpenSSH master takes the bytes from a pipe and encrypts them in C.
  *
  * Connections: the ssh2 pool keeps one (helper install, probe, housekeeping, the flusher of
- * deferred writes, `--skip-identical` hashing), the other `--connections − 1` are masters, each
- * carrying `--channels` sessions. So `--connections` still bounds the run's TCP connections.
+ * deferred writes, `--skip-identical` hashing and a re-sync's first blocks: see deferredPath),
+ * the other `--connections − 1` are masters, each carrying `--channels` sessions. So
+ * `--connections` still bounds the run's TCP connections.
  */
 import { RemoteSource } from '../remote/remote-source.js';
 import { RemoteTarget, zeroOptions } from '../remote/remote-target.js';

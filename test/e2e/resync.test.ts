@@ -183,9 +183,9 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(await sha256File(dst), await sha256File(src));
     });
 
-    it('opens the data path\'s own connection only for a block that must go: none for an unchanged target', async () => {
+    it('opens the data path\'s own connection only once much must go: none for an unchanged target or a small delta', async () => {
       // Connections the sshd accepted (one line each in its log): the run's ssh2 connection, and
-      // the OpenSSH master of the default path (--connections 2) only where something is sent.
+      // the OpenSSH master of the default path (--connections 2) only where much is sent.
       const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
       const same = join(dir, 'same-dst.img');
       await fs.copyFile(src, same);
@@ -196,19 +196,41 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       assert.equal(s.identicalBlocks, 4);
       assert.equal(s.bytesOnWire, 0);
       assert.equal((await accepted()) - before, 1, 'one connection for an unchanged target');
-      assert.doesNotMatch(r.stderr, /set up for the first write/);
+      assert.doesNotMatch(r.stderr, /light sink: opened|path openssh: set up/);
       assert.doesNotMatch(r.stderr, /a block differs before the lock/, 'no hint of a write where every block is the same');
       assert.equal(await sha256File(same), await sha256File(src));
 
+      // A few changed units go over the light sink, on the run's own connection.
       const stale = join(dir, 'stale-dst.img');
       await staleCopy(src, stale);
       before = await accepted();
       const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'stale.journal')], { env: { DDT_DEBUG: '1' } });
       assertDelta(d, 4, 1);
-      assert.match(d.stderr, /path openssh: set up for the first write/);
-      // Begun as soon as a difference shows before the lock (from the prehash) or at the first
-      // write, and adopted by the path either way: one master.
-      assert.equal((await accepted()) - before, 2, 'the master connects for the blocks that differ');
+      assert.match(d.stderr, /light sink: opened/);
+      assert.doesNotMatch(d.stderr, /path openssh: set up/);
+      assert.equal((await accepted()) - before, 1, 'no master for a small delta');
+      assert.equal(await sha256File(stale), await sha256File(src));
+    });
+
+    it('hands a re-sync that sends much over to the data path\'s own connections, every block proven', async () => {
+      const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
+      // One changed unit in each of 32 blocks of 8 MiB, paced so that the run outlasts the
+      // masters' set-up; the light sink's share made small, so that its first block uses it up.
+      const stale = join(dir, 'handover-dst.img');
+      await fs.copyFile(src, stale);
+      const fh = await fs.open(stale, 'r+');
+      for (let b = 0; b < SIZE / (8 * MiB); b++) await fh.write(randomBytes(UNIT), 0, UNIT, b * 8 * MiB + 3 * MiB);
+      await fh.close();
+      const before = await accepted();
+      const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '-b', '8M', '--bwlimit', '16M', '--journal', join(dir, 'handover.journal')], { env: { DDT_DEBUG: '1', DDT_LIGHT_BYTES: '1' } });
+      assert.equal(d.code, 0, d.stderr);
+      const s = jsonOf(d);
+      assert.equal(s.verified, 32);
+      assert.equal(s.sent, 32);
+      assert.ok((s.bytesOnWire as number) <= 32 * (UNIT + FRAMING), `sent ${String(s.bytesOnWire)} bytes for 32 changed units`);
+      assert.match(d.stderr, /light sink: opened[^]*light sink: \d+ bytes given, the path is set up[^]*light sink: closed, the path takes the blocks/);
+      assert.equal((await accepted()) - before, 2, 'the master connects once the share is used up');
+      assert.equal(s.via, 'openssh');
       assert.equal(await sha256File(stale), await sha256File(src));
     });
 
