@@ -89,8 +89,10 @@ interface DeferredSinkOptions {
 }
 
 /**
- * A sink opened by its first write (or hash); until then it only says what it will take. It has
- * no stream of its own: a re-sync's target checksums come from the early stream.
+ * A sink that opens nothing before its first write (or hash, or `expectWrite`); until then it
+ * only says what it will take. Then the light sink, where there is one, and once that has sent
+ * its share the path's own. It has no stream of its own: a re-sync's target checksums come from
+ * the early stream.
  */
 class DeferredSink implements BlockSink {
   /** The path's own sink. */
@@ -222,6 +224,8 @@ class DeferredSink implements BlockSink {
   async durable(block: BlockRef, signal: AbortSignal): Promise<void> {
     const sink = this.wroteTo.get(block.index) ?? (await this.next());
     await sink.durable?.(block, signal);
+    // Asked once per write (a retry writes, and records its sink, again): a long run keeps no map of every block.
+    if (this.wroteTo.get(block.index) === sink) this.wroteTo.delete(block.index);
   }
 
   async hashAt(block: BlockRef, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
