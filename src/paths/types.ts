@@ -96,7 +96,7 @@ export interface DataPath {
   /** Set up for this run before anything is written (exit 2 where it cannot work after all). */
   prepare(ctx: PathContext): Promise<PreparedPath>;
   /**
-   * A path whose connections of its own can wait for the first write (see deferredPath): the
+   * A path whose connections of its own can wait until a re-sync needs them (see deferredPath): the
    * blocks its sink will take at once. Its record must be its name alone.
    */
   sinkWorkers?(q: PathQuery): number;

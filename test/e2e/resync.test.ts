@@ -86,6 +86,8 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
 
   describe('on a Debian host (ddt-hash)', () => {
     let sshd: TestSshd;
+    /** Connections the sshd accepted so far (one log line each). */
+    const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
     before(async () => {
       sshd = await startSshd();
     });
@@ -186,7 +188,6 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     it('opens the data path\'s own connection only once much must go: none for an unchanged target or a small delta', async () => {
       // Connections the sshd accepted (one line each in its log): the run's ssh2 connection, and
       // the OpenSSH master of the default path (--connections 2) only where much is sent.
-      const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
       const same = join(dir, 'same-dst.img');
       await fs.copyFile(src, same);
       let before = await accepted();
@@ -213,7 +214,6 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
     });
 
     it('hands a re-sync that sends much over to the data path\'s own connections, every block proven', async () => {
-      const accepted = async () => ((await fs.readFile(sshd.logPath, 'utf8')).match(/Accepted publickey/g) ?? []).length;
       // One changed unit in each of 32 blocks of 8 MiB, paced so that the run outlasts the
       // masters' set-up; the light sink's share made small, so that its first block uses it up.
       const stale = join(dir, 'handover-dst.img');
