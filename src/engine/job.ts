@@ -178,11 +178,11 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     const hasherFirst = hashStreams || spare < (aheadChannel ? 1 : 0) + (hasher ? 1 : 0);
     // A re-sync's first blocks go over exec channels of the ssh2 connection (the stream path's
     // sink on it): the path's own connections are set up only once those have sent a share.
-    // Its workers leave a session to the lock and one to the target's early stream, which may
-    // have to start again after them (a prehash not taken): the stream's checksums are what the
-    // workers' blocks wait for.
+    // Its workers take the spare sessions but the target's early stream's, which may have to
+    // start again after them (a prehash not taken): the stream's checksums are what the workers'
+    // blocks wait for.
     const share = lightBytes();
-    const lightWorkers = session ? session.pool.capacity() - 2 : 0;
+    const lightWorkers = spare - 1;
     const light = share === undefined || lightWorkers < 1 ? undefined : () => PATHS.stream.prepare({ ...ctx, query: { ...ctx.query, connections: 1, channels: lightWorkers }, early: undefined }).then((p) => p.openSink());
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo, light, lightBytes: share }) : await prepare(choice, ctx);
     trace(`path ${prepared.name} prepared`);

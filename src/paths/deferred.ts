@@ -99,11 +99,11 @@ class DeferredSink implements BlockSink {
   private opening?: Promise<BlockSink>;
   private lightOpening?: Promise<BlockSink>;
   private lightSink?: BlockSink;
-  /** The path is being set up (the light sink carries on meanwhile). */
-  private preparing?: Promise<void>;
+  /** The path's set-up has begun (the light sink carries on meanwhile). */
+  private settingUp = false;
   /** The path is set up: the light sink's last blocks, then the path's sink for every block. */
   private handover?: Promise<BlockSink>;
-  /** Bytes the light sink was given to send. */
+  /** Bytes the light sink has sent. */
   private lightSent = 0;
   /** Calls on the light sink not yet answered, and who waits for them to end. */
   private lightBusy = 0;
@@ -149,9 +149,10 @@ class DeferredSink implements BlockSink {
    * link its share of the blocks), which opens next and takes every block from then on.
    */
   private setUp(): void {
-    if (this.preparing) return;
+    if (this.settingUp) return;
+    this.settingUp = true;
     trace(`light sink: ${this.lightSent} bytes given, the path is set up`);
-    this.preparing = this.o.prepare().then(
+    void this.o.prepare().then(
       () => {
         if (!this.closed) this.handover ??= this.switchOver();
       },
@@ -197,27 +198,20 @@ class DeferredSink implements BlockSink {
   async writeAt(block: BlockRef, payload: BlockPayload, algo: ChecksumAlgo, signal: AbortSignal): Promise<string> {
     return this.use((sink, light) => {
       this.wroteTo.set(block.index, sink);
-      return sink.writeAt(block, light ? this.counted(block, payload) : payload, algo, signal);
+      return sink.writeAt(block, light ? this.counted(payload) : payload, algo, signal);
     });
   }
 
-  /** The payload, counting what it sends towards the light sink's share. */
-  private counted(block: BlockRef, payload: BlockPayload): BlockPayload {
+  /** The payload, its bytes on the wire (as the sink reports them) counted towards the light sink's share. */
+  private counted(payload: BlockPayload): BlockPayload {
     if (payload.kind === 'zero') return payload;
-    if (payload.kind === 'data') {
-      this.lightSent += block.length;
-      return payload;
-    }
-    const parts = payload.parts;
-    const add = (n: number) => (this.lightSent += n);
+    const heard = payload.onWire;
     return {
       ...payload,
-      parts: (async function* () {
-        for await (const part of parts) {
-          if (part.kind !== 'zero') add(part.data.length);
-          yield part;
-        }
-      })(),
+      onWire: (n) => {
+        this.lightSent += n;
+        heard?.(n);
+      },
     };
   }
 

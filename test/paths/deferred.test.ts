@@ -24,7 +24,8 @@ function recorder(name: string, log: string[], o: { hold?: Promise<void> } = {})
   return {
     capacity: 2,
     async writeAt(b: BlockRef, p: BlockPayload) {
-      if (p.kind === 'delta' || p.kind === 'parts') for await (const _ of p.parts);
+      // As a remote sink does: each part's bytes reported as they go on the wire.
+      if (p.kind === 'delta' || p.kind === 'parts') for await (const part of p.parts) if (part.kind !== 'zero') p.onWire?.(part.data.length);
       await o.hold;
       log.push(`${name} wrote ${b.index}`);
       return 'sum';
