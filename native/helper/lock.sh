@@ -209,6 +209,16 @@ lock() {
       WRITING) if write_record writing; then echo OK; else echo "ERR cannot write $LAST"; fi ;;
       CLEAN) if write_record clean; then echo OK; else echo "ERR cannot write $LAST"; fi ;;
       PING) echo PONG ;;
+      # The run's last request: the lock goes, then the work dir (as `cleanup`: the job's other
+      # helpers ended, the dir removed), and the answer says so. One round trip where the lock's
+      # release and a cleanup of its own would take a session and a shell more.
+      END)
+        release
+        removed=0
+        [ -f "$wd/.ddt-workdir" ] && (cleanup "$wd") >/dev/null 2>&1 && [ ! -e "$wd" ] && removed=1
+        echo "ENDED removed=$removed"
+        exit 0
+        ;;
       '') ;;
       *) echo "ERR unknown request '$line'" ;;
     esac

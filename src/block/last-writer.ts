@@ -60,7 +60,11 @@ export interface HeldLock {
    * connection dropped; rejects (LOCK_LOST) when it could not be, or another writer had it meanwhile.
    */
   held(signal?: AbortSignal): Promise<void>;
-  /** This run finished its bookkeeping: the record says so, and the lock goes (one round trip for both). */
-  finish(): Promise<void>;
+  /**
+   * This run finished its bookkeeping: the record says so, and the lock goes (one round trip for
+   * both). `removeWorkDir`: a remote holder removes the run's work dir after the lock, in the
+   * same round trip; true when it did (a local lock has none: false).
+   */
+  finish(end?: { removeWorkDir?: boolean }): Promise<boolean>;
   release(): Promise<void>;
 }

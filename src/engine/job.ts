@@ -114,6 +114,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
   let started = false;
   let ok = false;
   let hasher: Promise<boolean> | undefined;
+  let workDirGone = false;
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
     const run = `${s.jobId}.${Date.now().toString(36)}`;
@@ -232,8 +233,12 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     ok = summary.ok;
     trace('transfer done');
     if (ok) {
-      await lock.finish();
-      trace('lock record clean, lock released');
+      // A finished run's remote work dir goes with the lock, in its last round trip (unless the
+      // logs are kept); the upload of ddt-hash into it ends first.
+      const removeWorkDir = Boolean(session) && !s.options.keepLogs;
+      if (removeWorkDir) await hasher;
+      workDirGone = await lock.finish({ removeWorkDir });
+      trace(`lock record clean, lock released${workDirGone ? ', work dir removed' : ''}`);
     }
     return { kind: 'done', summary };
   } finally {
@@ -253,7 +258,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
       if (session && dir && ok && s.previous?.header.path.name === 'sftp' && prepared?.name !== 'sftp') await removeStagingDir(session.pool, stagingDirOf(dir, s.jobId));
     };
     trace('closing');
-    if (session) await closeRemote(session, !started || (ok && !s.options.keepLogs), closing);
+    if (session) await closeRemote(session, !workDirGone && (!started || (ok && !s.options.keepLogs)), closing);
     else await closing();
     trace('closed');
   }

@@ -109,6 +109,7 @@ export async function lockLocalTarget(path: string, jobId: string, run: string):
     async finish() {
       await record('clean');
       await release();
+      return false; // no remote work dir here
     },
     release,
   };

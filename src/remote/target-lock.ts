@@ -72,22 +72,22 @@ export async function lockRemoteTarget(
     async held() {
       await current();
     },
-    async finish() {
+    async finish(end) {
       const h = await current();
-      // A run that never asked to write leaves the record as it found it; the lock goes.
-      if (!wrote) {
-        released = true;
-        await h.release();
-        return;
-      }
-      // The request and the end of the holder's input go together: it writes the record,
-      // answers, reads the end of its input and lets the lock go, all in one round trip. A
-      // connection lost meanwhile fails this as it would fail the request alone.
-      const answered = h.ask('CLEAN', 'OK', signal);
+      // A run that never asked to write leaves the record as it found it; the lock goes. Else
+      // the requests go together: the holder writes the record, answers, lets the lock go
+      // (and, asked to, removes the work dir), all in one round trip. A connection lost
+      // meanwhile fails this as it would fail CLEAN alone.
+      const answered = wrote ? h.ask('CLEAN', 'OK', signal) : undefined;
+      const ended = end?.removeWorkDir ? h.request('END', signal) : undefined;
       released = true;
       h.endInput();
       await answered;
+      // The work dir's removal is the end's tidying: where it did not happen here, the caller
+      // removes the dir as it would have (a `cleanup` session).
+      const removed = await ended?.then((answer) => answer === 'ENDED removed=1').catch(() => false);
       await h.release();
+      return removed ?? false;
     },
     async release() {
       released = true;
@@ -104,6 +104,8 @@ interface Holder {
   closed: Promise<void>;
   /** Send a request; its answer must be `expect`. */
   ask(request: string, expect: string, signal: AbortSignal): Promise<void>;
+  /** Send a request; its answer line (undefined: the holder ended without one). */
+  request(request: string, signal: AbortSignal): Promise<string | undefined>;
   /** No more requests: the holder answers what it was asked, then lets the lock go and ends. */
   endInput(): void;
   /** End the holder's input and wait until its channel is closed. */
@@ -137,18 +139,19 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
       };
       // Requests go at once; their answers come back in the same order.
       let answered: Promise<unknown> = Promise.resolve();
-      return {
+      const holder: Holder = {
         last: parseLastWriter(line.slice('LOCKED last='.length)),
         tookOver,
         closed: lines.ended,
-        ask(request, expect, sig) {
+        request(request, sig) {
           ch.write(`${request}\n`);
-          const asked = answered.then(async () => {
-            const answer = await lines.next(sig);
-            if (answer !== expect) throw new DdtError('REMOTE_COMMAND', `the target's lock (${request}): ${answer ?? 'the lock holder is gone'}`);
-          });
+          const asked = answered.then(() => lines.next(sig));
           answered = asked.catch(() => undefined);
           return asked;
+        },
+        async ask(request, expect, sig) {
+          const answer = await holder.request(request, sig);
+          if (answer !== expect) throw new DdtError('REMOTE_COMMAND', `the target's lock (${request}): ${answer ?? 'the lock holder is gone'}`);
         },
         endInput,
         async release() {
@@ -158,6 +161,7 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
           await helper.control.release(ch);
         },
       };
+      return holder;
     } else return fail(new DdtError(line.startsWith('ERR ') ? 'TARGET_INVALID' : 'REMOTE_PROTOCOL', `the lock of ${where}: ${line.replace(/^ERR /, '')}`));
   }
 }

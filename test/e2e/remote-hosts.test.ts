@@ -191,6 +191,7 @@ describe('e2e: a login user with password-less sudo', function () {
       assert.equal(r.code, 0, r.stderr);
       assert.doesNotMatch(r.stderr, /did not pass|shell tools/);
       assert.equal(await sha256File(target, 12 * MiB + 4096), await sha256File(src));
+      assert.match(r.stderr, /lock released, work dir removed/, 'the holder removed the work dir, with sudo too');
       return r.stderr;
     };
     try {

@@ -83,14 +83,24 @@ describe('e2e: ddt send over a real sshd', function () {
   it('sends to a file target with sha256 checksums and leaves no work dir behind', async () => {
     const target = join(dir, 'file-target.img');
     await fileOfSize(target, 41 * MiB, 'zero');
-    const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '4M', '--checksum', 'sha256', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'file.journal')]);
+    const r = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '4M', '--checksum', 'sha256', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'file.journal')], { env: { DDT_DEBUG: '1' } });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(jsonOf(r).checksum, 'sha256');
     assert.equal(await sha256File(target, 40 * MiB + 4096), await sha256File(mixed));
     const journal = readFileSync(join(dir, 'file.journal'), 'utf8');
     assert.match(journal, /"source":"[0-9a-f]{64}"/);
+    // The lock's holder removed it, in the run's last round trip.
+    assert.match(r.stderr, /lock record clean, lock released, work dir removed/);
     const workDirs = join(sshd.home, '.ddt');
-    assert.deepEqual(existsSync(workDirs) ? await fs.readdir(workDirs) : [], []);
+    assert.deepEqual(existsSync(workDirs) ? (await fs.readdir(workDirs)).filter((n) => n !== '.hashers') : [], []);
+    // --keep-logs: the work dir (its helpers' logs) stays.
+    const kept = await runCli(['send', mixed, `root@127.0.0.1:${target}`, ...sshArgs(sshd), '-b', '4M', '--keep-logs', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'file-kept.journal')], { env: { DDT_DEBUG: '1' } });
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.match(kept.stderr, /lock record clean, lock released\n/);
+    const left = (await fs.readdir(workDirs)).filter((n) => n !== '.hashers');
+    assert.equal(left.length, 1, `one work dir kept: ${left.join(', ')}`);
+    assert.ok(existsSync(join(workDirs, left[0]!, '.ddt-workdir')));
+    await fs.rm(join(workDirs, left[0]!), { recursive: true });
   });
 
   it('completes with fewer channels and one warning when the server allows only 2 sessions', async () => {

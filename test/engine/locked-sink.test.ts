@@ -17,7 +17,7 @@ import { makeTempDir } from '../harness/loop.js';
 const SIZE = 256 * 1024;
 
 function heldLock(): HeldLock {
-  return { last: undefined, writing: async () => {}, held: async () => {}, finish: async () => {}, release: async () => {} };
+  return { last: undefined, writing: async () => {}, held: async () => {}, finish: async () => false, release: async () => {} };
 }
 
 function settleable() {

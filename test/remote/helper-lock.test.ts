@@ -164,6 +164,38 @@ for (const shell of ['dash', 'busybox'] as const) {
       assert.equal((await stat(base)).mode & 0o777, 0o700);
     });
 
+    it('END lets the lock go, then removes the work dir and ends the job\'s other helpers, and says so', async () => {
+      const t = await target('end.img');
+      const key = await keyOf(t);
+      const own = join(dir, 'job-e');
+      await mkdir(own);
+      await writeFile(join(own, '.ddt-workdir'), '');
+      await copyFile(SCRIPT, join(own, 'ddt-helper.sh'));
+      const run = (args: string[]) => (shell === 'dash' ? new Helper('dash', [join(own, 'ddt-helper.sh'), ...args], env()) : new Helper('unshare', busyboxArgs(bin, ['sh', join(own, 'ddt-helper.sh'), ...args]), env()));
+      const a = run(['lock', t, own, 'job-e', 'run-1']);
+      await a.first(1);
+      // Another helper of the job, still running: a second target's holder.
+      const other = await target('end-other.img');
+      const b = run(['lock', other, own, 'job-e', 'run-1']);
+      await b.first(1);
+      a.send('CLEAN');
+      a.send('END');
+      assert.deepEqual(await a.first(3), ['LOCKED last=none', 'OK', 'ENDED removed=1']);
+      assert.equal(await a.exited, 0, 'it ends without waiting for the end of its input');
+      assert.equal(await readFile(join(base, `${key}.last`), 'utf8'), 'job=job-e run=run-1 state=clean\n');
+      assert.equal(existsSync(join(base, `${key}.lock`)), false, 'the lock dir is gone');
+      assert.equal(existsSync(own), false, 'the work dir is gone');
+      assert.notEqual(await b.exited, 0, "the job's other helper was ended");
+      // A dir that is not a ddt work dir stays; the lock goes all the same.
+      const c = lock(t, 'job-f', 'run-1');
+      await c.first(1);
+      c.send('END');
+      assert.deepEqual(await c.first(2), ['LOCKED last=job=job-e run=run-1 state=clean', 'ENDED removed=0']);
+      assert.equal(await c.exited, 0);
+      assert.equal(existsSync(join(base, `${key}.lock`)), false);
+      assert.ok(existsSync(join(wd, 'pids')), 'the shared work dir (no marker) is left alone');
+    });
+
     it('a holder killed with SIGKILL: the next one takes the lock over and says whose it was', async () => {
       const t = await target('kill.img');
       const a = lock(t, 'job-a');

@@ -56,7 +56,7 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     const lock = await lockRemoteTarget(helper, target, `${jobId}.r1`, target, { signal: ac.signal, warn: (m) => warnings.push(m) });
     entry.lock = lock;
     if (o.write !== false) await lock.writing();
-    return { target, record, lock, jobId, warnings };
+    return { target, record, lock, jobId, warnings, helper, workDir: helper.workDir };
   }
 
   /** PIDs of the helper processes holding `target`'s lock. */
@@ -77,9 +77,30 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
   it('a run that never asked to write leaves the record as it was when it finishes; the lock goes', async () => {
     const t = await locked('unwritten', { write: false });
     await writeFile(t.record, 'job=earlier-job run=earlier-job.x state=clean\n');
-    await t.lock.finish();
+    assert.equal(await t.lock.finish(), false, 'not asked to remove the work dir');
     assert.equal(await readFile(t.record, 'utf8'), 'job=earlier-job run=earlier-job.x state=clean\n');
     assert.deepEqual(await holders(t.target), [], 'the holder ended with the lock');
+    assert.ok((await stat(t.workDir)).isDirectory(), 'the work dir stays');
+  });
+
+  it('finish({ removeWorkDir }): the record says clean, the lock goes, then the work dir and the job\'s other helpers', async () => {
+    const t = await locked('end');
+    // Another helper of the same job, still running: a block worker waiting for requests.
+    const worker = await t.helper.control.exec(t.helper.command('serve', t.target, t.workDir), {});
+    const workers = () => run('pgrep', ['-f', `ddt-helper.sh serve ${t.target} `]).then(({ stdout }) => stdout.split(/\s+/).filter(Boolean), () => [] as string[]);
+    await until('the worker runs', async () => (await workers()).length === 1);
+    assert.equal(await t.lock.finish({ removeWorkDir: true }), true);
+    assert.match(await readFile(t.record, 'utf8'), new RegExp(`^job=${t.jobId} run=${t.jobId}\\.r1 state=clean\\n$`));
+    assert.deepEqual(await holders(t.target), [], 'the holder ended with the lock');
+    await assert.rejects(stat(t.workDir), { code: 'ENOENT' }, 'the work dir is gone');
+    assert.deepEqual(await workers(), [], "the job's other helper ended before the dir went");
+    await t.helper.control.release(worker);
+    // A run that never asked to write: the record stays as it was, the dir goes all the same.
+    const u = await locked('end-unwritten', { write: false });
+    await writeFile(u.record, 'job=earlier-job run=earlier-job.x state=clean\n');
+    assert.equal(await u.lock.finish({ removeWorkDir: true }), true);
+    assert.equal(await readFile(u.record, 'utf8'), 'job=earlier-job run=earlier-job.x state=clean\n');
+    await assert.rejects(stat(u.workDir), { code: 'ENOENT' });
   });
 
   it('the same run takes its lock back: held() resolves and the record still names it', async () => {
