@@ -7,7 +7,7 @@ import type { HeldLock } from '../block/last-writer.js';
 import type { JournalState } from '../journal/journal.js';
 import { lockLocalTarget } from '../local/lock.js';
 import type { RemoteSession } from '../paths/types.js';
-import { lockRemoteTarget } from '../remote/target-lock.js';
+import { lockRemoteTarget, type LockSession } from '../remote/target-lock.js';
 import type { JobSetup } from './job-setup.js';
 import { warn, type JobUi } from './ui.js';
 
@@ -33,10 +33,10 @@ export function targetExists(s: JobSetup, remote: RemoteSession | undefined): bo
 }
 
 /** Hold the target's lock for the run: through the helper on its host, or here. */
-export async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void): Promise<HeldLock> {
+export async function lockTarget(s: JobSetup, remote: RemoteSession | undefined, run: string, ui: JobUi, onChannel?: () => void, session?: LockSession): Promise<HeldLock> {
   const path = s.target.path;
   const where = remote && `${remote.endpoint.hosts[0]}:${path}`;
-  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, where!, { signal: ui.signal, warn: (m) => warn(ui, m), onChannel }) : await lockLocalTarget(path, s.jobId, run);
+  const lock = remote ? await lockRemoteTarget(remote.helper, path, run, where!, { signal: ui.signal, warn: (m) => warn(ui, m), onChannel, session }) : await lockLocalTarget(path, s.jobId, run);
   if (lock.tookOver) warn(ui, `took over the lock of ${path} from job ${lock.tookOver}, which is gone`);
   return lock;
 }

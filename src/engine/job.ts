@@ -16,6 +16,7 @@ import type { ProgressListener } from '../progress/events.js';
 import { choosePath, PATHS, type PathChoice } from '../paths/registry.js';
 import type { EarlyStart, PathContext, PathQuery, PreparedPath, RemoteSession } from '../paths/types.js';
 import { installHasher } from '../remote/native-hasher.js';
+import { openLockSession, type LockSession } from '../remote/target-lock.js';
 import { removeStagingDir, stagingDirOf } from '../remote/sftp-target.js';
 import { distrust, type HeldLock } from '../block/last-writer.js';
 import { findOnPath } from '../transport/local-process.js';
@@ -79,6 +80,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
   let pathChosen = false;
   let differs: Promise<boolean> = Promise.resolve(false);
   let session: RemoteSession | undefined;
+  let lockSession: LockSession | undefined;
   if (remote?.endpoint) {
     // Known host keys: the OpenSSH masters connect while ssh2 does (OpenSSH checks the same
     // files, strictly). With --accept-new-host-key they wait until ssh2 has recorded the key.
@@ -96,6 +98,8 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     try {
       // A re-sync's target may be hashed from the first session on (checked once the lock is held).
       const connected = async (pool: SshPool) => {
+        // A remote target's lock gets its session now, beside the install (see openLockSession).
+        if (s.target.endpoint) lockSession = openLockSession(pool, { sudo: s.sudo, signal: ui.signal });
         await startPrehash(ahead, pool, s).catch(() => undefined);
         differs = firstDifference(ahead);
         void beginOnDifference();
@@ -118,7 +122,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
   try {
     if (session && s.previous) await session.helper.killStale(ui.signal);
     const run = `${s.jobId}.${Date.now().toString(36)}`;
-    const takeLock = (onChannel?: () => void) => lockTarget(s, s.target.endpoint ? session : undefined, run, ui, onChannel);
+    const takeLock = (onChannel?: () => void) => lockTarget(s, s.target.endpoint ? session : undefined, run, ui, onChannel, lockSession);
     // An existing target's lock is asked for now, while the ends are checked and the path
     // prepared (their refusals come first); a new one's once the target exists. Taking it
     // changes nothing: the record says this run writes only just before it does.
@@ -247,6 +251,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     await hasher; // a refused run's upload ends before its work dir goes
     await lock?.release().catch(() => undefined);
     await locking?.then((l) => l.release()).catch(() => undefined);
+    await lockSession?.discard();
     // The rest ends side by side: the path's own connections and staging, and the remote work
     // dir (whose helpers, the lock's holder among them, have ended by now).
     const closing = async () => {

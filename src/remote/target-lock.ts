@@ -7,9 +7,57 @@
 import { formatLastWriter, parseLastWriter, sameLastWriter, type HeldLock, type LastWriter } from '../block/last-writer.js';
 import { DdtError } from '../errors.js';
 import type { ExecChannel } from '../transport/channels.js';
+import type { SshPool } from '../transport/ssh-pool.js';
 import type { RemoteHelper } from './helper.js';
+import { shCommand } from './quote.js';
 
 export type RemoteLock = HeldLock;
+
+/**
+ * The lock's session, opened as soon as the connection is up, beside the helper's install: its
+ * shell waits for four lines (the work dir the install made, the target, the job, the run) and
+ * then runs the helper's `lock` from that dir, as `lock` on a session of its own would. Over a
+ * long link that saves the session's open and exec round trips after the install.
+ */
+export interface LockSession {
+  /** The session, once: undefined where it could not be opened or has ended meanwhile. */
+  take(): Promise<ExecChannel | undefined>;
+  /** Close it where it was never taken (a refused run). */
+  discard(): Promise<void>;
+}
+
+// `exec "$@"`: with `sudo -n` as the arguments, the lock is root's, as the helper's other commands.
+const WAIT_FOR_LOCK = 'IFS= read -r wd && IFS= read -r t && IFS= read -r job && IFS= read -r run || exit 2\nexec "$@" sh "$wd/ddt-helper.sh" lock "$t" "$wd" "$job" "$run"';
+
+export function openLockSession(pool: SshPool, o: { sudo?: boolean; signal: AbortSignal }): LockSession {
+  let taken = false;
+  let ended = false;
+  const opening = pool.exec(shCommand('sh', '-c', WAIT_FOR_LOCK, 'ddt-lock', ...(o.sudo ? ['sudo', '-n'] : [])), { signal: o.signal }).then(
+    (ch) => {
+      ch.on('close', () => (ended = true));
+      return ch;
+    },
+    () => undefined,
+  );
+  return {
+    async take() {
+      if (taken) return undefined;
+      taken = true;
+      const ch = await opening;
+      if (ch && ended) {
+        await pool.release(ch).catch(() => undefined);
+        return undefined;
+      }
+      return ch;
+    },
+    async discard() {
+      if (taken) return;
+      taken = true;
+      const ch = await opening;
+      if (ch) await pool.release(ch).catch(() => undefined);
+    },
+  };
+}
 
 /**
  * Take the lock of `target` for run `run` of the helper's job; BUSY is exit 2 naming the holder.
@@ -24,10 +72,10 @@ export async function lockRemoteTarget(
   target: string,
   run: string,
   where: string,
-  o: { signal: AbortSignal; warn: (m: string) => void; onChannel?: () => void },
+  o: { signal: AbortSignal; warn: (m: string) => void; onChannel?: () => void; session?: LockSession },
 ): Promise<RemoteLock> {
   const { signal, warn } = o;
-  let holder = await hold(helper, target, run, where, signal, o.onChannel);
+  let holder = await hold(helper, target, run, where, signal, o.onChannel, await o.session?.take());
   const first = holder.last;
   let wrote = false;
   let released = false;
@@ -113,8 +161,17 @@ interface Holder {
 }
 
 /** `onChannel`: the lock's session is open (it has its slot on the connection). */
-async function hold(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal, onChannel?: () => void): Promise<Holder> {
-  const ch = await helper.control.exec(helper.command('lock', target, helper.workDir, helper.jobId, run), { signal });
+/** `opened`: the lock's session opened ahead (openLockSession), told here what to lock. */
+async function hold(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal, onChannel?: () => void, opened?: ExecChannel): Promise<Holder> {
+  const told = [helper.workDir, target, helper.jobId, run];
+  let ch: ExecChannel;
+  if (opened && told.every((l) => !/[\n\r]/.test(l))) {
+    ch = opened;
+    ch.write(told.map((l) => `${l}\n`).join(''));
+  } else {
+    if (opened) await helper.control.release(opened).catch(() => undefined);
+    ch = await helper.control.exec(helper.command('lock', target, helper.workDir, helper.jobId, run), { signal });
+  }
   onChannel?.();
   const lines = lineReader(ch);
   const fail = async (err: Error): Promise<never> => {
@@ -124,7 +181,14 @@ async function hold(helper: RemoteHelper, target: string, run: string, where: st
   let tookOver: string | undefined;
   for (;;) {
     const line = await lines.next(signal).catch(fail);
-    if (line === undefined) return fail(new DdtError('REMOTE_COMMAND', `the lock of ${where} could not be taken: the helper ended without an answer`));
+    if (line === undefined) {
+      // A session opened ahead that ended meanwhile (its close not seen yet): once more on a session of its own.
+      if (ch === opened) {
+        await helper.control.release(ch).catch(() => undefined);
+        return hold(helper, target, run, where, signal, onChannel);
+      }
+      return fail(new DdtError('REMOTE_COMMAND', `the lock of ${where} could not be taken: the helper ended without an answer`));
+    }
     if (line.startsWith('BUSY ')) {
       const w = fields(line);
       return fail(new DdtError('TARGET_LOCKED', `${where} is being written by job ${w.get('job')} (since ${new Date(Number(w.get('since')) * 1000).toISOString()}, helper pid ${w.get('pid')}): wait for it to end, or stop it; a second writer would mix two jobs' blocks`));

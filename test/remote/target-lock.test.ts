@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isDdtError } from '../../src/errors.js';
 import { RemoteHelper } from '../../src/remote/helper.js';
-import { lockRemoteTarget, type RemoteLock } from '../../src/remote/target-lock.js';
+import { lockRemoteTarget, openLockSession, type RemoteLock } from '../../src/remote/target-lock.js';
 import { SshPool } from '../../src/transport/ssh-pool.js';
 import { makeTempDir } from '../harness/loop.js';
 import { haveRoot, NEEDS, requireReal } from '../harness/real.js';
@@ -101,6 +101,43 @@ describe('remote/target-lock: the lock after its holder is gone (real sshd)', fu
     assert.equal(await u.lock.finish({ removeWorkDir: true }), true);
     assert.equal(await readFile(u.record, 'utf8'), 'job=earlier-job run=earlier-job.x state=clean\n');
     await assert.rejects(stat(u.workDir), { code: 'ENOENT' });
+  });
+
+  it('a lock session opened before the install runs the lock once told what to lock; one never taken ends', async () => {
+    const waiting = () => run('pgrep', ['-f', '^sh -c .* ddt-lock']).then(({ stdout }) => stdout.split(/\s+/).filter(Boolean), () => [] as string[]);
+    const target = join(dir, 'early.img');
+    await writeFile(target, Buffer.alloc(1 << 20));
+    const st = await stat(target, { bigint: true });
+    const record = `/var/lib/ddt/locks/f-${st.dev}_${st.ino}.last`;
+    await rm(record, { force: true });
+    const pool = await SshPool.open(poolOptions(sshd, { connections: 1, channelsPerConnection: 4 }));
+    const ac = new AbortController();
+    // Opened while there is no work dir yet: it waits.
+    const session = openLockSession(pool, { signal: ac.signal });
+    const unused = openLockSession(pool, { signal: ac.signal });
+    await until('two lock sessions waiting', async () => (await waiting()).length === 2);
+    const jobId = `tlock-early-${process.pid}`;
+    const helper = await RemoteHelper.install(pool, { jobId });
+    opened.push({ pool, helper, record });
+    const before = await waiting();
+    const lock = await lockRemoteTarget(helper, target, `${jobId}.r1`, target, { signal: ac.signal, warn: () => undefined, session });
+    opened.at(-1)!.lock = lock;
+    const [holder] = await holders(target);
+    assert.ok(holder && before.includes(holder), `the lock runs in a waiting session (holder ${holder}, waiting ${before.join(' ')})`);
+    await lock.writing();
+    assert.match(await readFile(record, 'utf8'), new RegExp(`^job=${jobId} run=${jobId}\\.r1 state=writing\\n$`));
+    await unused.discard();
+    await until('the session never taken ended', async () => (await waiting()).length === 0);
+    assert.equal(await lock.finish({ removeWorkDir: true }), true);
+    // A session that ended before it was taken: the lock takes a session of its own.
+    const gone = openLockSession(pool, { signal: ac.signal });
+    await until('a lock session waiting', async () => (await waiting()).length === 1);
+    await run('pkill', ['-f', '^sh -c .* ddt-lock']);
+    await until('it ended', async () => (await waiting()).length === 0);
+    const helper2 = await RemoteHelper.install(pool, { jobId: `${jobId}-2` });
+    const again = await lockRemoteTarget(helper2, target, `${jobId}-2.r1`, target, { signal: ac.signal, warn: () => undefined, session: gone });
+    assert.equal((await holders(target)).length, 1);
+    assert.equal(await again.finish({ removeWorkDir: true }), true);
   });
 
   it('the same run takes its lock back: held() resolves and the record still names it', async () => {
