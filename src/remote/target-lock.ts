@@ -127,15 +127,15 @@ export async function lockRemoteTarget(
       // (and, asked to, removes the work dir), all in one round trip. A connection lost
       // meanwhile fails this as it would fail CLEAN alone.
       const answered = wrote ? h.ask('CLEAN', 'OK', signal) : undefined;
-      const ended = end?.removeWorkDir ? h.request('END', signal) : undefined;
+      // The work dir's removal is the end's tidying: where it did not happen here, the caller
+      // removes the dir as it would have (a `cleanup` session).
+      const removed = end?.removeWorkDir ? h.request('END', signal).then((answer) => answer === 'ENDED removed=1', () => false) : Promise.resolve(false);
       released = true;
       h.endInput();
       await answered;
-      // The work dir's removal is the end's tidying: where it did not happen here, the caller
-      // removes the dir as it would have (a `cleanup` session).
-      const removed = await ended?.then((answer) => answer === 'ENDED removed=1').catch(() => false);
+      const gone = await removed;
       await h.release();
-      return removed ?? false;
+      return gone;
     },
     async release() {
       released = true;
@@ -160,8 +160,10 @@ interface Holder {
   release(): Promise<void>;
 }
 
-/** `onChannel`: the lock's session is open (it has its slot on the connection). */
-/** `opened`: the lock's session opened ahead (openLockSession), told here what to lock. */
+/**
+ * `onChannel`: the lock's session is open (it has its slot on the connection). `opened`: the
+ * lock's session opened ahead (openLockSession), told here what to lock.
+ */
 async function hold(helper: RemoteHelper, target: string, run: string, where: string, signal: AbortSignal, onChannel?: () => void, opened?: ExecChannel): Promise<Holder> {
   const told = [helper.workDir, target, helper.jobId, run];
   let ch: ExecChannel;
