@@ -215,7 +215,8 @@ lock() {
       END)
         release
         removed=0
-        [ -f "$wd/.ddt-workdir" ] && (cleanup "$wd") >/dev/null 2>&1 && [ ! -e "$wd" ] && removed=1
+        # (cleanup refuses a dir without the work-dir marker: exit 2, removed=0)
+        (cleanup "$wd") >/dev/null 2>&1 && [ ! -e "$wd" ] && removed=1
         echo "ENDED removed=$removed"
         exit 0
         ;;

@@ -20,7 +20,7 @@ export type RemoteLock = HeldLock;
  * long link that saves the session's open and exec round trips after the install.
  */
 export interface LockSession {
-  /** The session, once: undefined where it could not be opened or has ended meanwhile. */
+  /** The session, once: undefined where it could not be opened. */
   take(): Promise<ExecChannel | undefined>;
   /** Close it where it was never taken (a refused run). */
   discard(): Promise<void>;
@@ -31,29 +31,17 @@ const WAIT_FOR_LOCK = 'IFS= read -r wd && IFS= read -r t && IFS= read -r job && 
 
 export function openLockSession(pool: SshPool, o: { sudo?: boolean; signal: AbortSignal }): LockSession {
   let taken = false;
-  let ended = false;
-  const opening = pool.exec(shCommand('sh', '-c', WAIT_FOR_LOCK, 'ddt-lock', ...(o.sudo ? ['sudo', '-n'] : [])), { signal: o.signal }).then(
-    (ch) => {
-      ch.on('close', () => (ended = true));
-      return ch;
-    },
-    () => undefined,
-  );
+  // One that ends before it is told anything is noticed by hold(), which takes a session of its own.
+  const opening = pool.exec(shCommand('sh', '-c', WAIT_FOR_LOCK, 'ddt-lock', ...(o.sudo ? ['sudo', '-n'] : [])), { signal: o.signal }).catch(() => undefined);
+  const once = (): Promise<ExecChannel | undefined> => {
+    if (taken) return Promise.resolve(undefined);
+    taken = true;
+    return opening;
+  };
   return {
-    async take() {
-      if (taken) return undefined;
-      taken = true;
-      const ch = await opening;
-      if (ch && ended) {
-        await pool.release(ch).catch(() => undefined);
-        return undefined;
-      }
-      return ch;
-    },
+    take: once,
     async discard() {
-      if (taken) return;
-      taken = true;
-      const ch = await opening;
+      const ch = await once();
       if (ch) await pool.release(ch).catch(() => undefined);
     },
   };
