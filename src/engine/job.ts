@@ -104,7 +104,7 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
         differs = firstDifference(ahead);
         void beginOnDifference();
       };
-      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing, connected }, ui);
+      session = await openRemote(remote.endpoint, { ...s.options, ...o, connections: first.path.poolConnections(s.options.connections), held: hashing ? 2 : 1, acceptNewHostKey: s.acceptNewHostKey, path: remote.path, remoteDir: s.staging.remoteDir, sudo: s.sudo, hasher: hashing, connected }, ui);
     } catch (err) {
       pathChosen = true; // nothing begins early any more
       await early?.discard();
@@ -185,9 +185,10 @@ async function runSetUp(s: JobSetup, ahead: JobAhead, ui: JobUi): Promise<JobOut
     // sink on it): the path's own connections are set up only once those have sent a share.
     // Its workers take the spare sessions but the target's early stream's, which may have to
     // start again after them (a prehash not taken): the stream's checksums are what the workers'
-    // blocks wait for.
+    // blocks wait for. No more of them than the blocks the pipeline puts in flight (the path's
+    // workers): each one's start is a helper and its dozen set-up processes on the remote host.
     const share = lightBytes();
-    const lightWorkers = spare - 1;
+    const lightWorkers = Math.min(spare - 1, workers ?? 0);
     const light = share === undefined || lightWorkers < 1 ? undefined : () => PATHS.stream.prepare({ ...ctx, query: { ...ctx.query, connections: 1, channels: lightWorkers }, early: undefined }).then((p) => p.openSink());
     prepared = ahead.target && workers ? deferredPath({ name: choice.path.name, workers, prepare: () => prepare(choice, ctx), unitAlgo: () => session?.helper.unitAlgo, light, lightBytes: share }) : await prepare(choice, ctx);
     trace(`path ${prepared.name} prepared`);

@@ -17,6 +17,11 @@ import { trace } from '../trace.js';
 export interface RemoteOptions {
   connections: number;
   channels: number;
+  /**
+   * Sessions the run keeps beside its blocks' on each connection (default 1: the target's lock,
+   * for the whole run). A run that hashes the target ahead keeps its stream too, for most of it.
+   */
+  held?: number;
   acceptNewHostKey: boolean;
   reconnectTimeoutMs: number;
   jobId: string;
@@ -49,7 +54,7 @@ export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi
 }
 
 /** The ssh2 connections to `endpoint`, as every command that reaches a remote host makes them. */
-export async function connectPool(endpoint: Endpoint, o: Pick<RemoteOptions, 'connections' | 'channels' | 'acceptNewHostKey' | 'reconnectTimeoutMs'>, ui: JobUi): Promise<SshPool> {
+export async function connectPool(endpoint: Endpoint, o: Pick<RemoteOptions, 'connections' | 'channels' | 'held' | 'acceptNewHostKey' | 'reconnectTimeoutMs'>, ui: JobUi): Promise<SshPool> {
   if (endpoint.unsupported?.length) {
     warn(ui, `the ssh config sets ${endpoint.unsupported.join(', ')}, which ddt does not carry out: ignored (ddt connects as if they were not there)`);
   }
@@ -67,8 +72,8 @@ export async function connectPool(endpoint: Endpoint, o: Pick<RemoteOptions, 'co
     knownHostsFiles: knownHostsFilesOf(endpoint),
     acceptNewHostKey: o.acceptNewHostKey,
     connections: o.connections,
-    // One more than the blocks use: the target's lock holds a session for the whole run.
-    channelsPerConnection: o.channels + 1,
+    // More than the blocks use: the target's lock holds a session for the whole run (see `held`).
+    channelsPerConnection: o.channels + (o.held ?? 1),
     reconnectTimeoutMs: o.reconnectTimeoutMs,
     signal: ui.signal,
     onWarning: (m) => warn(ui, m),

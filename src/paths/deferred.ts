@@ -135,7 +135,10 @@ class DeferredSink implements BlockSink {
   private openLight(light: () => Promise<BlockSink>): Promise<BlockSink> {
     trace('light sink: opened for the first blocks');
     return light().then(
-      (sink) => (this.lightSink = sink),
+      (sink) => {
+        trace(`light sink: ${sink.capacity} workers`);
+        return (this.lightSink = sink);
+      },
       (err: unknown) => {
         trace(`light sink: not opened (${messageOf(err)}), the path is set up`);
         return (this.handover ??= this.opening ??= this.o.open());

@@ -208,6 +208,9 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
       const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '--journal', join(dir, 'stale.journal')], { env: { DDT_DEBUG: '1' } });
       assertDelta(d, 4, 1);
       assert.match(d.stderr, /light sink: opened/);
+      // As many workers as the blocks the pipeline puts in flight (--channels 4): the lock and the
+      // target's hash stream keep their own sessions beside them.
+      assert.match(d.stderr, /light sink: 4 workers/);
       assert.doesNotMatch(d.stderr, /path openssh: set up/);
       assert.equal((await accepted()) - before, 1, 'no master for a small delta');
       assert.equal(await sha256File(stale), await sha256File(src));
