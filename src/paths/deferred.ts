@@ -157,7 +157,11 @@ class DeferredSink implements BlockSink {
     trace(`light sink: ${this.lightSent} bytes given, the path is set up`);
     void this.o.prepare().then(
       () => {
-        if (!this.closed) this.handover ??= this.switchOver();
+        if (this.closed) return;
+        this.handover ??= this.switchOver();
+        // The writes that follow report a failed handover; one that failed because the run
+        // closed the sink meanwhile (its last block answered) has nobody left to tell.
+        this.handover.catch(() => undefined);
       },
       (err: unknown) => {
         this.handover ??= Promise.reject(err instanceof Error ? err : new Error(String(err)));

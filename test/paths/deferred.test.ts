@@ -20,7 +20,7 @@ function delta(n: number): BlockPayload {
 }
 
 /** A sink that logs what it was asked; `hold`: writes wait until released. */
-function recorder(name: string, log: string[], o: { hold?: Promise<void> } = {}): BlockSink {
+function recorder(name: string, log: string[], o: { hold?: Promise<void>; closing?: Promise<void> } = {}): BlockSink {
   return {
     capacity: 2,
     async writeAt(b: BlockRef, p: BlockPayload) {
@@ -37,6 +37,7 @@ function recorder(name: string, log: string[], o: { hold?: Promise<void> } = {})
       return 'sum';
     },
     async close() {
+      await o.closing;
       log.push(`${name} closed`);
     },
     async abort() {
@@ -45,7 +46,7 @@ function recorder(name: string, log: string[], o: { hold?: Promise<void> } = {})
   };
 }
 
-function pathWith(log: string[], o: { share: number; hold?: Promise<void>; lightFails?: boolean; settingUp?: Promise<void> }) {
+function pathWith(log: string[], o: { share: number; hold?: Promise<void>; lightFails?: boolean; settingUp?: Promise<void>; lightClosing?: Promise<void> }) {
   let prepares = 0;
   const real = {
     name: 'openssh',
@@ -69,7 +70,7 @@ function pathWith(log: string[], o: { share: number; hold?: Promise<void>; light
     light: async () => {
       if (o.lightFails) throw new Error('no channel');
       log.push('light opened');
-      return recorder('light', log, { hold: o.hold });
+      return recorder('light', log, { hold: o.hold, closing: o.lightClosing });
     },
     lightBytes: o.share,
   });
@@ -146,6 +147,40 @@ describe('deferredPath with a light sink: the path set up only once much is sent
     await path.close(true);
     assert.ok(log.includes('light wrote 0'));
     assert.ok(!log.includes('path sink opened'), log.join(', '));
+  });
+
+  it('closes quietly where the run closes it while the handover is closing the light sink', async () => {
+    const log: string[] = [];
+    const unhandled: unknown[] = [];
+    const heard = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', heard);
+    try {
+      let release!: () => void;
+      let closed!: () => void;
+      const { path, prepares } = pathWith(log, { share: 50, hold: new Promise<void>((r) => (release = r)), lightClosing: new Promise<void>((r) => (closed = r)) });
+      const sink = await path.openSink({});
+      const first = sink.writeAt(block(0), delta(100), 'xxh64', signal);
+      await tick();
+      const second = sink.writeAt(block(1), delta(100), 'xxh64', signal); // share used up: the path is set up
+      await tick();
+      assert.equal(prepares(), 1);
+      release();
+      assert.deepEqual(await Promise.all([first, second]), ['sum', 'sum']);
+      await tick();
+      // The pipeline's last block is answered and the handover is closing the light sink: the
+      // run closes the sink now.
+      assert.ok(log.includes('path set up') && !log.includes('light closed'), log.join(', '));
+      const closing = sink.close();
+      closed();
+      await closing;
+      for (let i = 0; i < 5; i++) await tick();
+      await path.close(true);
+      assert.deepEqual(unhandled, [], 'nothing left to reject unheard');
+      assert.ok(!log.includes('path sink opened'), log.join(', '));
+      await assert.rejects(sink.writeAt(block(2), delta(100), 'xxh64', signal), /closed/);
+    } finally {
+      process.off('unhandledRejection', heard);
+    }
   });
 
   it('reads its share from DDT_LIGHT_BYTES: a number, or off for none', () => {
