@@ -44,7 +44,7 @@ export async function openRemote(endpoint: Endpoint, o: RemoteOptions, ui: JobUi
     const helper = await RemoteHelper.install(pool, { jobId: o.jobId, sudo: o.sudo, signal: ui.signal, probe: { target: o.path, remoteDir: o.remoteDir }, hasher });
     await beside;
     const probe = await helper.probe(o.path, o.remoteDir, ui.signal);
-    trace('helper installed, probed');
+    trace(`helper installed (script ${helper.scriptFrom}), probed`);
     return { endpoint, pool, helper, path: o.path, probe };
   } catch (err) {
     await beside?.catch(() => undefined);

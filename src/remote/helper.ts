@@ -40,8 +40,8 @@ export function helperCacheName(script: Buffer): string {
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
-// script atomically, prints the absolute path, then on one line the streaming hashers kept in
-// the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
+// script atomically, prints the absolute path, then where the script came from (`kept` or
+// `sent`, see below), then on one line the streaming hashers kept in the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
 // this ddt's hasher builds ('' = none), $4 their self-test's expected answer, $5 the name of
 // this script's copy beside the kept hashers ('' = none), then optionally `sudo` or `-` and the
 // probe's arguments: its answer follows. With names, the kept hasher for
@@ -57,10 +57,21 @@ const INSTALL_SCRIPT = [
   'mkdir -p "$d"',
   'chmod 700 "$d"',
   ': >"$d/.ddt-workdir"',
-  'cat >"$d/ddt-helper.sh.new"',
+  // A later run on this host finds the very same script beside the kept hashers, named by its
+  // bytes: it is copied from there once those bytes' checksum says it is that script, instead of
+  // waiting for the copy on stdin (the exec's round trip and the upload's, on a long link the
+  // longest step of the install). No checksum tool, another name, other bytes: stdin's copy.
+  // Either way stdin is then closed: nothing after this reads what may still be arriving.
+  'k=',
+  'x=${5#ddt-helper-}',
+  'x=${x%.sh}',
+  'if [ ${#x} -eq 16 ] && [ -f "$base/.hashers/$5" ]; then h=$(sha256sum <"$base/.hashers/$5" 2>/dev/null) || h=; case $h in "$x"*) k=$base/.hashers/$5 ;; esac; fi',
+  'if [ -n "$k" ]; then cp "$k" "$d/ddt-helper.sh.new"; how=kept; else cat >"$d/ddt-helper.sh.new"; how=sent; fi',
+  'exec </dev/null',
   'mv -f "$d/ddt-helper.sh.new" "$d/ddt-helper.sh"',
   'cd "$d"',
   'pwd -P',
+  'echo "$how"',
   'for f in "$base"/.hashers/ddt-hash-*; do if [ -f "$f" ]; then printf "%s " "${f##*/}"; fi; done',
   'echo',
   'hn=$3',
@@ -128,6 +139,8 @@ export class RemoteHelper {
     private early?: { args: string[]; result: RemoteProbe | Error },
     /** The kept hasher the install self-tested beside the probe (`hasher-install … use`), and its answer. */
     readonly keptHasher?: { name: string; answer: string },
+    /** Where the installed script came from: the copy kept on the host from an earlier run, or the bytes sent now. */
+    readonly scriptFrom: 'kept' | 'sent' = 'sent',
   ) {}
 
   /**
@@ -148,7 +161,7 @@ export class RemoteHelper {
     const res = await runRemote(control, cmd, { stdin: script, signal: o.signal });
     // The path and the kept hashers are printed once the install has worked; with a probe, its
     // answer and exit status follow.
-    const [dir = '', hashers, ...rest] = res.stdout.split('\n');
+    const [dir = '', how, hashers, ...rest] = res.stdout.split('\n');
     if ((!o.probe && res.code !== 0) || !dir.startsWith('/') || hashers === undefined) {
       throw new DdtError('SSH_SETUP', `cannot install the ddt helper on the remote host: ${lastLine(res.stderr) || howEnded(res)}`);
     }
@@ -167,7 +180,7 @@ export class RemoteHelper {
       }
       early = { args: probeArgs, result };
     }
-    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early, kept);
+    return new RemoteHelper(control, o.jobId, dir, o.sudo === true, hashers.split(' ').filter(Boolean), early, kept, how === 'kept' ? 'kept' : 'sent');
   }
 
   /** Where streaming hashers that passed their self-test are kept for the next run on this host (and a copy of this script). */

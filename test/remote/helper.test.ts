@@ -3,7 +3,7 @@ import { UsageError } from '../harness/errors.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { initChecksums } from '../../src/checksum/hasher.js';
 import { hasherBuild } from '../../src/checksum/ddt-hash.js';
@@ -106,6 +106,31 @@ describe('remote/helper (real sshd)', function () {
     assert.equal(existsSync(kept), false, 'the kept copy that failed was removed');
     assert.equal(existsSync(join(bad.workDir, 'ddt-hash')), false);
     await bad.cleanup();
+  });
+
+  it('a later install on the host copies the script kept beside the hashers, once its bytes check out; other bytes under its name are not used', async function () {
+    await initChecksums();
+    const offer = await hasherOffer();
+    requireReal(this, 'ddt-hash built for this machine (npm run build)', offer !== undefined);
+    const script = await readFile(new URL('../../dist/ddt-helper.sh', import.meta.url));
+    const cacheDir = join(sshd.home, '.ddt', '.hashers');
+    const file = join(dir, 'kept-script.img');
+    await fileOfSize(file, MiB, 'random');
+    const install = async (job: string) => {
+      const helper = await RemoteHelper.install(pool, { jobId: job, probe: { target: file, remoteDir: dir }, hasher: offer! });
+      assert.equal((await helper.probe(file, dir)).size, MiB, 'probed all the same');
+      assert.deepEqual(await readFile(helper.scriptPath), script, 'the script installed is this ddt\'s');
+      await helper.cleanup();
+      return helper.scriptFrom;
+    };
+    await rm(cacheDir, { recursive: true, force: true });
+    assert.equal(await install('script-first'), 'sent', 'nothing kept yet: the bytes sent');
+    const kept = (await readdir(cacheDir)).filter((n) => n.startsWith('ddt-helper-'));
+    assert.equal(kept.length, 1, 'the first install kept a copy');
+    assert.equal(await install('script-again'), 'kept', 'the kept copy');
+    // Other bytes under the same name (a copy cut short, edited): stdin's copy is installed.
+    await writeFile(join(cacheDir, kept[0]!), Buffer.concat([script, Buffer.from('\necho tampered\n')]));
+    assert.equal(await install('script-tampered'), 'sent');
   });
 
   it('probes a regular file', async () => {
