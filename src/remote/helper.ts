@@ -41,7 +41,8 @@ const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 // Creates the dir privately, marks it as ddt's (cleanup refuses anything else), installs the
 // script atomically, prints the absolute path, then where the script came from (`kept` or
-// `sent`, see below), then on one line the streaming hashers kept in the base's .hashers. Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
+// `sent`, see below), then on one line the streaming hashers kept in the base's .hashers.
+// Arguments: $1 base dir ('' = ~/.ddt), $2 job id, $3 the cache names of
 // this ddt's hasher builds ('' = none), $4 their self-test's expected answer, $5 the name of
 // this script's copy beside the kept hashers ('' = none), then optionally `sudo` or `-` and the
 // probe's arguments: its answer follows. With names, the kept hasher for
@@ -59,8 +60,8 @@ const INSTALL_SCRIPT = [
   ': >"$d/.ddt-workdir"',
   // A later run on this host finds the very same script beside the kept hashers, named by its
   // bytes: it is copied from there once those bytes' checksum says it is that script, instead of
-  // waiting for the copy on stdin (the exec's round trip and the upload's, on a long link the
-  // longest step of the install). No checksum tool, another name, other bytes: stdin's copy.
+  // waiting for the copy on stdin (the exec's answer to the client, then the upload: a round trip
+  // and more on a long link). No checksum tool, another name, other bytes: stdin's copy.
   // Either way stdin is then closed: nothing after this reads what may still be arriving.
   'k=',
   'x=${5#ddt-helper-}',
