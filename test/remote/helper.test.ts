@@ -131,6 +131,7 @@ describe('remote/helper (real sshd)', function () {
     // Other bytes under the same name (a copy cut short, edited): stdin's copy is installed.
     await writeFile(join(cacheDir, kept[0]!), Buffer.concat([script, Buffer.from('\necho tampered\n')]));
     assert.equal(await install('script-tampered'), 'sent');
+    await rm(cacheDir, { recursive: true, force: true }); // no changed copy left for later tests
   });
 
   it('probes a regular file', async () => {
