@@ -63,7 +63,7 @@ const INSTALL_SCRIPT = [
   // waiting for the copy on stdin (the exec's answer to the client, then the upload: a round trip
   // and more on a long link). No checksum tool, another name, other bytes: stdin's copy.
   // Either way stdin is then closed: nothing after this reads what may still be arriving.
-  'k=',
+  'k= h=',
   'x=${5#ddt-helper-}',
   'x=${x%.sh}',
   'if [ ${#x} -eq 16 ] && [ -f "$base/.hashers/$5" ]; then h=$(sha256sum <"$base/.hashers/$5" 2>/dev/null) || h=; case $h in "$x"*) k=$base/.hashers/$5 ;; esac; fi',
@@ -77,10 +77,10 @@ const INSTALL_SCRIPT = [
   'echo',
   'hn=$3',
   'he=$4',
-  // The copy a later run's prehash starts from (before anything is installed): kept where the
-  // hashers are (made as keep_hasher makes it), replacing other versions' copies, atomically;
-  // where it cannot be, a run simply has no prehash.
-  'if [ -n "$5" ] && { [ -d "$base/.hashers" ] || mkdir -m 755 "$base/.hashers" 2>/dev/null; } && [ -w "$base/.hashers" ] && [ ! -f "$base/.hashers/$5" ]; then ' +
+  // The copy a later run's prehash and install start from: kept where the hashers are (made as
+  // keep_hasher makes it), replacing other versions' copies, and one whose bytes did not match
+  // its name above, atomically; where it cannot be, a run simply has no prehash.
+  'if [ -n "$5" ] && { [ -d "$base/.hashers" ] || mkdir -m 755 "$base/.hashers" 2>/dev/null; } && [ -w "$base/.hashers" ] && { [ ! -f "$base/.hashers/$5" ] || { [ -z "$k" ] && [ -n "$h" ]; }; }; then ' +
     '{ rm -f "$base/.hashers"/ddt-helper-*.sh && cp "$d/ddt-helper.sh" "$base/.hashers/$5.new" && mv -f "$base/.hashers/$5.new" "$base/.hashers/$5"; } 2>/dev/null || rm -f "$base/.hashers/$5.new"; fi',
   'shift 5',
   '[ $# -eq 0 ] && exit 0',

@@ -128,10 +128,12 @@ describe('remote/helper (real sshd)', function () {
     const kept = (await readdir(cacheDir)).filter((n) => n.startsWith('ddt-helper-'));
     assert.equal(kept.length, 1, 'the first install kept a copy');
     assert.equal(await install('script-again'), 'kept', 'the kept copy');
-    // Other bytes under the same name (a copy cut short, edited): stdin's copy is installed.
+    // Other bytes under the same name (a copy cut short, edited): stdin's copy is installed, and
+    // replaces the copy, which the next install takes again.
     await writeFile(join(cacheDir, kept[0]!), Buffer.concat([script, Buffer.from('\necho tampered\n')]));
     assert.equal(await install('script-tampered'), 'sent');
-    await rm(cacheDir, { recursive: true, force: true }); // no changed copy left for later tests
+    assert.deepEqual(await readFile(join(cacheDir, kept[0]!)), script, 'the kept copy is this ddt\'s again');
+    assert.equal(await install('script-mended'), 'kept');
   });
 
   it('probes a regular file', async () => {
