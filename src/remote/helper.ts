@@ -62,12 +62,14 @@ const INSTALL_SCRIPT = [
   // bytes: it is copied from there once those bytes' checksum says it is that script, instead of
   // waiting for the copy on stdin (the exec's answer to the client, then the upload: a round trip
   // and more on a long link). No checksum tool, another name, other bytes: stdin's copy.
-  // Either way stdin is then closed: nothing after this reads what may still be arriving.
+  // A copy that goes between the check and the copying (another ddt version's install replacing
+  // it) is no failure either: stdin's copy then. Either way stdin is closed after: nothing
+  // later reads what may still be arriving.
   'k= h=',
   'x=${5#ddt-helper-}',
   'x=${x%.sh}',
   'if [ ${#x} -eq 16 ] && [ -f "$base/.hashers/$5" ]; then h=$(sha256sum <"$base/.hashers/$5" 2>/dev/null) || h=; case $h in "$x"*) k=$base/.hashers/$5 ;; esac; fi',
-  'if [ -n "$k" ]; then cp "$k" "$d/ddt-helper.sh.new"; how=kept; else cat >"$d/ddt-helper.sh.new"; how=sent; fi',
+  'if [ -n "$k" ] && cp "$k" "$d/ddt-helper.sh.new" 2>/dev/null; then how=kept; else cat >"$d/ddt-helper.sh.new"; how=sent; fi',
   'exec </dev/null',
   'mv -f "$d/ddt-helper.sh.new" "$d/ddt-helper.sh"',
   'cd "$d"',
