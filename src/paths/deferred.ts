@@ -155,19 +155,20 @@ class DeferredSink implements BlockSink {
     if (this.settingUp) return;
     this.settingUp = true;
     trace(`light sink: ${this.lightSent} bytes given, the path is set up`);
-    void this.o.prepare().then(
-      () => {
-        if (this.closed) return;
-        this.handover ??= this.switchOver();
-        // The writes that follow report a failed handover; one that failed because the run
-        // closed the sink meanwhile (its last block answered) has nobody left to tell.
-        this.handover.catch(() => undefined);
-      },
-      (err: unknown) => {
-        this.handover ??= Promise.reject(err instanceof Error ? err : new Error(String(err)));
-        this.handover.catch(() => undefined); // the writes that follow report it
-      },
-    );
+    void this.o
+      .prepare()
+      .then(
+        () => {
+          if (!this.closed) this.handover ??= this.switchOver();
+        },
+        (err: unknown) => {
+          this.handover ??= Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      )
+      // The writes that follow report a failed handover (a set-up that failed, or a switch that
+      // did); one that failed because the run closed the sink meanwhile (its last block
+      // answered) has nobody left to tell.
+      .then(() => this.handover?.catch(() => undefined));
   }
 
   /** Called with no `handover` yet: from now on every caller waits for it (see `use`). */
