@@ -91,7 +91,7 @@ export async function earlySource(s: JobSetup): Promise<EarlyHashes | undefined>
   }
   const algo: ChecksumAlgo = s.checksum === 'auto' ? 'xxh64' : s.checksum;
   const units = unitsOf(blocks, 'xxh64');
-  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, true), blocks, algo, () => units, 'source (early)');
+  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, info.kind !== 'block'), blocks, algo, () => units, 'source (early)');
 }
 
 /**

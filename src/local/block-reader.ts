@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher } from '../checksum/hasher.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
@@ -7,6 +7,7 @@ import { BlockDigester } from '../checksum/block-digest.js';
 import { isZero, zeroChunk, zeroDigest } from '../block/zero.js';
 import { DdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
+import { addon } from './addon.js';
 import { dataRanges, touches } from './holes.js';
 import { hashLocally, localHasher } from './local-hasher.js';
 import { isMediaError, SectorRescue } from './sector-rescue.js';
@@ -32,6 +33,8 @@ const SPARE_MAX = 64;
 const PART_MAX = 8 * 1024 * 1024;
 /** Such buffers kept for reuse: about the deltas in flight at once (one per block worker). */
 const SPARE_RUNS_MAX = 8;
+/** What an O_DIRECT read's offset, length and memory are aligned to (any logical sector divides it). */
+const DIRECT_ALIGN = 4096;
 
 /**
  * Positioned reads of a source in chunks. A block streams through: it is hashed chunk by chunk
@@ -53,6 +56,19 @@ export class BlockReader implements BlockSource {
   private readonly spareRuns: Buffer[] = [];
   /** Bytes of the source's holes that were never read (they read as zeros). */
   holeBytes = 0;
+  /**
+   * A block device's source, opened once more with O_DIRECT: its bytes come from the device.
+   * Through the page cache a device that holds a mounted filesystem (even remounted read-only or
+   * frozen for the last pass of a live copy) can answer with blocks that are not what is on it:
+   * a cached copy from an earlier read that the filesystem's own writes went around (seen with
+   * ext4's journal superblock; dropping the caches does not help while it is mounted). Undefined
+   * for files (their cache is the file) and where the addon's aligned memory is missing.
+   */
+  private direct?: FileHandle;
+  /** That handle, closed at the end (reads may still be in flight on it when `direct` is dropped). */
+  private readonly directHandle?: FileHandle;
+  /** The memory of buffers allocated on a 4 KiB boundary, the only ones `direct` reads into. */
+  private readonly alignedMemory = new WeakSet<ArrayBufferLike>();
 
   /** `--skip-identical`: checksums from ddt-hash here (not with --noerror: only this reader zero-fills). */
   readonly hashStream?: BlockSource['hashStream'];
@@ -64,12 +80,18 @@ export class BlockReader implements BlockSource {
     opts: BlockReaderOptions,
     /** A regular file: its holes are asked for (SEEK_DATA) and never read. */
     private readonly sparseFile: boolean,
+    /** A block device: read O_DIRECT here through `direct` (where the addon gives aligned memory) and by ddt-hash. */
+    device: { direct?: FileHandle } | undefined,
   ) {
+    const direct = device?.direct;
+    this.direct = this.directHandle = direct;
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
     this.rescuer = new SectorRescue(fh, path, this.sectorSize);
     const bin = this.noerror ? undefined : localHasher();
-    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, true);
+    // ddt-hash reads a device O_DIRECT, as this reader does, for the same reason; a file through
+    // the page cache, where it may well be already.
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, !device);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {
@@ -78,8 +100,26 @@ export class BlockReader implements BlockSource {
       throw new RangeError(`sector size ${ss} is not a power of two between 512 and 64K`);
     }
     const fh = await fs.open(path, 'r');
-    const regular = await fh.stat().then((st) => st.isFile(), () => false);
-    return new BlockReader(fh, path, chunkSize, opts, regular);
+    const st = await fh.stat().catch(() => undefined);
+    let device: { direct?: FileHandle } | undefined;
+    if (st?.isBlockDevice()) {
+      device = {};
+      if (addon()?.aligned) device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => undefined);
+    }
+    return new BlockReader(fh, path, chunkSize, opts, st?.isFile() ?? false, device);
+  }
+
+  /** A buffer for chunks: on a 4 KiB boundary where this source is read O_DIRECT. */
+  private buffer(length: number): Buffer {
+    if (!this.direct) return Buffer.allocUnsafeSlow(length);
+    const b = addon()!.aligned!(length);
+    this.alignedMemory.add(b.buffer);
+    return b;
+  }
+
+  /** Can `length` bytes at `offset` go into `buf` at `at` with O_DIRECT? */
+  private directFits(buf: Buffer, at: number, offset: number, length: number): boolean {
+    return this.alignedMemory.has(buf.buffer) && (buf.byteOffset + at) % DIRECT_ALIGN === 0 && offset % DIRECT_ALIGN === 0 && length % DIRECT_ALIGN === 0;
   }
 
   /**
@@ -102,6 +142,7 @@ export class BlockReader implements BlockSource {
 
   async close(): Promise<void> {
     await this.rescuer.close();
+    await this.directHandle?.close();
     await this.fh.close();
   }
 
@@ -112,13 +153,19 @@ export class BlockReader implements BlockSource {
    * and are appended to the list.
    */
   async readChunk(offset: number, length: number, badRanges?: ByteRange[], into?: Buffer): Promise<Buffer> {
-    const buf = into ? into.subarray(0, length) : Buffer.allocUnsafeSlow(length);
+    const buf = into ? into.subarray(0, length) : this.buffer(length);
     let done = 0;
     while (done < length) {
       let bytesRead: number;
+      const direct = this.direct && this.directFits(buf, done, offset + done, length - done) ? this.direct : undefined;
       try {
-        ({ bytesRead } = await this.fh.read(buf, done, length - done, offset + done));
+        ({ bytesRead } = await (direct ?? this.fh).read(buf, done, length - done, offset + done));
       } catch (err) {
+        if (direct && (err as NodeJS.ErrnoException).code === 'EINVAL') {
+          // The device takes O_DIRECT at open but not these reads: through the cache from now on.
+          this.direct = undefined;
+          continue;
+        }
         if (this.noerror && badRanges && isMediaError(err)) {
           await this.rescuer.rescue(buf, offset, offset + done, offset + length, badRanges);
           return buf;
@@ -149,7 +196,7 @@ export class BlockReader implements BlockSource {
     // One buffer per open block, every chunk read into it: a consumer is done with a chunk when
     // it asks for the next one (it has written it to a file or channel, or copied it into SSH
     // packets), so the next read may overwrite it.
-    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    const buf = this.spare.pop() ?? this.buffer(this.chunkSize);
     const giveBack = () => {
       if (this.spare.length < SPARE_MAX) this.spare.push(buf);
     };
@@ -227,7 +274,7 @@ export class BlockReader implements BlockSource {
     const digester = new BlockDigester(block.length, algo, units);
     const bad: ByteRange[] = [];
     let zero = true;
-    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    const buf = this.spare.pop() ?? this.buffer(this.chunkSize);
     try {
       for (let pos = 0; pos < block.length; ) {
         // Chunks in holes are the shared zeros, not read (hashed all the same: units ask for it).
@@ -251,7 +298,7 @@ export class BlockReader implements BlockSource {
   async *openRanges(block: BlockRef, ranges: ByteRange[]): AsyncGenerator<BlockPart> {
     const bad: ByteRange[] = [];
     const data = this.dataOf(block);
-    const buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    const buf = this.spare.pop() ?? this.buffer(this.chunkSize);
     let gathered: Buffer | undefined;
     try {
       for (const r of ranges) {

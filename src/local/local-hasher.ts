@@ -26,9 +26,10 @@ export function localHasher(): string | undefined {
 }
 
 /**
- * Digests of `blocks` of `file`, in order, from one ddt-hash process. `buffered` for a source:
- * through the page cache, where it may well be already; a target is read O_DIRECT where it
- * takes it, as its read-backs are.
+ * Digests of `blocks` of `file`, in order, from one ddt-hash process. `buffered` for a source
+ * file: through the page cache, where it may well be already. A target, and a source device, are
+ * read O_DIRECT where they take it: a target as its read-backs are, a device because its cache
+ * can hold blocks that are not on it (a mounted filesystem writes around it).
  */
 export async function* hashLocally(bin: string, file: string, blocks: BlockRef[], algo: ChecksumAlgo, signal: AbortSignal, units?: UnitSpec, buffered = false): AsyncGenerator<BlockDigest> {
   const unit = unitOf(blocks, units);
