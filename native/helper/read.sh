@@ -11,9 +11,10 @@ zeros_only() {
 }
 
 # TARGET[OFF, OFF+LEN) on stdout, then zeros for whatever dd did not deliver, so the frame keeps
-# its length whatever happens (the outcome is reported after it). dd's status goes to $RCF.
+# its length whatever happens (the outcome is reported after it). dd's status goes to $RCF; its
+# input flags are do_read's $zf.
 read_padded() {
-  dd if="$TARGET" bs=$BS iflag=fullblock,skip_bytes,count_bytes skip="$1" count="$2" 2>"$ERRF"
+  dd if="$TARGET" bs=$BS iflag=$zf skip="$1" count="$2" 2>"$ERRF"
   echo "$?" >"$RCF"
   got=0
   if [ "$DD_STATS" = bytes ]; then
@@ -33,8 +34,10 @@ do_read() {
   [ -p "$FIFO" ] || mkfifo -m 600 "$FIFO" || { reply_err "cannot create $FIFO"; return; }
   head=$len
   [ "$head" -gt 65536 ] && head=65536
-  # O_DIRECT where aligned: a hole of a sparse source reads as zeros at memory speed that way,
-  # while through the page cache every page of it is made first (≈ 10× slower here).
+  # O_DIRECT where aligned, for the zero check and the data alike: a hole of a sparse source
+  # reads as zeros at memory speed that way, while through the page cache every page of it is
+  # made first (≈ 10× slower here); and a device under a mounted filesystem gives its own bytes,
+  # where its page cache can hold stale copies of blocks the filesystem wrote around it.
   zf=fullblock,skip_bytes,count_bytes
   [ "$DIRECT" = 1 ] && [ $((off % 4096)) -eq 0 ] && [ $((len % 4096)) -eq 0 ] && zf=$zf,direct
   if [ "$len" -gt 0 ] && dd if="$TARGET" bs=65536 iflag=$zf skip="$off" count="$head" 2>/dev/null | zeros_only "$head"; then

@@ -5,68 +5,41 @@
 // is remounted read-only, as for the last pass of a live copy. The test makes that state, checks
 // that a buffered read does show it (else it would show nothing), and reads with ddt.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { checksumOf, initChecksums } from '../../src/checksum/hasher.js';
 import { BlockReader } from '../../src/local/block-reader.js';
 import { localHasher } from '../../src/local/local-hasher.js';
 import { planBlocks } from '../../src/plan/block-plan.js';
-import { attachLoop, fileOfSize, loopAvailable, makeTempDir } from '../harness/loop.js';
+import { staleMountedDevice, type StaleDevice } from '../fixtures/stale-device.js';
+import { loopAvailable, makeTempDir } from '../harness/loop.js';
 import { haveCommand, NEEDS, requireReal } from '../harness/real.js';
 
 const MiB = 1024 * 1024;
 
-/** The whole device, through the page cache or (`direct`) from the device itself. */
-const readAll = (dev: string, direct: boolean) =>
-  execFileSync('dd', [`if=${dev}`, 'bs=4M', 'status=none', ...(direct ? ['iflag=direct'] : [])], { maxBuffer: 512 * MiB });
-
 describe('source: a block device under a mounted filesystem is read from the device', function () {
   this.timeout(120_000);
   let dir: string;
+  let stale: StaleDevice;
   let dev: string;
-  let detach: () => Promise<void>;
-  let mnt: string;
-  let mounted = false;
   let onDevice: Buffer;
-  let cachedSum: string;
 
   before(async function () {
     requireReal(this, NEEDS.loop, loopAvailable());
     requireReal(this, 'mkfs.ext4 (e2fsprogs)', haveCommand('mkfs.ext4'));
     await initChecksums();
     dir = await makeTempDir('ddt-direct-src-');
-    const img = join(dir, 'fs.img');
-    await fileOfSize(img, 256 * MiB, 'zero');
-    const loop = await attachLoop(img);
-    dev = loop.dev;
-    detach = loop.detach;
-    execFileSync('mkfs.ext4', ['-q', dev]);
-    mnt = join(dir, 'mnt');
-    await fs.mkdir(mnt);
-    execFileSync('mount', [dev, mnt]);
-    mounted = true;
-    // Live: data written, the whole device read once (its blocks now cached), more written:
-    // enough that the journal moves on and its superblock is written again.
-    await fs.writeFile(join(mnt, 'a'), Buffer.alloc(64 * MiB, 1));
-    execFileSync('sync');
-    readAll(dev, false);
-    await fs.writeFile(join(mnt, 'b'), Buffer.alloc(64 * MiB, 2));
-    execFileSync('sync');
-    // The last pass: nothing writes any more.
-    execFileSync('mount', ['-o', 'remount,ro', mnt]);
-    onDevice = readAll(dev, true);
-    cachedSum = checksumOf('xxh64', readAll(dev, false));
+    stale = await staleMountedDevice(dir);
+    ({ dev, onDevice } = stale);
   });
 
   after(async () => {
-    if (mounted) execFileSync('umount', [mnt]);
-    await detach?.();
+    await stale?.close();
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 
   it('the page cache does hold blocks that are not on the device (the case this is about)', () => {
-    assert.notEqual(cachedSum, checksumOf('xxh64', onDevice), 'a buffered read of the mounted device gave the bytes on it: this kernel shows no stale blocks, so the tests below prove nothing here');
+    assert.equal(stale.cached.length, onDevice.length);
+    assert.ok(!stale.cached.equals(onDevice), 'a buffered read of the mounted device gave the bytes on it: this kernel shows no stale blocks, so the tests below prove nothing here');
   });
 
   it('the reader gives the bytes on the device, block by block, and checksums them', async () => {
