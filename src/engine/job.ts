@@ -303,7 +303,7 @@ async function transfer(
   let sink: BlockSink | undefined;
   const opening = o.sink;
   try {
-    source = header.source.remote ? await prepared.openSource() : await openLocalSource(header);
+    source = header.source.remote ? await prepared.openSource() : await openLocalSource(header, ui);
     const rttMs = o.rttMs;
     sink = header.target.remote
       ? await (opening ?? prepared.openSink({ rttMs }))
@@ -329,7 +329,9 @@ async function transfer(
 }
 
 /** The job's local source, read as its header says (`--noerror`, the device's sector size). */
-async function openLocalSource(header: JobHeader): Promise<BlockReader> {
+async function openLocalSource(header: JobHeader, ui: JobUi): Promise<BlockReader> {
   const info = await probeDevice(header.source.path);
-  return BlockReader.open(header.source.path, undefined, { noerror: header.options.noerror, sectorSize: info?.sectorSize ?? 512 });
+  const reader = await BlockReader.open(header.source.path, undefined, { noerror: header.options.noerror, sectorSize: info?.sectorSize ?? 512 });
+  if (reader.cachedBecause) warn(ui, `source ${header.source.path} is read through the page cache (${reader.cachedBecause}): blocks a mounted filesystem on it wrote may read stale there; unmount it for the last pass`);
+  return reader;
 }

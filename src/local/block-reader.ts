@@ -70,6 +70,12 @@ export class BlockReader implements BlockSource {
   /** The memory of buffers allocated on a 4 KiB boundary, the only ones `direct` reads into. */
   private readonly alignedMemory = new WeakSet<ArrayBufferLike>();
 
+  /**
+   * Why a block device is read through the page cache after all (no addon, or the device refused
+   * O_DIRECT at open): for a warning. Undefined where it is read O_DIRECT, and for files.
+   */
+  readonly cachedBecause?: string;
+
   /** `--skip-identical`: checksums from ddt-hash here (not with --noerror: only this reader zero-fills). */
   readonly hashStream?: BlockSource['hashStream'];
 
@@ -81,9 +87,10 @@ export class BlockReader implements BlockSource {
     /** A regular file: its holes are asked for (SEEK_DATA) and never read. */
     private readonly sparseFile: boolean,
     /** A block device: read O_DIRECT here through `direct` (where the addon gives aligned memory) and by ddt-hash. */
-    device: { direct?: FileHandle } | undefined,
+    device: { direct?: FileHandle; cachedBecause?: string } | undefined,
   ) {
     const direct = device?.direct;
+    this.cachedBecause = device?.cachedBecause;
     this.direct = this.directHandle = direct;
     this.noerror = opts.noerror ?? false;
     this.sectorSize = opts.sectorSize ?? 512;
@@ -101,10 +108,11 @@ export class BlockReader implements BlockSource {
     }
     const fh = await fs.open(path, 'r');
     const st = await fh.stat().catch(() => undefined);
-    let device: { direct?: FileHandle } | undefined;
+    let device: { direct?: FileHandle; cachedBecause?: string } | undefined;
     if (st?.isBlockDevice()) {
       device = {};
-      if (addon()?.aligned) device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => undefined);
+      if (!addon()?.aligned) device.cachedBecause = 'the native addon is not built (npm run build with a C compiler)';
+      else device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT).catch((err: Error) => void (device!.cachedBecause = `O_DIRECT refused: ${err.message}`));
     }
     return new BlockReader(fh, path, chunkSize, opts, st?.isFile() ?? false, device);
   }

@@ -42,6 +42,14 @@ describe('e2e: a source device under a mounted filesystem, its page cache stale'
     assert.equal(r.code, 0, r.stderr);
     assert.equal(jsonOf(r).ok, true);
     assert.ok((await fs.readFile(target)).equals(stale.onDevice), 'the target holds what the page cache had, not what is on the device');
+    assert.doesNotMatch(r.stderr, /read through the page cache/);
+  });
+
+  it('without the addon the device is read through the cache, and the run says so', async () => {
+    const target = join(dir, 'copied.img');
+    const r = await runCli(['copy', stale.dev, target, '-b', '8M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'copy.journal')], { env: { DDT_NO_ADDON: '1' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`source ${stale.dev} is read through the page cache \\(the native addon is not built`));
   });
 
   it('send --skip-identical onto a target holding the cached copy: the differing block is sent', async () => {
