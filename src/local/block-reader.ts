@@ -112,7 +112,13 @@ export class BlockReader implements BlockSource {
     if (st?.isBlockDevice()) {
       device = {};
       if (!addon()?.aligned) device.cachedBecause = 'the native addon is not built (npm run build with a C compiler)';
-      else device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT).catch((err: Error) => void (device!.cachedBecause = `O_DIRECT refused: ${err.message}`));
+      else {
+        try {
+          device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT);
+        } catch (err) {
+          device.cachedBecause = `O_DIRECT refused: ${(err as Error).message}`;
+        }
+      }
     }
     return new BlockReader(fh, path, chunkSize, opts, st?.isFile() ?? false, device);
   }
