@@ -1,23 +1,18 @@
-// ddt_sparse: what Node does not offer: two system calls for sparse files, and memory that
-// O_DIRECT reads can go into.
+// ddt_sparse: the two system calls Node does not offer, for sparse files.
 //   seek(fd, offset, whence)           lseek with SEEK_DATA (3) or SEEK_HOLE (4): the offset,
 //                                      or -1 where there is no data (ENXIO) at or after offset
 //   fallocate(fd, mode, offset, len)   fallocate(2): punch a hole (PUNCH_HOLE | KEEP_SIZE)
-//   aligned(length)                    a Buffer whose memory starts on a 4 KiB boundary (Node's
-//                                      own are 16-byte aligned, which O_DIRECT refuses); freed
-//                                      when the Buffer is collected
 // Errors throw with the errno's name as `code` (EINVAL: the filesystem cannot).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <node_api.h>
 
 static napi_value fail(napi_env env, int err) {
   char code[32];
-  const char *name = err == ENOMEM ? "ENOMEM" : err == EINVAL ? "EINVAL" : err == EOPNOTSUPP ? "EOPNOTSUPP" : err == EBADF ? "EBADF" : err == ENOSYS ? "ENOSYS" : "EIO";
+  const char *name = err == EINVAL ? "EINVAL" : err == EOPNOTSUPP ? "EOPNOTSUPP" : err == EBADF ? "EBADF" : err == ENOSYS ? "ENOSYS" : "EIO";
   strncpy(code, name, sizeof code - 1);
   code[sizeof code - 1] = 0;
   napi_throw_error(env, code, strerror(err));
@@ -57,35 +52,12 @@ static napi_value falloc(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void release(napi_env env, void *data, void *hint) {
-  (void)env, (void)hint;
-  free(data);
-}
-
-static napi_value aligned(napi_env env, napi_callback_info info) {
-  double a[1];
-  if (!args(env, info, 1, a) || !(a[0] >= 1 && a[0] <= (double)(1u << 30))) {
-    napi_throw_type_error(env, NULL, "aligned(length): 1 byte to 1 GiB");
-    return NULL;
-  }
-  void *p = NULL;
-  if (posix_memalign(&p, 4096, (size_t)a[0]) != 0) return fail(env, ENOMEM);
-  napi_value v;
-  if (napi_create_external_buffer(env, (size_t)a[0], p, release, NULL, &v) != napi_ok) {
-    free(p);
-    return fail(env, ENOMEM);
-  }
-  return v;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f;
   napi_create_function(env, "seek", NAPI_AUTO_LENGTH, seek, NULL, &f);
   napi_set_named_property(env, exports, "seek", f);
   napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, falloc, NULL, &f);
   napi_set_named_property(env, exports, "fallocate", f);
-  napi_create_function(env, "aligned", NAPI_AUTO_LENGTH, aligned, NULL, &f);
-  napi_set_named_property(env, exports, "aligned", f);
   return exports;
 }
 

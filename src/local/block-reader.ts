@@ -7,7 +7,7 @@ import { BlockDigester } from '../checksum/block-digest.js';
 import { isZero, zeroChunk, zeroDigest } from '../block/zero.js';
 import { DdtError } from '../errors.js';
 import { mergeRanges } from '../plan/block-plan.js';
-import { addon } from './addon.js';
+import { alignedBuffer } from './aligned.js';
 import { dataRanges, touches } from './holes.js';
 import { hashLocally, localHasher } from './local-hasher.js';
 import { isMediaError, SectorRescue } from './sector-rescue.js';
@@ -62,7 +62,7 @@ export class BlockReader implements BlockSource {
    * frozen for the last pass of a live copy) can answer with blocks that are not what is on it:
    * a cached copy from an earlier read that the filesystem's own writes went around (seen with
    * ext4's journal superblock; dropping the caches does not help while it is mounted). Undefined
-   * for files (their cache is the file) and where the addon's aligned memory is missing.
+   * for files (their cache is the file), and where the device or the memory will not do.
    */
   private direct?: FileHandle;
   /** That handle, closed at the end (reads may still be in flight on it when `direct` is dropped). */
@@ -71,8 +71,9 @@ export class BlockReader implements BlockSource {
   private readonly alignedMemory = new WeakSet<ArrayBufferLike>();
 
   /**
-   * Why a block device is read through the page cache after all (no addon, or the device refused
-   * O_DIRECT at open): for a warning. Undefined where it is read O_DIRECT, and for files.
+   * Why a block device is read through the page cache after all (the device refused O_DIRECT at
+   * open, no aligned memory, or DDT_SOURCE_DIRECT=off): for a warning. Undefined where it is read
+   * O_DIRECT, and for files.
    */
   readonly cachedBecause?: string;
 
@@ -86,7 +87,7 @@ export class BlockReader implements BlockSource {
     opts: BlockReaderOptions,
     /** A regular file: its holes are asked for (SEEK_DATA) and never read. */
     private readonly sparseFile: boolean,
-    /** A block device: read O_DIRECT here through `direct` (where the addon gives aligned memory) and by ddt-hash. */
+    /** A block device: read O_DIRECT here through `direct` (where it opened so) and by ddt-hash. */
     device: { direct?: FileHandle; cachedBecause?: string } | undefined,
   ) {
     const direct = device?.direct;
@@ -111,12 +112,14 @@ export class BlockReader implements BlockSource {
     let device: { direct?: FileHandle; cachedBecause?: string } | undefined;
     if (st?.isBlockDevice()) {
       device = {};
-      if (!addon()?.aligned) device.cachedBecause = 'the native addon is not built (npm run build with a C compiler)';
+      // Off for comparisons only (benchmarks, tests of the warning).
+      if (process.env.DDT_SOURCE_DIRECT === 'off') device.cachedBecause = 'DDT_SOURCE_DIRECT=off';
       else {
         try {
+          alignedBuffer(4096);
           device.direct = await fs.open(path, constants.O_RDONLY | constants.O_DIRECT);
         } catch (err) {
-          device.cachedBecause = `O_DIRECT refused: ${(err as Error).message}`;
+          device.cachedBecause = `no O_DIRECT: ${(err as Error).message}`;
         }
       }
     }
@@ -126,7 +129,7 @@ export class BlockReader implements BlockSource {
   /** A buffer for chunks: on a 4 KiB boundary where this source is read O_DIRECT. */
   private buffer(length: number): Buffer {
     if (!this.direct) return Buffer.allocUnsafeSlow(length);
-    const b = addon()!.aligned!(length);
+    const b = alignedBuffer(length);
     this.alignedMemory.add(b.buffer);
     return b;
   }

@@ -4,18 +4,41 @@
  * compiler or headers), `sparseCalls()` is undefined and callers read holes as data and write
  * zeros where no other tool punches: slower, never wrong.
  */
+import { createRequire } from 'node:module';
 import type { ByteRange } from '../block/types.js';
-import { addon, type Addon } from './addon.js';
 
-export type SparseCalls = Pick<Addon, 'seek' | 'fallocate'>;
+export interface SparseCalls {
+  /** lseek(fd, offset, whence): the offset, or -1 where there is no data at or after it (ENXIO). */
+  seek(fd: number, offset: number, whence: number): number;
+  /** fallocate(fd, mode, offset, length); throws with the errno's name as `code`. */
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+}
 
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
 /** FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: the range becomes a hole, the size stays. */
 export const PUNCH_HOLE = 0x02 | 0x01;
 
-/** The addon's calls for holes, where it is loaded. */
-export const sparseCalls = (): SparseCalls | undefined => addon();
+let calls: SparseCalls | null | undefined;
+
+/** The addon, loaded once: next to the bundle (dist/) or, from src/ (tests), in dist/. */
+export function sparseCalls(): SparseCalls | undefined {
+  if (calls === undefined) {
+    calls = null;
+    if (!process.env.DDT_NO_ADDON) {
+      const req = createRequire(import.meta.url);
+      for (const rel of ['../ddt_sparse.node', '../../dist/ddt_sparse.node']) {
+        try {
+          calls = req(new URL(rel, import.meta.url).pathname) as SparseCalls;
+          break;
+        } catch {
+          // not there (or not loadable by this Node): try the next place
+        }
+      }
+    }
+  }
+  return calls ?? undefined;
+}
 
 /**
  * The data ranges of a regular file's `[from, to)` (clipped to it), from SEEK_DATA/SEEK_HOLE;

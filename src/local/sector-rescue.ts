@@ -2,6 +2,7 @@ import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ByteRange } from '../block/types.js';
 import { DdtError, isDdtError } from '../errors.js';
+import { alignedBuffer } from './aligned.js';
 
 /**
  * Errors that mean "this medium cannot be read here" and that `--noerror` turns into zeros.
@@ -107,8 +108,7 @@ export class SectorRescue {
     if (this.directFh !== undefined) return this.directFh;
     try {
       this.directFh = await fs.open(this.path, fsConstants.O_RDONLY | fsConstants.O_DIRECT);
-      // Node buffers carry no alignment guarantee; a WebAssembly memory is page-aligned.
-      this.sectorBuf = Buffer.from(new WebAssembly.Memory({ initial: Math.ceil(this.sectorSize / 65536) }).buffer, 0, this.sectorSize);
+      this.sectorBuf = alignedBuffer(this.sectorSize);
     } catch {
       this.directFh = null; // e.g. a filesystem without O_DIRECT: buffered re-reads only
     }
