@@ -332,6 +332,6 @@ async function transfer(
 async function openLocalSource(header: JobHeader, ui: JobUi): Promise<BlockReader> {
   const info = await probeDevice(header.source.path);
   const reader = await BlockReader.open(header.source.path, undefined, { noerror: header.options.noerror, sectorSize: info?.sectorSize ?? 512 });
-  if (reader.cachedBecause) warn(ui, `source ${header.source.path} is read through the page cache (${reader.cachedBecause}): blocks a mounted filesystem on it wrote may read stale there; unmount it for the last pass`);
+  if (reader.cacheWarning) warn(ui, reader.cacheWarning);
   return reader;
 }

@@ -19,7 +19,7 @@ import { isRemoteSpec, parseRemoteSpec } from '../transport/target-spec.js';
 import type { SshRequest } from './job-setup.js';
 import { closeRemote, openRemote } from './remote-end.js';
 import { checkRemoteTools, chooseChecksum } from '../remote/tools.js';
-import type { JobUi } from './ui.js';
+import { warn, type JobUi } from './ui.js';
 
 export interface VerifyResult {
   blocks: number;
@@ -48,6 +48,7 @@ export async function runVerify(req: VerifyRequest, ui: JobUi, onBlock?: (index:
   planBlocks(source.size, req.blockSize);
   await initChecksums();
   const reader = await BlockReader.open(source.path);
+  if (reader.cacheWarning) warn(ui, reader.cacheWarning);
   try {
     if (!isRemoteSpec(req.target)) {
       const target = await probeDevice(req.target);

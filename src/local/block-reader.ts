@@ -72,10 +72,16 @@ export class BlockReader implements BlockSource {
 
   /**
    * Why a block device is read through the page cache after all (the device refused O_DIRECT at
-   * open, no aligned memory, or DDT_SOURCE_DIRECT=off): for a warning. Undefined where it is read
-   * O_DIRECT, and for files.
+   * open, no aligned memory, or DDT_SOURCE_DIRECT=off). Undefined where it is read O_DIRECT, and
+   * for files.
    */
   readonly cachedBecause?: string;
+
+  /** The warning a run gives when `cachedBecause` is set. */
+  get cacheWarning(): string | undefined {
+    if (!this.cachedBecause) return undefined;
+    return `source ${this.path} is read through the page cache (${this.cachedBecause}): blocks a mounted filesystem on it wrote may read stale there; unmount it for the last pass`;
+  }
 
   /** `--skip-identical`: checksums from ddt-hash here (not with --noerror: only this reader zero-fills). */
   readonly hashStream?: BlockSource['hashStream'];

@@ -50,6 +50,9 @@ describe('e2e: a source device under a mounted filesystem, its page cache stale'
     const r = await runCli(['copy', stale.dev, target, '-b', '8M', '--yes', '--json', '--progress', 'none', '--journal', join(dir, 'copy.journal')], { env: { DDT_SOURCE_DIRECT: 'off' } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`source ${stale.dev} is read through the page cache \\(DDT_SOURCE_DIRECT=off\\).*unmount it`));
+    const v = await runCli(['verify', stale.dev, target, '-b', '8M', '--json'], { env: { DDT_SOURCE_DIRECT: 'off' } });
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stderr, /is read through the page cache \(DDT_SOURCE_DIRECT=off\)/);
   });
 
   it('send --skip-identical onto a target holding the cached copy: the differing block is sent', async () => {
