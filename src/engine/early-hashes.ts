@@ -15,6 +15,7 @@
 import type { BlockDigest, BlockRef, UnitSpec } from '../block/types.js';
 import type { ChecksumAlgo } from '../checksum/types.js';
 import { probeDevice } from '../local/device.js';
+import { readsDirect } from '../local/block-reader.js';
 import { hashLocally, localHasher } from '../local/local-hasher.js';
 import { planBlocks } from '../plan/block-plan.js';
 import { helperCacheName, helperScript, type RemoteHelper } from '../remote/helper.js';
@@ -91,7 +92,7 @@ export async function earlySource(s: JobSetup): Promise<EarlyHashes | undefined>
   }
   const algo: ChecksumAlgo = s.checksum === 'auto' ? 'xxh64' : s.checksum;
   const units = unitsOf(blocks, 'xxh64');
-  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, info.kind !== 'block'), blocks, algo, () => units, 'source (early)');
+  return new EarlyHashes((signal) => hashLocally(bin, s.source.path, blocks, algo, signal, units, !readsDirect(info.kind === 'block')), blocks, algo, () => units, 'source (early)');
 }
 
 /**

@@ -3,7 +3,8 @@
  * aligned. A WebAssembly.Memory starts on a page boundary. Each one reserves address space of its
  * own (≈ 10 GiB of it on x64, never touched, only what `length` asks for is ever backed), which
  * costs nothing real for the few dozen buffers a run keeps; 2,000 of them were created here
- * without complaint. Throws a RangeError where the address space is limited (`ulimit -v`).
+ * without complaint. Where the address space is limited (`ulimit -v`) it may throw: callers then
+ * read through the page cache.
  */
 export function alignedBuffer(length: number): Buffer {
   const pages = Math.max(1, Math.ceil(length / 65536));

@@ -37,6 +37,14 @@ const SPARE_RUNS_MAX = 8;
 const DIRECT_ALIGN = 4096;
 
 /**
+ * Whether a local source is read O_DIRECT: a block device is (see BlockReader's `direct`), unless
+ * DDT_SOURCE_DIRECT=off asks for the page cache, for comparisons and the warning's test.
+ */
+export function readsDirect(blockDevice: boolean): boolean {
+  return blockDevice && process.env.DDT_SOURCE_DIRECT !== 'off';
+}
+
+/**
  * Positioned reads of a source in chunks. A block streams through: it is hashed chunk by chunk
  * and never held whole, so memory is bounded by chunks in flight, not by block size.
  */
@@ -103,9 +111,9 @@ export class BlockReader implements BlockSource {
     this.sectorSize = opts.sectorSize ?? 512;
     this.rescuer = new SectorRescue(fh, path, this.sectorSize);
     const bin = this.noerror ? undefined : localHasher();
-    // ddt-hash reads a device O_DIRECT, as this reader does, for the same reason; a file through
-    // the page cache, where it may well be already.
-    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, !device);
+    // ddt-hash reads a device O_DIRECT where this reader does, for the same reason; a file
+    // through the page cache, where it may well be already.
+    if (bin) this.hashStream = (blocks, algo, signal, units) => hashLocally(bin, path, blocks, algo, signal, units, !direct);
   }
 
   static async open(path: string, chunkSize = DEFAULT_CHUNK_SIZE, opts: BlockReaderOptions = {}): Promise<BlockReader> {
@@ -118,8 +126,7 @@ export class BlockReader implements BlockSource {
     let device: { direct?: FileHandle; cachedBecause?: string } | undefined;
     if (st?.isBlockDevice()) {
       device = {};
-      // Off for comparisons only (benchmarks, tests of the warning).
-      if (process.env.DDT_SOURCE_DIRECT === 'off') device.cachedBecause = 'DDT_SOURCE_DIRECT=off';
+      if (!readsDirect(true)) device.cachedBecause = 'DDT_SOURCE_DIRECT=off';
       else {
         try {
           alignedBuffer(4096);
@@ -134,10 +141,16 @@ export class BlockReader implements BlockSource {
 
   /** A buffer for chunks: on a 4 KiB boundary where this source is read O_DIRECT. */
   private buffer(length: number): Buffer {
-    if (!this.direct) return Buffer.allocUnsafeSlow(length);
-    const b = alignedBuffer(length);
-    this.alignedMemory.add(b.buffer);
-    return b;
+    if (this.direct) {
+      try {
+        const b = alignedBuffer(length);
+        this.alignedMemory.add(b.buffer);
+        return b;
+      } catch {
+        this.direct = undefined; // out of address space: through the cache from now on
+      }
+    }
+    return Buffer.allocUnsafeSlow(length);
   }
 
   /** Can `length` bytes at `offset` go into `buf` at `at` with O_DIRECT? */
