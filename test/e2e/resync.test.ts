@@ -218,14 +218,16 @@ describe('e2e: re-sync below the block size (--skip-identical)', function () {
 
     it('hands a re-sync that sends much over to the data path\'s own connections, every block proven', async () => {
       // One changed unit in each of 32 blocks of 8 MiB, paced so that the run outlasts the
-      // masters' set-up; the light sink's share made small, so that its first block uses it up.
+      // masters' set-up and the light sink's blocks in flight after it (≈ 4 s at 8 MB/s: at 16 a
+      // loaded CI machine once finished 0.5 s after the set-up, before the light sink was free);
+      // the light sink's share made small, so that its first block uses it up.
       const stale = join(dir, 'handover-dst.img');
       await fs.copyFile(src, stale);
       const fh = await fs.open(stale, 'r+');
       for (let b = 0; b < SIZE / (8 * MiB); b++) await fh.write(randomBytes(UNIT), 0, UNIT, b * 8 * MiB + 3 * MiB);
       await fh.close();
       const before = await accepted();
-      const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '-b', '8M', '--bwlimit', '16M', '--journal', join(dir, 'handover.journal')], { env: { DDT_DEBUG: '1', DDT_LIGHT_BYTES: '1' } });
+      const d = await runCli(['send', src, `root@127.0.0.1:${stale}`, ...sshOf(sshd), '--skip-identical', '-b', '8M', '--bwlimit', '8M', '--journal', join(dir, 'handover.journal')], { env: { DDT_DEBUG: '1', DDT_LIGHT_BYTES: '1' } });
       assert.equal(d.code, 0, d.stderr);
       const s = jsonOf(d);
       assert.equal(s.verified, 32);
