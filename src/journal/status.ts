@@ -1,4 +1,5 @@
 import type { ByteRange } from '../block/types.js';
+import { mergeRanges } from '../plan/block-plan.js';
 import { isProven, targetBytes, type JournalState } from './journal.js';
 import { describeEnd } from './records.js';
 
@@ -61,7 +62,9 @@ export function journalStatus(state: JournalState, journal: string): JournalStat
     pending,
     failed,
     states: { verified, failed, pending: pending - failed },
-    badRanges,
+    // In the source's order, as the run's summary gives them: blocks are journaled as they are
+    // proven, which is not always in order.
+    badRanges: mergeRanges(badRanges),
     bytesTotal: h.source.size,
     bytesVerified,
     bytesHoles,

@@ -43,6 +43,22 @@ describe('journal', () => {
     assert.ok(readFileSync(path, 'utf8').endsWith('\n'));
   });
 
+  it('status lists unreadable ranges in the source\'s order, whatever order their blocks were proven in', () => {
+    const path = join(dir, 'bad-order.journal');
+    const w = JournalWriter.create(path, header);
+    w.run({ event: 'start', pid: 1 });
+    // As a run records them: the unreadable ranges, then the proof.
+    w.block({ block: 2, state: 'bad', ranges: [{ offset: 2100, length: 100 }] });
+    w.block({ block: 2, state: 'verified', source: C, target: C });
+    w.block({ block: 1, state: 'bad', ranges: [{ offset: 1024, length: 512 }] });
+    w.block({ block: 1, state: 'verified', source: B, target: B });
+    w.close();
+    assert.deepEqual(journalStatus(readJournal(path), path).badRanges, [
+      { offset: 1024, length: 512 },
+      { offset: 2100, length: 100 },
+    ]);
+  });
+
   it('a verified record whose checksums differ is not proof', () => {
     assert.equal(isProven({ state: 'verified', source: 'a', target: 'b' }), false);
     assert.equal(isProven({ state: 'verified', source: 'a' }), false);
